@@ -1,0 +1,187 @@
+"""The Backend interface every credential store implements.
+
+A backend stores :class:`Item` objects (small mappings of named string fields)
+under names, in its own native shape, so the store's own tools can still read
+them. Built-in and third-party backends are found through the
+``broker.backends`` entry-point group (see :mod:`broker.registry`) and must pass
+the contract suite in :mod:`broker.testing.contract`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+# Field names with a meaning to broker. Backends may keep other fields as they are.
+ACCESS_KEY_ID = "aws_access_key_id"
+SECRET_ACCESS_KEY = "aws_secret_access_key"  # noqa: S105 - a field name, not a secret
+SESSION_TOKEN = "aws_session_token"  # noqa: S105
+EXPIRATION = "expiration"
+MFA_SERIAL = "mfa_serial"
+TOTP = "totp"
+
+#: Fields whose values are secret: never shown in repr, logs or errors.
+SECRET_FIELDS = frozenset({SECRET_ACCESS_KEY, SESSION_TOKEN, TOTP})
+
+
+class Capability(enum.Flag):
+    """What a backend can do, declared as a class attribute, never found by trial."""
+
+    NONE = 0
+    #: ``list()`` enumerates stored names.
+    LIST = enum.auto()
+    #: Suitable as the STS session cache: memory-only or cheap writes, no history.
+    STORE_SESSIONS = enum.auto()
+    #: Items survive a reboot.
+    PERSISTENT = enum.auto()
+    #: Reading may prompt the user (pinentry, desktop-app approval).
+    INTERACTIVE = enum.auto()
+    #: ``set(..., expires_at=)`` makes the store itself forget the item at that time.
+    EXPIRY = enum.auto()
+    #: Items can be seen from other machines (a synced vault).
+    SHARED = enum.auto()
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can work here, and if not, why, in words a human can act on."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Item(Mapping[str, str]):
+    """An immutable mapping of field name to string value whose repr hides secrets."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, str] | None = None, **kwargs: str) -> None:
+        merged = dict(fields or {})
+        merged.update(kwargs)
+        for key, value in merged.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError("Item fields must be str -> str")
+        self._fields: dict[str, str] = merged
+
+    def __getitem__(self, key: str) -> str:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._fields) == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._fields.items())))
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in SECRET_FIELDS else v) for k, v in self._fields.items()}
+        return f"Item({shown!r})"
+
+    def replace(self, **changes: str | None) -> Item:
+        """A copy with fields changed; a value of None removes the field."""
+        fields = dict(self._fields)
+        for key, value in changes.items():
+            if value is None:
+                fields.pop(key, None)
+            else:
+                fields[key] = value
+        return Item(fields)
+
+    def differing_fields(self, other: Mapping[str, str]) -> list[str]:
+        """Names (never values) of the fields that differ from ``other``."""
+        keys = set(self._fields) | set(other)
+        return sorted(k for k in keys if self._fields.get(k) != other.get(k))
+
+
+#: Resolves a secret reference (``op://...``, ``env:NAME``) to its value.
+Resolver = Callable[[str], str]
+
+
+class Backend:
+    """Base class for credential stores.
+
+    Subclasses set ``name`` and ``capabilities`` and implement the five methods.
+    ``settings`` is the backend's table from broker's config (``[backends.NAME]``);
+    ``namespace`` separates long-lived credentials (``"credentials"``) from the
+    STS session cache (``"sessions"``); ``resolver`` turns secret references in
+    settings (a passphrase, a token) into values without the backend knowing
+    which plugin serves them.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capability] = Capability.NONE
+    #: One line for ``broker backend list``.
+    description: ClassVar[str] = ""
+    #: Secret-reference schemes this backend resolves (``"op"`` for ``op://...``).
+    #: Installed plugins also declare them in the ``broker.references`` group.
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        namespace: str = "credentials",
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.settings: Mapping[str, Any] = dict(settings or {})
+        self.namespace = namespace
+        self._resolver = resolver
+
+    def resolve_setting(self, reference: str) -> str:
+        """Resolve a secret reference found in this backend's settings."""
+        if self._resolver is None:
+            from broker.errors import ConfigError
+
+            raise ConfigError(
+                f"{self.name}: cannot resolve secret reference {reference!r} here",
+                "set the value through the environment instead",
+            )
+        return self._resolver(reference)
+
+    def availability(self) -> Availability:
+        """Cheap; never raises. ``ok`` or the reason a human can act on."""
+        return Availability(True)
+
+    def get(self, name: str) -> Item | None:
+        raise NotImplementedError
+
+    def set(self, name: str, item: Item, *, expires_at: datetime | None = None) -> None:
+        """Store ``item`` under ``name``, replacing any previous one, atomically."""
+        raise NotImplementedError
+
+    def delete(self, name: str) -> bool:
+        """Remove ``name``; True if something was removed."""
+        raise NotImplementedError
+
+    def list(self) -> list[str]:
+        """Names stored in this namespace, sorted."""
+        raise NotImplementedError
+
+    def resolve(self, reference: str) -> str:
+        """Resolve a secret reference of a scheme this backend claims.
+
+        Backends claim schemes through the ``broker.references`` entry-point group.
+        """
+        from broker.errors import ConfigError
+
+        raise ConfigError(f"{self.name} does not resolve secret references")
+
+    def describe(self) -> dict[str, str]:
+        """Non-secret facts for ``broker backend show`` (where items live, ...)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (agents, clients)."""

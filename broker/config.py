@@ -1,0 +1,145 @@
+"""broker's own settings: a TOML file plus ``BROKER_*`` environment variables.
+
+The file (``$BROKER_CONFIG`` or ``$XDG_CONFIG_HOME/broker/config.toml``) never
+holds a secret: where a setting is secret (a passphrase, a token) it holds a
+secret reference such as ``"op://Private/GPG/password"`` or ``"env:NAME"``.
+
+    backend = "pass"                # default credential backend
+    session_cache = "keyctl"        # or "none"
+    session_duration = "8h"         # GetSessionToken lifetime
+    refresh_margin = "5m"           # reuse cached sessions while more than this remains
+    disabled_plugins = ["foo"]
+
+    [backends.pass]
+    prefix = "broker"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker import paths
+from broker.errors import ConfigError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_SESSION_DURATION = 8 * 3600
+DEFAULT_ROLE_DURATION = 3600
+DEFAULT_REFRESH_MARGIN = 300
+
+
+@dataclass
+class Settings:
+    """The merged settings: file first, ``BROKER_*`` environment on top."""
+
+    path: Path
+    backend: str | None = None
+    session_cache: str | None = None
+    session_duration: int = DEFAULT_SESSION_DURATION
+    refresh_margin: int = DEFAULT_REFRESH_MARGIN
+    disabled_plugins: frozenset[str] = frozenset()
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def backend_settings(self, name: str) -> dict[str, Any]:
+        return dict(self.backends.get(name, {}))
+
+
+def parse_duration(text: str | int, *, what: str = "duration") -> int:
+    """``"1h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds."""
+    if isinstance(text, int):
+        return text
+    raw = str(text).strip().lower()
+    if raw.isdigit():
+        return int(raw)
+    total, number = 0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for char in raw:
+        if char.isdigit():
+            number += char
+        elif char in units and number:
+            total += int(number) * units[char]
+            number = ""
+        else:
+            break
+    else:
+        if not number and total > 0:
+            return total
+    raise UsageError(
+        f"{what} {text!r} is not a duration",
+        "use seconds (3600) or units like 1h, 90m, 1h30m",
+    )
+
+
+def load(path: Path | None = None) -> Settings:
+    path = path or paths.config_file()
+    data: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        pass
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML ({exc})", f"fix or remove {path}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check its permissions") from None
+    return _from_mapping(path, data, os.environ)
+
+
+def _from_mapping(path: Path, data: dict[str, Any], env: Any) -> Settings:
+    def text(key: str) -> str | None:
+        value = env.get(f"BROKER_{key.upper()}") or data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}: {key} must be a string", f"edit {path}")
+        return value or None
+
+    def duration(key: str, default: int) -> int:
+        value = env.get(f"BROKER_{key.upper()}") or data.get(key)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value, what=key)
+        except UsageError as exc:
+            raise ConfigError(f"{path}: {exc.message}", exc.hint) from None
+
+    backends = data.get("backends", {})
+    if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
+        raise ConfigError(f"{path}: [backends.NAME] must be tables", f"edit {path}")
+    disabled = set(data.get("disabled_plugins", []) or [])
+    disabled |= {n for n in env.get("BROKER_DISABLED_PLUGINS", "").replace(",", " ").split() if n}
+    return Settings(
+        path=path,
+        backend=text("backend"),
+        session_cache=text("session_cache"),
+        session_duration=duration("session_duration", DEFAULT_SESSION_DURATION),
+        refresh_margin=duration("refresh_margin", DEFAULT_REFRESH_MARGIN),
+        disabled_plugins=frozenset(disabled),
+        backends=backends,
+    )
+
+
+def set_value(key: str, value: Any, path: Path | None = None) -> Path:
+    """Persist one top-level key, keeping the file's comments and layout."""
+    import tomlkit
+
+    path = path or paths.config_file()
+    try:
+        document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        document = tomlkit.document()
+    except Exception as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", f"fix or remove {path}") from None
+    if value is None:
+        document.pop(key, None)
+    else:
+        document[key] = value
+    paths.atomic_write(path, tomlkit.dumps(document).encode("utf-8"))
+    return path

@@ -1,0 +1,107 @@
+"""One exception hierarchy; every user-facing error carries a hint (the next step).
+
+The CLI translates these into exit codes in one place (``broker.cli.errors``).
+Messages must never contain secret values: name fields, never print them.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base class for every error broker reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(BrokerError):
+    """The command line itself is wrong (bad flag value, bad duration)."""
+
+    exit_code = 2
+
+
+class ConfigError(BrokerError):
+    """~/.aws/config or broker's own config is malformed or inconsistent."""
+
+    exit_code = 3
+
+
+class ProfileNotFound(ConfigError):
+    exit_code = 4
+
+
+class CredentialsNotFound(BrokerError):
+    """No stored key for a profile."""
+
+    exit_code = 5
+
+
+class BackendError(BrokerError):
+    """A backend failed while reading or writing."""
+
+    exit_code = 6
+
+
+class BackendUnavailable(BackendError):
+    exit_code = 7
+
+
+class AuthenticationError(BrokerError):
+    """A passphrase, token or MFA code was rejected."""
+
+    exit_code = 8
+
+
+class MFARequired(BrokerError):
+    """An MFA code is needed and no source can provide one (no tty, no mfa_process)."""
+
+    exit_code = 9
+
+
+class AWSError(BrokerError):
+    """STS/IAM refused a call or could not be reached."""
+
+    exit_code = 10
+
+
+class NestedSession(BrokerError):
+    exit_code = 11
+
+
+class RateLimited(BackendError):
+    exit_code = 12
+
+
+class NetworkError(BrokerError):
+    exit_code = 13
+
+
+class Interrupted(BrokerError):
+    exit_code = 130
+
+
+# The table docs/errors.md documents; kept here so the docs test can check it.
+EXIT_CODES: dict[int, str] = {
+    0: "success (exec: the child's own exit code)",
+    1: "unexpected error (run with --debug for a traceback)",
+    2: "usage error: a bad flag, argument or duration",
+    3: "configuration error: ~/.aws/config or broker's config is malformed",
+    4: "unknown profile",
+    5: "no stored credentials for the profile",
+    6: "a backend failed to read or write",
+    7: "the chosen backend is not available here",
+    8: "authentication failed: passphrase, token or MFA code rejected",
+    9: "an MFA code is needed and nothing can supply one",
+    10: "AWS refused the request or could not be reached",
+    11: "nested broker session refused",
+    12: "rate limited by the backend's service",
+    13: "network error talking to a backend's service",
+    130: "interrupted (Ctrl-C)",
+}

@@ -1,0 +1,81 @@
+"""Prompts on the controlling terminal.
+
+An SDK running ``credential_process`` captures the helper's stdout and stderr,
+so every prompt reads and writes ``/dev/tty`` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from broker.errors import Interrupted, MFARequired
+
+
+def has_tty() -> bool:
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _open_tty() -> int:
+    try:
+        return os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise MFARequired(
+            "no terminal to prompt on",
+            "run from a terminal, or supply the value another way",
+        ) from None
+
+
+def prompt(text: str, *, secret: bool = False) -> str:
+    """Ask on /dev/tty; with ``secret`` the answer is not echoed."""
+    import termios
+
+    fd = _open_tty()
+    try:
+        os.write(fd, text.encode())
+        old = None
+        if secret:
+            with contextlib.suppress(termios.error):
+                old = termios.tcgetattr(fd)
+                new = termios.tcgetattr(fd)
+                new[3] &= ~termios.ECHO
+                termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        try:
+            with open(fd, "rb", buffering=0, closefd=False) as handle:
+                line = handle.readline()
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+        finally:
+            if old is not None:
+                termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+                os.write(fd, b"\n")
+        if not line:
+            raise Interrupted("no answer (end of input)")
+        return line.decode("utf-8", "replace").rstrip("\r\n")
+    finally:
+        os.close(fd)
+
+
+def prompt_secret(text: str) -> str:
+    return prompt(text, secret=True)
+
+
+def write(text: str) -> None:
+    """Write a message to the terminal if there is one, else to stderr."""
+    try:
+        fd = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY)
+    except OSError:
+        import sys
+
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
