@@ -83,6 +83,24 @@ class NetworkError(BrokerError):
     exit_code = 13
 
 
+class NotFound(BrokerError):
+    """A vault, item or entry named in settings does not exist."""
+
+    exit_code = 14
+
+
+class AmbiguousMatch(BrokerError):
+    """Several items match where one was expected."""
+
+    exit_code = 15
+
+
+class AppLocked(BackendUnavailable):
+    """A desktop app (1Password) is locked, absent or did not answer in time."""
+
+    exit_code = 16
+
+
 class Interrupted(BrokerError):
     exit_code = 130
 
@@ -103,5 +121,8 @@ EXIT_CODES: dict[int, str] = {
     11: "nested broker session refused",
     12: "rate limited by the backend's service",
     13: "network error talking to a backend's service",
+    14: "a vault, item or entry named in settings was not found",
+    15: "several items match where one was expected",
+    16: "a desktop app is locked, missing or did not answer",
     130: "interrupted (Ctrl-C)",
 }
