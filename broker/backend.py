@@ -183,5 +183,5 @@ class Backend:
         """Non-secret facts for ``broker backend show`` (where items live, ...)."""
         return {}
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release resources (agents, clients)."""

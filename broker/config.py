@@ -40,7 +40,7 @@ class Settings:
     """The merged settings: file first, ``BROKER_*`` environment on top."""
 
     path: Path
-    backend: str | None = None
+    backend: str | None = None  # from the file only
     session_cache: str | None = None
     session_duration: int = DEFAULT_SESSION_DURATION
     refresh_margin: int = DEFAULT_REFRESH_MARGIN
@@ -90,7 +90,9 @@ def load(path: Path | None = None) -> Settings:
             f"{path}: not valid TOML ({exc})", f"fix or remove {path}"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check its permissions") from None
+        raise ConfigError(
+            f"{path}: cannot read ({exc.strerror})", "check its permissions"
+        ) from None
     return _from_mapping(path, data, os.environ)
 
 
@@ -115,9 +117,12 @@ def _from_mapping(path: Path, data: dict[str, Any], env: Any) -> Settings:
         raise ConfigError(f"{path}: [backends.NAME] must be tables", f"edit {path}")
     disabled = set(data.get("disabled_plugins", []) or [])
     disabled |= {n for n in env.get("BROKER_DISABLED_PLUGINS", "").replace(",", " ").split() if n}
+    backend = data.get("backend")  # BROKER_BACKEND is applied at selection, above profiles
+    if backend is not None and not isinstance(backend, str):
+        raise ConfigError(f"{path}: backend must be a string", f"edit {path}")
     return Settings(
         path=path,
-        backend=text("backend"),
+        backend=backend or None,
         session_cache=text("session_cache"),
         session_duration=duration("session_duration", DEFAULT_SESSION_DURATION),
         refresh_margin=duration("refresh_margin", DEFAULT_REFRESH_MARGIN),

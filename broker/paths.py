@@ -50,8 +50,14 @@ def runtime_dir() -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) 0700; tighten it if it exists with looser bits."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create ``path`` and any missing parents 0700; tighten ``path`` if it is looser."""
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):  # mkdir(parents=True) would use 0777 & umask
+        directory.mkdir(mode=0o700, exist_ok=True)
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
     return path

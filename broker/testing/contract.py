@@ -69,7 +69,9 @@ class BackendContract:
     def test_missing_item_is_none(self, backend: Backend) -> None:
         assert backend.get("contract-missing") is None
 
-    def test_round_trip_every_field(self, backend: Backend, reopen: Callable) -> None:
+    def test_round_trip_every_field(
+        self, backend: Backend, reopen: Callable[[Backend], Backend]
+    ) -> None:
         backend.set("contract-dev", SAMPLE)
         again = reopen(backend).get("contract-dev")
         assert isinstance(again, Item)

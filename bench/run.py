@@ -1,0 +1,141 @@
+"""Benchmarks: the cached fast path against bare Python start-up.
+
+    .venv/bin/python bench/run.py [--runs 30]
+
+Sets up a throwaway HOME, moto's STS server on 127.0.0.1, a throwaway kernel
+keyring, stores a test key and warms the session cache, then times (median of
+N runs) and measures peak RSS of:
+
+    python -c pass                          (the floor: bare interpreter start-up)
+    broker exec dev -- true                 (cached)
+    broker export dev --format json         (cached)
+
+and prints each with its ratio to the floor. Run with the venv's interpreter:
+a pyenv shim adds ~150 ms per start and would hide what broker costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+CONFIG = """\
+[default]
+region = ap-northeast-1
+
+[profile dev]
+mfa_serial = arn:aws:iam::123456789012:mfa/dev-user
+role_arn = arn:aws:iam::123456789012:role/dev-role
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("moto_server did not start")
+
+
+def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median wall time (ms) and the largest peak RSS (MiB) over ``runs`` runs."""
+    times, rss = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        times.append((time.perf_counter() - start) * 1000)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(argv)} failed")
+        rss.append(usage.ru_maxrss / 1024)
+    return statistics.median(times), max(rss)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="broker-bench-"))
+    keyring = f"broker-bench-{uuid.uuid4().hex[:8]}"
+    moto, url = start_moto()
+    try:
+        (root / ".aws").mkdir()
+        (root / ".aws" / "config").write_text(CONFIG)
+        config = root / "broker.toml"
+        config.write_text(f'backend = "keyctl"\n[backends.keyctl]\nkeyring = "{keyring}"\n')
+        env = {
+            "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(root),
+            "AWS_CONFIG_FILE": str(root / ".aws" / "config"),
+            "AWS_ENDPOINT_URL": url,
+            "BROKER_CONFIG": str(config),
+            "XDG_CACHE_HOME": str(root / ".cache"),
+            "XDG_STATE_HOME": str(root / ".state"),
+        }
+        broker = str(BIN / "broker")
+        subprocess.run(
+            [broker, "add", "dev"], input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
+            env=env, check=True,
+        )
+        subprocess.run(
+            [broker, "export", "dev", "--mfa-code", "123456"], env=env, check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        cases = [
+            ("python -c pass", [sys.executable, "-c", "pass"]),
+            ("broker exec dev -- true (cached)", [broker, "exec", "dev", "--", "true"]),
+            ("broker export dev --format json (cached)",
+             [broker, "export", "dev", "--format", "json"]),
+        ]
+        results = []
+        for label, argv in cases:
+            measure(argv, env, 3)  # warm the page cache and the plugin index
+            results.append((label, *measure(argv, env, args.runs)))
+        floor = results[0][1]
+        print(f"{'case':<44}{'median ms':>10}{'ratio':>8}{'peak RSS MiB':>14}")
+        for label, ms, rss in results:
+            print(f"{label:<44}{ms:>10.1f}{ms / floor:>7.2f}x{rss:>14.1f}")
+        print(f"({args.runs} runs each, {sys.executable}, {os.cpu_count()} cpus)")
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+        try:
+            from broker_keyctl import KeyctlBackend
+
+            for namespace in ("credentials", "sessions", "secrets"):
+                KeyctlBackend(settings={"keyring": keyring}, namespace=namespace).purge()
+        except Exception as exc:
+            print(f"warning: could not purge keyring {keyring}: {exc}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

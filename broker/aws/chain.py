@@ -1,0 +1,177 @@
+"""The credential chain: stored key -> GetSessionToken (MFA) -> AssumeRole per hop.
+
+Each level is cached in the session cache and refreshed under its own lock,
+so an MFA session is asked for once per lifetime and shared by every role
+profile with the same source and device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker.aws.credentials import Credentials
+from broker.aws.mfa import MfaCodes
+from broker.aws.profiles import Chain, Profile
+from broker.aws.session_cache import SessionCache, session_name
+from broker.errors import UsageError
+
+GET_SESSION_TOKEN_LIMITS = (900, 129_600)
+ASSUME_ROLE_LIMITS = (900, 43_200)
+ROLE_CHAINING_MAX = 3600
+DEFAULT_ROLE_DURATION = 3600
+
+
+@dataclass(frozen=True)
+class ChainOptions:
+    duration: int | None = None  # the final credentials' lifetime
+    no_session: bool = False  # skip GetSessionToken
+    session_duration: int = 8 * 3600  # the MFA session's lifetime
+    region: str | None = None
+
+
+def check_duration(chain: Chain, options: ChainOptions) -> None:
+    """Refuse durations AWS would refuse, before any prompt or call."""
+    if options.duration is None:
+        return
+    seconds = options.duration
+    if not chain.hops:
+        if options.no_session:
+            raise UsageError(
+                "--duration has no effect with --no-session on a profile without a role",
+                "drop one of the two flags",
+            )
+        low, high = GET_SESSION_TOKEN_LIMITS
+        what = "GetSessionToken"
+    elif len(chain.hops) > 1:
+        low, high = ASSUME_ROLE_LIMITS[0], ROLE_CHAINING_MAX
+        what = "a chained role (role assumed from a role)"
+    else:
+        low, high = ASSUME_ROLE_LIMITS
+        what = "AssumeRole"
+    if not low <= seconds <= high:
+        raise UsageError(
+            f"--duration {seconds}s is outside what AWS allows for {what} "
+            f"({low // 60} min to {high // 3600} h)",
+            f"choose a value between {low} and {high} seconds",
+        )
+
+
+def hop_session_name(chain: Chain, index: int, options: ChainOptions) -> str:
+    hop = chain.hops[index]
+    if index:
+        below = hop_session_name(chain, index - 1, options)
+    elif options.no_session:
+        below = f"key:{chain.key_profile.name}"
+    else:
+        below = mfa_session_name(chain)
+    direct_mfa = chain.mfa_serial if (options.no_session and index == 0) else ""
+    return session_name(
+        hop.name, "role", hop.role_arn, hop.external_id, hop.role_session_name, below, direct_mfa
+    )
+
+
+def mfa_session_name(chain: Chain) -> str:
+    return session_name(chain.key_profile.name, "session", chain.mfa_serial)
+
+
+def final_session_name(chain: Chain, options: ChainOptions) -> str | None:
+    """Where the target's credentials are cached; None when they are not (raw key)."""
+    if chain.hops:
+        return hop_session_name(chain, len(chain.hops) - 1, options)
+    if options.no_session:
+        return None
+    return mfa_session_name(chain)
+
+
+class CredentialChain:
+    """Produces a profile's credentials, from the cache where it can."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        cache: SessionCache,
+        load_master: Callable[[], Credentials],
+        mfa: MfaCodes,
+        options: ChainOptions,
+    ) -> None:
+        self.chain = chain
+        self.cache = cache
+        self.load_master = load_master
+        self.mfa = mfa
+        self.options = options
+        self.calls: list[str] = []  # STS calls made, for tests and --debug
+
+    def cached(self) -> Credentials | None:
+        name = final_session_name(self.chain, self.options)
+        return self.cache.get(name) if name else None
+
+    def get(self) -> Credentials:
+        check_duration(self.chain, self.options)
+        if not self.chain.hops:
+            if self.options.no_session:
+                return self.load_master()
+            return self._mfa_session(self.options.duration or self.options.session_duration)
+        return self._hop(len(self.chain.hops) - 1)
+
+    def _mfa_session(self, duration: int) -> Credentials:
+        from broker.aws import sts
+
+        def create() -> Credentials:
+            master = self.load_master()
+            serial = self.chain.mfa_serial
+            code = self.mfa.code_for(serial, self.chain) if serial else None
+            self.calls.append("GetSessionToken")
+            return sts.get_session_token(master, self.options.region, duration, serial, code)
+
+        return self.cache.get_or_create(
+            mfa_session_name(self.chain),
+            create,
+            kind="session",
+            profile=self.chain.key_profile.name,
+            mfa_serial=self.chain.mfa_serial or "",
+        )
+
+    def _hop(self, index: int) -> Credentials:
+        from broker.aws import sts
+
+        hop = self.chain.hops[index]
+        last = index == len(self.chain.hops) - 1
+
+        def create() -> Credentials:
+            serial = code = None
+            if index:
+                source = self._hop(index - 1)
+            elif self.options.no_session:
+                source = self.load_master()
+                serial = self.chain.mfa_serial
+                code = self.mfa.code_for(serial, self.chain) if serial else None
+            else:
+                source = self._mfa_session(self.options.session_duration)
+            assert hop.role_arn is not None
+            self.calls.append(f"AssumeRole {hop.name}")
+            return sts.assume_role(
+                source,
+                self.options.region,
+                hop.role_arn,
+                duration=_role_duration(hop, index, last, self.options),
+                session_name=hop.role_session_name,
+                external_id=hop.external_id,
+                serial=serial,
+                code=code,
+            )
+
+        return self.cache.get_or_create(
+            hop_session_name(self.chain, index, self.options),
+            create,
+            kind="role",
+            profile=hop.name,
+            role_arn=hop.role_arn or "",
+        )
+
+
+def _role_duration(hop: Profile, index: int, last: bool, options: ChainOptions) -> int:
+    wanted = (options.duration if last else None) or hop.duration_seconds or DEFAULT_ROLE_DURATION
+    if index:  # role chaining: AWS caps these sessions at one hour
+        return min(wanted, ROLE_CHAINING_MAX)
+    return wanted

@@ -1,0 +1,76 @@
+"""The Credentials value object and its conversions. Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from broker.backend import ACCESS_KEY_ID, EXPIRATION, SECRET_ACCESS_KEY, SESSION_TOKEN, Item
+from broker.errors import BackendError
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as AWS_CREDENTIAL_EXPIRATION and credential_process use."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+    expiration: datetime | None = None
+
+    def __repr__(self) -> str:  # never show the secret parts
+        return (
+            f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key='***', "
+            f"session_token={'***' if self.session_token else None}, "
+            f"expiration={self.expiration})"
+        )
+
+    def seconds_left(self, now: datetime | None = None) -> float:
+        if self.expiration is None:
+            return float("inf")
+        return (self.expiration - (now or utcnow())).total_seconds()
+
+    def to_item(self, **meta: str) -> Item:
+        fields = {ACCESS_KEY_ID: self.access_key_id, SECRET_ACCESS_KEY: self.secret_access_key}
+        if self.session_token:
+            fields[SESSION_TOKEN] = self.session_token
+        if self.expiration:
+            fields[EXPIRATION] = format_time(self.expiration)
+        fields.update(meta)
+        return Item(fields)
+
+    @classmethod
+    def from_item(cls, item: Item, *, what: str = "item") -> Credentials:
+        try:
+            key_id = item[ACCESS_KEY_ID].strip()
+            secret = item[SECRET_ACCESS_KEY].strip()
+        except KeyError as exc:
+            raise BackendError(
+                f"{what} has no {exc.args[0]} field",
+                "re-add the key with `broker add PROFILE`",
+            ) from None
+        if not key_id or not secret:
+            raise BackendError(f"{what} has an empty key field", "re-add it with `broker add`")
+        expiration = None
+        if item.get(EXPIRATION):
+            try:
+                expiration = parse_time(item[EXPIRATION])
+            except ValueError:
+                raise BackendError(
+                    f"{what} has a malformed expiration", "run `broker clear`"
+                ) from None
+        return cls(key_id, secret, item.get(SESSION_TOKEN) or None, expiration)

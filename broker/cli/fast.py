@@ -1,0 +1,78 @@
+"""The cached fast path: ``exec PROFILE [-- CMD...]`` and ``export PROFILE [--format F]``.
+
+When the target's session is in the cache, answer without click, boto3 or any
+credential backend. Anything unusual (another flag, a cache miss, any error)
+returns None and the full command line handles it, errors included.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _parse_exec(args: list[str]) -> tuple[str, list[str]] | None:
+    if not args or args[0].startswith("-"):
+        return None
+    profile, rest = args[0], args[1:]
+    if rest and rest[0] == "--":
+        return profile, rest[1:]
+    if rest and rest[0].startswith("-"):
+        return None
+    return profile, rest
+
+
+def _parse_export(args: list[str]) -> tuple[str, str] | None:
+    profile, fmt = None, "env"
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--format", "-f") and i + 1 < len(args):
+            fmt, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--format="):
+            fmt = arg.split("=", 1)[1]
+        elif arg.startswith("-") or profile is not None:
+            return None
+        else:
+            profile = arg
+        i += 1
+    if profile is None:
+        return None
+    return profile, fmt
+
+
+def try_fast(args: list[str]) -> int | None:
+    if len(args) < 2 or args[0] not in ("exec", "export") or os.environ.get("BROKER_DEBUG"):
+        return None
+    try:
+        if args[0] == "exec":
+            parsed_exec = _parse_exec(args[1:])
+            if parsed_exec is None or os.environ.get("BROKER_PROFILE"):
+                return None
+            profile, command = parsed_exec
+        else:
+            parsed_export = _parse_export(args[1:])
+            if parsed_export is None:
+                return None
+            profile, fmt = parsed_export
+            from broker.services.present import FORMATS
+
+            if fmt not in FORMATS:
+                return None
+        from broker.services import credentials
+        from broker.services.context import Context
+
+        resolved = credentials.cached(Context.load(), profile)
+        if resolved is None:
+            return None
+        from broker.services import present
+
+        if args[0] == "exec":
+            present.run(resolved, command)  # replaces this process
+            return None  # pragma: no cover - run() only returns by raising
+        sys.stdout.write(present.render(resolved, fmt))
+        sys.stdout.flush()
+        return 0
+    except Exception:
+        return None  # the full path reports the problem properly

@@ -1,0 +1,109 @@
+"""What every use case needs: settings, ~/.aws/config, the registry, the session cache."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from broker import config
+from broker.aws import profiles
+from broker.aws.session_cache import SessionCache
+from broker.backend import Backend, Capability
+from broker.errors import BackendUnavailable, ConfigError
+from broker.registry import Registry
+from broker.secrets import ReferenceResolver
+
+SESSION_CACHE_DEFAULT = "keyctl"
+
+
+@dataclass
+class Context:
+    settings: config.Settings
+    registry: Registry
+    _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, registry: Registry | None = None) -> Context:
+        settings = config.load()
+        return cls(settings, registry or Registry(settings.backends, settings.disabled_plugins))
+
+    @cached_property
+    def aws(self) -> profiles.AwsConfig:
+        return profiles.load()
+
+    @cached_property
+    def resolver(self) -> ReferenceResolver:
+        return ReferenceResolver(self.registry)
+
+    def backend(self, name: str, namespace: str = "credentials") -> Backend:
+        key = (name, namespace)
+        if key not in self._backends:
+            self._backends[key] = self.registry.create(
+                name, namespace=namespace, resolver=self.resolver
+            )
+        return self._backends[key]
+
+    def credential_backend_name(
+        self, profile: profiles.Profile | None = None, explicit: str | None = None
+    ) -> str:
+        """--backend > BROKER_BACKEND > the profile's broker_backend > config file > best."""
+        for choice in (
+            explicit,
+            os.environ.get("BROKER_BACKEND"),
+            profile.broker_backend if profile else None,
+            self.settings.backend,
+        ):
+            if choice:
+                return choice
+        best = self.registry.best_available(Capability.NONE)
+        if best is None:
+            raise BackendUnavailable(
+                "no credential backend is available here",
+                "see `broker backend list` for the reasons, then `broker backend set NAME`",
+            )
+        return best
+
+    def credential_backend(
+        self, profile: profiles.Profile | None = None, explicit: str | None = None
+    ) -> Backend:
+        return self.backend(self.credential_backend_name(profile, explicit))
+
+    def session_cache_name(self) -> str | None:
+        """The configured cache, or keyctl when it works here, or None (no caching)."""
+        name = os.environ.get("BROKER_SESSION_CACHE") or self.settings.session_cache
+        if name:
+            return None if name.lower() == "none" else name
+        if SESSION_CACHE_DEFAULT in self.registry.names():
+            try:
+                if self.backend(SESSION_CACHE_DEFAULT, "sessions").availability().ok:
+                    return SESSION_CACHE_DEFAULT
+            except Exception:
+                return None
+        return None
+
+    @cached_property
+    def sessions(self) -> SessionCache:
+        name = self.session_cache_name()
+        if name is None:
+            return SessionCache(None, self.settings.refresh_margin)
+        backend = self.backend(name, "sessions")
+        if Capability.STORE_SESSIONS not in backend.capabilities:
+            raise ConfigError(
+                f"session_cache = {name!r}: that backend cannot hold STS sessions",
+                'use "keyctl" or "none"',
+            )
+        return SessionCache(backend, self.settings.refresh_margin)
+
+    def region_for(self, profile: profiles.Profile, flag: str | None = None) -> str | None:
+        return (
+            flag
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or profile.region
+            or self.aws.default_region()
+        )
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()

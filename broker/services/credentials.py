@@ -1,0 +1,76 @@
+"""Getting a profile's credentials: from the cache, or through the whole chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
+from broker.aws.credentials import Credentials
+from broker.aws.mfa import MfaCodes
+from broker.aws.profiles import Chain, resolve_chain
+from broker.errors import CredentialsNotFound
+from broker.services.context import Context
+
+
+@dataclass
+class Resolved:
+    """A profile's credentials, with what a caller needs to present them."""
+
+    profile: str
+    credentials: Credentials
+    region: str | None
+    chain: Chain
+    sts_calls: list[str]
+
+
+def master_key(ctx: Context, chain: Chain, backend: str | None = None) -> Credentials:
+    """The long-lived key of the chain's key profile, from its credential backend."""
+    store = ctx.credential_backend(chain.key_profile, backend)
+    item = store.get(chain.key_profile.name)
+    if item is None:
+        raise CredentialsNotFound(
+            f"no key stored for profile {chain.key_profile.name!r} in backend {store.name!r}",
+            f"run `broker add {chain.key_profile.name}`",
+        )
+    return Credentials.from_item(item, what=f"the stored key of {chain.key_profile.name!r}")
+
+
+def cached(ctx: Context, profile: str, region: str | None = None) -> Resolved | None:
+    """The target's cached session if fresh, touching no backend but the cache."""
+    chain = resolve_chain(ctx.aws, profile)
+    name = final_session_name(chain, ChainOptions())
+    if name is None:
+        return None
+    creds = ctx.sessions.get(name)
+    if creds is None:
+        return None
+    return Resolved(profile, creds, ctx.region_for(chain.target, region), chain, [])
+
+
+def obtain(
+    ctx: Context,
+    profile: str,
+    *,
+    region: str | None = None,
+    duration: int | None = None,
+    no_session: bool = False,
+    mfa_code: str | None = None,
+    backend: str | None = None,
+) -> Resolved:
+    chain = resolve_chain(ctx.aws, profile)
+    resolved_region = ctx.region_for(chain.target, region)
+    options = ChainOptions(
+        duration=duration,
+        no_session=no_session,
+        session_duration=ctx.settings.session_duration,
+        region=resolved_region,
+    )
+    producer = CredentialChain(
+        chain,
+        ctx.sessions,
+        lambda: master_key(ctx, chain, backend),
+        MfaCodes(explicit=mfa_code),
+        options,
+    )
+    creds = producer.get()
+    return Resolved(profile, creds, resolved_region, chain, producer.calls)

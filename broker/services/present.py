@@ -1,0 +1,114 @@
+"""Handing credentials over: an environment for `exec`, text for `export`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+
+from broker.aws.credentials import format_time
+from broker.errors import NestedSession, UsageError
+from broker.services.credentials import Resolved
+
+#: Inherited variables that could shadow or leak into the credentials we set.
+SCRUBBED = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CREDENTIAL_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_SESSION_EXPIRATION",
+    "AWS_VAULT",
+)
+
+FORMATS = ("env", "export", "json", "ini")
+
+
+def refuse_nesting(environ: Mapping[str, str]) -> None:
+    current = environ.get("BROKER_PROFILE")
+    if current:
+        raise NestedSession(
+            f"already inside a broker session for profile {current!r}",
+            "exit that shell first, or unset BROKER_PROFILE if you really mean to nest",
+        )
+
+
+def variables(resolved: Resolved) -> dict[str, str]:
+    creds = resolved.credentials
+    out = {
+        "AWS_ACCESS_KEY_ID": creds.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+    }
+    if creds.session_token:
+        out["AWS_SESSION_TOKEN"] = creds.session_token
+    if creds.expiration:
+        out["AWS_CREDENTIAL_EXPIRATION"] = format_time(creds.expiration)
+    if resolved.region:
+        out["AWS_REGION"] = resolved.region
+        out["AWS_DEFAULT_REGION"] = resolved.region
+    return out
+
+
+def child_environment(resolved: Resolved, environ: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in environ.items() if k not in SCRUBBED}
+    env.update(variables(resolved))
+    env["BROKER_PROFILE"] = resolved.profile
+    return env
+
+
+def run(resolved: Resolved, command: list[str]) -> None:
+    """Replace this process with ``command`` (or $SHELL) holding the credentials."""
+    env = child_environment(resolved, os.environ)
+    argv = command or [os.environ.get("SHELL") or "/bin/sh"]
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - the user's own command
+    except FileNotFoundError:
+        raise UsageError(f"command not found: {argv[0]}", "check the command after --") from None
+    except PermissionError:
+        raise UsageError(f"cannot run {argv[0]}: permission denied", "check its mode") from None
+
+
+def render(resolved: Resolved, fmt: str) -> str:
+    creds = resolved.credentials
+    if fmt == "json":
+        document: dict[str, object] = {
+            "Version": 1,
+            "AccessKeyId": creds.access_key_id,
+            "SecretAccessKey": creds.secret_access_key,
+        }
+        if creds.session_token:
+            document["SessionToken"] = creds.session_token
+        if creds.expiration:
+            document["Expiration"] = format_time(creds.expiration)
+        return json.dumps(document) + "\n"
+    values = variables(resolved)
+    if fmt == "env":
+        return "".join(f"{k}={v}\n" for k, v in values.items())
+    if fmt == "export":
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+    if fmt == "ini":
+        lines = [f"[{resolved.profile}]"]
+        lines.append(f"aws_access_key_id = {creds.access_key_id}")
+        lines.append(f"aws_secret_access_key = {creds.secret_access_key}")
+        if creds.session_token:
+            lines.append(f"aws_session_token = {creds.session_token}")
+        if resolved.region:
+            lines.append(f"region = {resolved.region}")
+        return "\n".join(lines) + "\n"
+    raise UsageError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")

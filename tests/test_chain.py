@@ -1,0 +1,127 @@
+"""The credential chain in-process, against moto behind a recording proxy.
+
+moto accepts any MFA code, so these tests assert what broker sends."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from broker import config
+from broker.backend import Item
+from broker.errors import MFARequired, UsageError
+from broker.registry import Registry
+from broker.services import credentials
+from broker.services.context import Context
+from broker.testing.memory import MemoryBackend
+from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
+
+
+@pytest.fixture
+def ctx(in_home) -> Context:
+    store = uuid.uuid4().hex
+    settings = config.Settings(
+        path=Path(in_home.env["BROKER_CONFIG"]),
+        backend="memory",
+        session_cache="memory",
+        backends={"memory": {"store": store}},
+    )
+    registry = Registry(settings_for=settings.backends, extra={"memory": MemoryBackend})
+    context = Context(settings, registry)
+    for name in ("dev", "base"):
+        context.backend("memory").set(
+            name, Item(aws_access_key_id=TEST_KEY_ID, aws_secret_access_key=TEST_SECRET)
+        )
+    return context
+
+
+def test_mfa_session_then_role(ctx, sts):
+    resolved = credentials.obtain(ctx, "dev", mfa_code="123456")
+    assert resolved.credentials.access_key_id.startswith("ASIA")
+    assert resolved.region == "ap-northeast-1"  # from [default]
+    gst, = sts.actions("GetSessionToken")
+    assert gst["SerialNumber"] == f"arn:aws:iam::{ACCOUNT}:mfa/dev-user"
+    assert gst["TokenCode"] == "123456"
+    assert gst["DurationSeconds"] == str(8 * 3600)
+    role, = sts.actions("AssumeRole")
+    assert role["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/dev-role"
+    assert role["DurationSeconds"] == "3600"
+    assert "SerialNumber" not in role  # MFA rode on the session
+
+
+def test_duration_applies_to_the_role(ctx, sts):
+    credentials.obtain(ctx, "dev", mfa_code="123456", duration=5400)
+    assert sts.actions("AssumeRole")[0]["DurationSeconds"] == "5400"
+
+
+def test_roles_sharing_a_source_share_one_mfa_session(ctx, sts, in_home):
+    in_home.set_code("654321")
+    credentials.obtain(ctx, "admin")
+    credentials.obtain(ctx, "readonly")
+    assert len(sts.actions("GetSessionToken")) == 1
+    assert len(sts.actions("AssumeRole")) == 2
+    assert in_home.mfa_prompts() == 1
+    assert sts.actions("GetSessionToken")[0]["TokenCode"] == "654321"
+    # and the second call for each is served from the cache
+    credentials.obtain(ctx, "admin")
+    assert len(sts.actions("AssumeRole")) == 2
+
+
+def test_no_session_sends_mfa_with_assume_role(ctx, sts):
+    credentials.obtain(ctx, "dev", mfa_code="111222", no_session=True)
+    assert sts.actions("GetSessionToken") == []
+    role, = sts.actions("AssumeRole")
+    assert role["SerialNumber"] == f"arn:aws:iam::{ACCOUNT}:mfa/dev-user"
+    assert role["TokenCode"] == "111222"
+
+
+def test_region_precedence(ctx, monkeypatch):
+    assert credentials.obtain(ctx, "readonly").region == "eu-west-1"
+    assert credentials.obtain(ctx, "readonly", region="sa-east-1").region == "sa-east-1"
+    monkeypatch.setenv("AWS_REGION", "ca-central-1")
+    assert credentials.obtain(ctx, "readonly").region == "ca-central-1"
+
+
+@pytest.mark.parametrize(
+    ("profile", "duration", "message"),
+    [
+        ("dev", 600, "AssumeRole"),
+        ("dev", 50000, "AssumeRole"),
+        ("plain", 200000, "GetSessionToken"),
+    ],
+)
+def test_duration_limits(ctx, sts, profile, duration, message):
+    with pytest.raises(UsageError, match=message):
+        credentials.obtain(ctx, profile, mfa_code="123456", duration=duration)
+    assert sts.actions() == []
+
+
+def test_role_chaining_is_capped_at_one_hour(ctx, sts, in_home):
+    in_home.aws_config.write_text(
+        in_home.aws_config.read_text()
+        + "\n[profile chained]\nrole_arn = arn:aws:iam::1:role/c\nsource_profile = admin\n"
+    )
+    ctx.__dict__.pop("aws", None)
+    with pytest.raises(UsageError, match="chained role"):
+        credentials.obtain(ctx, "chained", duration=7200)
+    credentials.obtain(ctx, "chained")
+    assert [c["RoleArn"] for c in sts.actions("AssumeRole")] == [
+        f"arn:aws:iam::{ACCOUNT}:role/admin",
+        "arn:aws:iam::1:role/c",
+    ]
+
+
+def test_mfa_without_any_source_names_the_alternatives(ctx, in_home, monkeypatch):
+    monkeypatch.setattr("broker.tty.has_tty", lambda: False)
+    in_home.aws_config.write_text(
+        "[profile bare]\nmfa_serial = arn:aws:iam::1:mfa/x\nrole_arn = arn:aws:iam::1:role/r\n"
+    )
+    ctx.__dict__.pop("aws", None)
+    ctx.backend("memory").set(
+        "bare", Item(aws_access_key_id=TEST_KEY_ID, aws_secret_access_key=TEST_SECRET)
+    )
+    with pytest.raises(MFARequired) as info:
+        credentials.obtain(ctx, "bare")
+    assert "--mfa-code" in info.value.hint and "mfa_process" in info.value.hint

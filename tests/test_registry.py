@@ -1,0 +1,95 @@
+"""Plugin discovery: broken plugins weaken broker but never break it; switching off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from broker.backend import Backend
+from broker.errors import BackendUnavailable, ConfigError
+from broker.registry import Registry
+from broker.testing.memory import MemoryBackend
+
+
+def fake_distribution(site: Path, name: str, module: str, source: str, ep_name: str) -> None:
+    """A minimal installed distribution: a dist-info with an entry point, and its module."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[broker.backends]\n{ep_name} = {module}:Plugin\n"
+    )
+    (site / f"{module}.py").write_text(source)
+
+
+GOOD = '''
+from broker.backend import Availability, Backend, Capability
+
+class Plugin(Backend):
+    name = "extra"
+    description = "a third-party test plugin"
+    capabilities = Capability.LIST
+    def availability(self):
+        return Availability(False, "extra: not configured here")
+'''
+
+
+def test_broken_plugin_is_reported_and_the_rest_works(home, tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(site, "broker-broken", "broker_broken_plugin",
+                      "raise RuntimeError('boom at import')\n", "broken")
+    env = {"PYTHONPATH": str(site)}
+    result = home.run("backend", "list", "--json", env=env, check=True)
+    by_name = {b["name"]: b for b in json.loads(result.stdout)}
+    assert by_name["broken"]["broken"] is True
+    assert "boom at import" in by_name["broken"]["reason"]
+    assert by_name["broken"]["distribution"] == "broker-broken"
+    assert "plugin 'broken' from broker-broken is broken" in result.stderr
+    assert by_name["keyctl"]["available"] is True
+    home.add_key("dev")
+    assert home.run("export", "dev", env=env).returncode == 0
+    selected = home.run("list", "--backend", "broken", env=env)
+    assert selected.returncode == 7 and "broken" in selected.stderr
+
+
+def test_new_distribution_is_seen_without_a_stale_index(home, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {"PYTHONPATH": str(site)}
+    first = json.loads(home.run("backend", "list", "--json", env=env, check=True).stdout)
+    assert "extra" not in {b["name"] for b in first}
+    fake_distribution(site, "broker-extra", "broker_extra_plugin", GOOD, "extra")
+    second = {b["name"]: b for b in json.loads(
+        home.run("backend", "list", "--json", env=env, check=True).stdout)}
+    assert second["extra"]["available"] is False
+    assert second["extra"]["reason"] == "extra: not configured here"
+    assert second["extra"]["distribution"] == "broker-extra"
+
+
+def test_disabled_plugins(home, tmp_path):
+    result = home.run("backend", "list", "--json", env={"BROKER_DISABLED_PLUGINS": "pass"})
+    assert "pass" not in {b["name"] for b in json.loads(result.stdout)}
+    chosen = home.run("list", "--backend", "pass", env={"BROKER_DISABLED_PLUGINS": "pass"})
+    assert chosen.returncode == 7 and "disabled" in chosen.stderr
+
+
+def test_registry_in_process_extras_and_errors():
+    registry = Registry(extra={"memory": MemoryBackend}, disabled=frozenset({"keyctl"}))
+    assert "memory" in registry.names() and "keyctl" not in registry.names()
+    assert isinstance(registry.create("memory"), Backend)
+    with pytest.raises(ConfigError, match="no backend named"):
+        registry.create("nosuch")
+    with pytest.raises(BackendUnavailable, match="disabled"):
+        registry.create("keyctl")
+
+
+def test_construct_failure_is_a_clear_error():
+    class Exploding(MemoryBackend):
+        def __init__(self, **kwargs):
+            raise ValueError("bad settings")
+
+    registry = Registry(extra={"exploding": Exploding})
+    with pytest.raises(BackendUnavailable, match="failed to start: ValueError: bad settings"):
+        registry.create("exploding")
