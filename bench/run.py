@@ -102,7 +102,7 @@ def main() -> int:
         broker = str(BIN / "broker")
         subprocess.run(
             [broker, "add", "dev"], input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
-            env=env, check=True,
+            env=env, check=True, stderr=subprocess.DEVNULL,
         )
         subprocess.run(
             [broker, "export", "dev", "--mfa-code", "123456"], env=env, check=True,

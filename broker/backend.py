@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, ClassVar
+
+# This module is on the cached fast path: typing, dataclasses and datetime cost
+# milliseconds to import, and annotations are strings here, so they stay out.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any, ClassVar
 
 # Field names with a meaning to broker. Backends may keep other fields as they are.
 ACCESS_KEY_ID = "aws_access_key_id"
@@ -45,15 +49,28 @@ class Capability(enum.Flag):
     SHARED = enum.auto()
 
 
-@dataclass(frozen=True)
 class Availability:
     """Whether a backend can work here, and if not, why, in words a human can act on."""
 
-    ok: bool
-    reason: str = ""
+    __slots__ = ("ok", "reason")
+
+    def __init__(self, ok: bool, reason: str = "") -> None:
+        self.ok = ok
+        self.reason = reason
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Availability):
+            return (self.ok, self.reason) == (other.ok, other.reason)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.ok, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Availability(ok={self.ok!r}, reason={self.reason!r})"
 
 
 class Item(Mapping[str, str]):
@@ -108,6 +125,7 @@ class Item(Mapping[str, str]):
 
 #: Resolves a secret reference (``op://...``, ``env:NAME``) to its value.
 Resolver = Callable[[str], str]
+
 
 
 class Backend:

@@ -10,7 +10,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +64,8 @@ def ensure_dir(path: Path) -> Path:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, rename)."""
+    import tempfile  # not on the cached path, which writes nothing
+
     ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -14,37 +14,44 @@ rest of broker keeps working. ``disabled_plugins`` (or
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from broker import paths
 from broker.backend import Availability, Backend, Capability, Resolver
 from broker.errors import BackendUnavailable, ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and dataclasses cost import time on the cached path
+    from typing import Any
 
 BACKENDS_GROUP = "broker.backends"
 REFERENCES_GROUP = "broker.references"
 _INDEX_VERSION = 1
 
 
-@dataclass(frozen=True)
 class PluginInfo:
-    """One entry point: a backend name and where its class lives."""
+    """One entry point: a backend name and where its class lives (``module:attr``)."""
 
-    name: str
-    value: str  # "module:attr"
-    distribution: str = ""
+    __slots__ = ("distribution", "name", "value")
+
+    def __init__(self, name: str, value: str, distribution: str = "") -> None:
+        self.name = name
+        self.value = value
+        self.distribution = distribution
 
 
-@dataclass
 class LoadedPlugin:
-    info: PluginInfo
-    cls: type[Backend] | None = None
-    error: str = ""
+    """A plugin after its import: the class, or the reason it failed."""
+
+    __slots__ = ("cls", "error", "info")
+
+    def __init__(self, info: PluginInfo, cls: type[Backend] | None = None, error: str = "") -> None:
+        self.info = info
+        self.cls = cls
+        self.error = error
 
     @property
     def broken(self) -> bool:
@@ -53,7 +60,9 @@ class LoadedPlugin:
 
 def _fingerprint() -> list[list[Any]]:
     stamp = []
-    for entry in sys.path:
+    # sys.path[0] is the script's directory or the cwd: it changes between `broker`
+    # and `python -m broker` and never holds installed distributions.
+    for entry in sys.path[1:]:
         try:
             stamp.append([entry, os.stat(entry or ".").st_mtime_ns])
         except OSError:
@@ -95,16 +104,24 @@ def _index() -> dict[str, list[dict[str, str]]]:
     return groups
 
 
-@dataclass
 class Registry:
-    """The backends installed here, loaded lazily by name."""
+    """The backends installed here, loaded lazily by name.
 
-    settings_for: dict[str, dict[str, Any]] = field(default_factory=dict)
-    disabled: frozenset[str] = frozenset()
-    extra: dict[str, type[Backend]] = field(default_factory=dict)
-    _infos: dict[str, PluginInfo] | None = None
-    _schemes: dict[str, str] | None = None
-    _loaded: dict[str, LoadedPlugin] = field(default_factory=dict)
+    ``extra`` adds in-process backend classes (tests, embedding) beside the entry points.
+    """
+
+    def __init__(
+        self,
+        settings_for: dict[str, dict[str, Any]] | None = None,
+        disabled: frozenset[str] = frozenset(),
+        extra: dict[str, type[Backend]] | None = None,
+    ) -> None:
+        self.settings_for = settings_for or {}
+        self.disabled = disabled
+        self.extra = extra or {}
+        self._infos: dict[str, PluginInfo] | None = None
+        self._schemes: dict[str, str] | None = None
+        self._loaded: dict[str, LoadedPlugin] = {}
 
     def _discover(self) -> None:
         if self._infos is not None:
@@ -226,6 +243,8 @@ class Registry:
 
 
 def _import(info: PluginInfo) -> LoadedPlugin:
+    import importlib
+
     module_name, _, attr = info.value.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)

@@ -49,3 +49,16 @@ def test_set_value_keeps_comments_and_is_private(tmp_path):
     text = path.read_text()
     assert "# my notes" in text and "# keep" in text and 'backend = "keyctl"' in text
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_parsed_copy_follows_edits(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "config.toml"
+    path.write_text('backend = "pass"\n')
+    assert config.load(path).backend == "pass"
+    assert (tmp_path / "cache" / "broker" / "config.json").exists()
+    assert config.load(path).backend == "pass"  # served from the copy
+    path.write_text('backend = "keyctl"\n')
+    assert config.load(path).backend == "keyctl"
+    path.unlink()
+    assert config.load(path).backend is None

@@ -8,13 +8,15 @@ profile with the same source and device.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from broker.aws.credentials import Credentials
-from broker.aws.mfa import MfaCodes
 from broker.aws.profiles import Chain, Profile
 from broker.aws.session_cache import SessionCache, session_name
 from broker.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mfa imports subprocess, needed only when a session is made
+    from broker.aws.mfa import MfaCodes
 
 GET_SESSION_TOKEN_LIMITS = (900, 129_600)
 ASSUME_ROLE_LIMITS = (900, 43_200)
@@ -22,12 +24,21 @@ ROLE_CHAINING_MAX = 3600
 DEFAULT_ROLE_DURATION = 3600
 
 
-@dataclass(frozen=True)
 class ChainOptions:
-    duration: int | None = None  # the final credentials' lifetime
-    no_session: bool = False  # skip GetSessionToken
-    session_duration: int = 8 * 3600  # the MFA session's lifetime
-    region: str | None = None
+    """How to run the chain: ``duration`` is the final credentials' lifetime,
+    ``session_duration`` the MFA session's; ``no_session`` skips GetSessionToken."""
+
+    def __init__(
+        self,
+        duration: int | None = None,
+        no_session: bool = False,
+        session_duration: int = 8 * 3600,
+        region: str | None = None,
+    ) -> None:
+        self.duration = duration
+        self.no_session = no_session
+        self.session_duration = session_duration
+        self.region = region
 
 
 def check_duration(chain: Chain, options: ChainOptions) -> None:

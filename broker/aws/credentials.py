@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from broker.backend import ACCESS_KEY_ID, EXPIRATION, SECRET_ACCESS_KEY, SESSION_TOKEN, Item
@@ -25,12 +24,34 @@ def parse_time(text: str) -> datetime:
     return value
 
 
-@dataclass(frozen=True)
 class Credentials:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-    expiration: datetime | None = None
+    """A key pair, with a session token and expiry for temporary credentials."""
+
+    __slots__ = ("access_key_id", "expiration", "secret_access_key", "session_token")
+
+    def __init__(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str | None = None,
+        expiration: datetime | None = None,
+    ) -> None:
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.session_token = session_token
+        self.expiration = expiration
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Credentials):
+            return NotImplemented
+        return (
+            self.access_key_id == other.access_key_id
+            and self.secret_access_key == other.secret_access_key
+            and self.session_token == other.session_token
+            and self.expiration == other.expiration
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:  # never show the secret parts
         return (

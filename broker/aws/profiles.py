@@ -6,10 +6,8 @@ Pure standard library: this runs on the cached fast path.
 from __future__ import annotations
 
 import configparser
-import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.errors import ConfigError, ProfileNotFound
@@ -17,24 +15,48 @@ from broker.errors import ConfigError, ProfileNotFound
 _SKIPPED_SECTION_PREFIXES = ("sso-session ", "services ", "plugins")
 
 
-@dataclass(frozen=True)
 class Profile:
-    """One ``[profile NAME]`` section; unknown keys stay in ``extra``."""
+    """One ``[profile NAME]`` section; unknown keys stay in ``extra``.
 
-    name: str
-    region: str | None = None
-    mfa_serial: str | None = None
-    role_arn: str | None = None
-    source_profile: str | None = None
-    credential_source: str | None = None
-    role_session_name: str | None = None
-    external_id: str | None = None
-    duration_seconds: int | None = None
-    mfa_process: str | None = None
-    credential_process: str | None = None
-    broker_backend: str | None = None
-    broker_totp: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
+    A plain class, not a dataclass: this module is on the cached fast path and
+    importing dataclasses costs ~10 ms there.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str | None = None,
+        mfa_serial: str | None = None,
+        role_arn: str | None = None,
+        source_profile: str | None = None,
+        credential_source: str | None = None,
+        role_session_name: str | None = None,
+        external_id: str | None = None,
+        duration_seconds: int | None = None,
+        mfa_process: str | None = None,
+        credential_process: str | None = None,
+        broker_backend: str | None = None,
+        broker_totp: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.region = region
+        self.mfa_serial = mfa_serial
+        self.role_arn = role_arn
+        self.source_profile = source_profile
+        self.credential_source = credential_source
+        self.role_session_name = role_session_name
+        self.external_id = external_id
+        self.duration_seconds = duration_seconds
+        self.mfa_process = mfa_process
+        self.credential_process = credential_process
+        self.broker_backend = broker_backend
+        self.broker_totp = broker_totp
+        self.extra: Mapping[str, str] = extra or {}
+
+    def __repr__(self) -> str:
+        return f"Profile({self.name!r}, role_arn={self.role_arn!r})"
 
 
 def config_path() -> Path:
@@ -42,10 +64,12 @@ def config_path() -> Path:
     return Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
 
 
-@dataclass
 class AwsConfig:
-    path: Path
-    profiles: dict[str, Profile]
+    """The parsed file: profiles by name."""
+
+    def __init__(self, path: Path, profiles: dict[str, Profile]) -> None:
+        self.path = path
+        self.profiles = profiles
 
     def get(self, name: str) -> Profile:
         """The profile ``name``; an unknown name is an error naming close matches."""
@@ -53,6 +77,8 @@ class AwsConfig:
             return self.profiles[name]
         except KeyError:
             pass
+        import difflib
+
         close = difflib.get_close_matches(name, self.profiles, n=3, cutoff=0.5)
         if close:
             hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
@@ -128,7 +154,6 @@ def load(path: Path | None = None) -> AwsConfig:
     return parse(text, path)
 
 
-@dataclass(frozen=True)
 class Chain:
     """How a profile's credentials are made.
 
@@ -137,10 +162,17 @@ class Chain:
     for the MFA session (the nearest one walking from the target down).
     """
 
-    target: Profile
-    key_profile: Profile
-    hops: tuple[Profile, ...]
-    mfa_serial: str | None
+    def __init__(
+        self,
+        target: Profile,
+        key_profile: Profile,
+        hops: tuple[Profile, ...],
+        mfa_serial: str | None,
+    ) -> None:
+        self.target = target
+        self.key_profile = key_profile
+        self.hops = hops
+        self.mfa_serial = mfa_serial
 
     @property
     def names(self) -> list[str]:

@@ -9,27 +9,35 @@ kernel's own timeout on each key equal to the session's expiry.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from broker.aws.credentials import Credentials
 from broker.backend import Backend, Capability, Item
 from broker.errors import BackendError, BrokerError
 from broker.paths import file_lock
 
+try:  # CPython's built-in SHA-256: hashlib would load OpenSSL (~3 ms) on the fast path
+    from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.12+
+except ImportError:
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
+    except ImportError:  # pragma: no cover - other interpreters
+        from hashlib import sha256  # type: ignore[assignment, unused-ignore]
+
 
 def session_name(profile: str, kind: str, *parts: str | None) -> str:
-    digest = hashlib.sha256("\x1f".join(p or "" for p in (profile, kind, *parts)).encode())
+    digest = sha256("\x1f".join(p or "" for p in (profile, kind, *parts)).encode())
     return f"{profile}:{kind}:{digest.hexdigest()[:16]}"
 
 
-@dataclass
 class CachedSession:
-    name: str
-    profile: str
-    kind: str
-    item: Item
+    """One cached session as listed: its name, owning profile and kind."""
+
+    def __init__(self, name: str, profile: str, kind: str, item: Item) -> None:
+        self.name = name
+        self.profile = profile
+        self.kind = kind
+        self.item = item
 
     @property
     def credentials(self) -> Credentials:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from broker import config
@@ -17,11 +16,13 @@ from broker.secrets import ReferenceResolver
 SESSION_CACHE_DEFAULT = "keyctl"
 
 
-@dataclass
 class Context:
-    settings: config.Settings
-    registry: Registry
-    _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
+    """Settings, registry and lazily opened backends for one broker invocation."""
+
+    def __init__(self, settings: config.Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._backends: dict[tuple[str, str], Backend] = {}
 
     @classmethod
     def load(cls, registry: Registry | None = None) -> Context:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
-from broker.aws.mfa import MfaCodes
 from broker.aws.profiles import Chain, resolve_chain
 from broker.errors import CredentialsNotFound
 from broker.services.context import Context
 
 
-@dataclass
 class Resolved:
     """A profile's credentials, with what a caller needs to present them."""
 
-    profile: str
-    credentials: Credentials
-    region: str | None
-    chain: Chain
-    sts_calls: list[str]
+    def __init__(
+        self,
+        profile: str,
+        credentials: Credentials,
+        region: str | None,
+        chain: Chain,
+        sts_calls: list[str],
+    ) -> None:
+        self.profile = profile
+        self.credentials = credentials
+        self.region = region
+        self.chain = chain
+        self.sts_calls = sts_calls
 
 
 def master_key(ctx: Context, chain: Chain, backend: str | None = None) -> Credentials:
@@ -57,6 +61,8 @@ def obtain(
     mfa_code: str | None = None,
     backend: str | None = None,
 ) -> Resolved:
+    from broker.aws.mfa import MfaCodes  # subprocess: only when a session is made
+
     chain = resolve_chain(ctx.aws, profile)
     resolved_region = ctx.region_for(chain.target, region)
     options = ChainOptions(
