@@ -245,6 +245,36 @@ def backend_show(name: str | None, as_json: bool) -> None:
         click.echo(f"{key + ':':<15}{value}")
 
 
+@backend_group.command("login")
+@click.argument("name")
+@click.option("--ttl", default="8h", show_default=True, help="How long the token is kept.")
+def backend_login(name: str, ttl: str) -> None:
+    """Keep NAME's access token in the kernel keyring for this login session.
+
+    The token is read from a hidden prompt, or from stdin when it is not a terminal,
+    and found again through the secret reference keyctl:NAME-token (the onepassword
+    backend looks there by default). It is never written to disk.
+    """
+    seconds = parse_duration(ttl, what="--ttl")
+    if sys.stdin.isatty():
+        secret = click.prompt(f"{name} token", hide_input=True, err=True)
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    reference, expires = backend_service.login(_context(), name, secret, seconds)
+    click.echo(
+        f"Token kept in the kernel keyring until {expires:%Y-%m-%d %H:%M} UTC ({reference}).",
+        err=True,
+    )
+
+
+@backend_group.command("logout")
+@click.argument("name")
+def backend_logout(name: str) -> None:
+    """Forget NAME's token kept by `broker backend login`."""
+    removed = backend_service.logout(_context(), name)
+    click.echo("Token removed." if removed else "No token was kept.", err=True)
+
+
 def run(args: list[str]) -> int:
     def invoke() -> int:
         try:

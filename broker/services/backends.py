@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from broker import config
-from broker.errors import ConfigError
+from broker.backend import Backend, Item
+from broker.errors import BackendUnavailable, ConfigError, UsageError
 from broker.services.context import Context
 
 
@@ -75,3 +77,42 @@ def clear_sessions(ctx: Context, profile: str | None = None) -> int:
     if profile is not None and profile not in ctx.aws.profiles:
         ctx.aws.get(profile)  # an unknown profile is an error naming close matches
     return ctx.sessions.clear(profile)
+
+
+def token_name(backend: str) -> str:
+    """Where `backend login` keeps a backend's token: ``keyctl:<this name>``."""
+    return f"{backend}-token"
+
+
+def login(ctx: Context, name: str, secret: str, ttl: int) -> tuple[str, datetime]:
+    """Keep ``secret`` (a backend's access token) in the kernel keyring for ``ttl`` seconds.
+
+    The backend then finds it through the secret reference ``keyctl:<name>-token``.
+    """
+    ctx.registry.backend_class(name)  # an unknown backend is an error before anything
+    if not secret.strip():
+        raise UsageError("the token is empty", "paste it again")
+    keyring = _keyring(ctx)
+    expires = datetime.now(timezone.utc) + timedelta(seconds=ttl)
+    keyring.set(token_name(name), Item(secret=secret.strip()), expires_at=expires)
+    return f"keyctl:{token_name(name)}", expires
+
+
+def logout(ctx: Context, name: str) -> bool:
+    return _keyring(ctx).delete(token_name(name))
+
+
+def _keyring(ctx: Context) -> Backend:
+    if "keyctl" not in ctx.registry.names():
+        raise BackendUnavailable(
+            "the kernel keyring backend (keyctl) is not installed",
+            "provide the token through the environment instead",
+        )
+    keyring = ctx.backend("keyctl", "secrets")
+    availability = keyring.availability()
+    if not availability.ok:
+        raise BackendUnavailable(
+            f"cannot keep the token in the kernel keyring: {availability.reason}",
+            "provide the token through the environment instead",
+        )
+    return keyring

@@ -1,0 +1,200 @@
+"""The whole flow on this machine, with nothing real at stake.
+
+A local STS/IAM endpoint (moto's server on 127.0.0.1), a throwaway GnuPG home and
+password store, a throwaway kernel keyring for sessions, an IAM user with a
+virtual MFA device, and then the user story's daily flow:
+
+    broker backend set pass
+    broker add dev
+    broker exec dev -- aws sts get-caller-identity
+
+The GPG passphrase comes from a secret reference (here env:, in real life
+op://Private/GPG key/password) and the MFA code from the device's TOTP seed.
+Everything is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ACCOUNT = "123456789012"
+
+
+def step(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def show(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
+    shown = " ".join(a if " " not in a else repr(a) for a in argv)
+    print(f"$ {shown}", flush=True)
+    result = subprocess.run(
+        argv, env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+    out = result.stdout + result.stderr
+    print(out.rstrip() if out.strip() else "(no output)", flush=True)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: {argv[0]} failed with exit code {result.returncode}")
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> int:
+    import boto3
+
+    root = Path(tempfile.mkdtemp(prefix="broker-demo-"))
+    gnupghome = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))  # short: agent socket path
+    keyring = f"broker-demo-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    moto = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    passphrase = uuid.uuid4().hex  # stands in for the one kept in 1Password
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        env = {
+            "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(root),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "GNUPGHOME": str(gnupghome),
+            "PASSWORD_STORE_DIR": str(root / ".password-store"),
+            "AWS_CONFIG_FILE": str(root / ".aws" / "config"),
+            "AWS_ENDPOINT_URL": endpoint,
+            "XDG_CONFIG_HOME": str(root / ".config"),
+            "XDG_STATE_HOME": str(root / ".local" / "state"),
+            "XDG_CACHE_HOME": str(root / ".cache"),
+            "BROKER_DEMO_GPG_PASSPHRASE": passphrase,
+        }
+
+        step("An IAM user with a virtual MFA device, and a role that trusts it (local STS/IAM)")
+        iam = boto3.client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="demo", aws_secret_access_key="demo",  # noqa: S106 - moto
+        )
+        iam.create_user(UserName="dev-user")
+        key = iam.create_access_key(UserName="dev-user")["AccessKey"]
+        device = iam.create_virtual_mfa_device(VirtualMFADeviceName="dev-user")
+        seed = device["VirtualMFADevice"]["Base32StringSeed"].decode()
+        serial = device["VirtualMFADevice"]["SerialNumber"]
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/dev-user"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}},
+            }],
+        }
+        iam.create_role(RoleName="dev-role", AssumeRolePolicyDocument=json.dumps(trust))
+        print(f"user dev-user, key {key['AccessKeyId']}, MFA device {serial}, role dev-role")
+        seed_file = root / "authenticator-seed"  # the authenticator app's copy of the seed
+        seed_file.write_text(seed)
+        seed_file.chmod(0o600)
+
+        step("~/.aws/config, as in the user story")
+        (root / ".aws").mkdir()
+        python = sys.executable
+        (root / ".aws" / "config").write_text(
+            "[default]\nregion = ap-northeast-1\n\n"
+            f"[profile dev]\nmfa_serial = {serial}\n"
+            f"role_arn = arn:aws:iam::{ACCOUNT}:role/dev-role\n"
+            # the authenticator: computes the TOTP code from the device's seed
+            f"mfa_process = {python} -c \"import pyotp,pathlib; "
+            f"print(pyotp.TOTP(pathlib.Path('{seed_file}').read_text()).now())\"\n"
+        )
+        print((root / ".aws" / "config").read_text().rstrip())
+
+        step("A throwaway GnuPG key and password store")
+        gnupghome.chmod(0o700)
+        (gnupghome / "gpg-agent.conf").write_text(
+            "allow-loopback-pinentry\ndefault-cache-ttl 0\nmax-cache-ttl 0\n"
+        )
+        (gnupghome / "gpg.conf").write_text("s2k-count 65536\n")
+        subprocess.run(
+            ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+             "--quick-gen-key", "broker demo <demo@example.invalid>", "default", "default",
+             "never"],
+            input=passphrase.encode(), env=env, check=True, capture_output=True,
+        )
+        listing = subprocess.run(
+            ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout
+        fingerprint = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr"))
+        show(["pass", "init", fingerprint], env)
+
+        step("broker's config: the pass backend, its passphrase from a secret reference")
+        config = root / ".config" / "broker" / "config.toml"
+        config.parent.mkdir(parents=True, mode=0o700)
+        config.write_text(
+            "[backends.pass]\n"
+            "# in real life: passphrase = \"op://Private/GPG key/password\"\n"
+            "passphrase = \"env:BROKER_DEMO_GPG_PASSPHRASE\"\n\n"
+            f"[backends.keyctl]\nkeyring = \"{keyring}\"\n"
+        )
+        config.chmod(0o600)
+        print(config.read_text().rstrip())
+        broker = str(BIN / "broker")
+        show([broker, "backend", "set", "pass"], env)
+        show([broker, "backend", "list"], env)
+
+        step("Store the IAM user's key (read from stdin here; a hidden prompt at a terminal)")
+        show([broker, "add", "dev"], env,
+             stdin=f"{key['AccessKeyId']}\n{key['SecretAccessKey']}\n")
+        show(["pass", "ls"], env)
+        entry = (root / ".password-store" / "broker" / "dev.gpg").read_bytes()
+        print(f"broker/dev.gpg: {len(entry)} bytes of OpenPGP, the secret nowhere in plaintext: "
+              f"{key['SecretAccessKey'].encode() not in entry}")
+
+        step("The daily flow: temporary role credentials for a command")
+        show([broker, "exec", "dev", "--", "aws", "sts", "get-caller-identity"], env)
+        show([broker, "list"], env)
+
+        step("Again: served from the session cache (no GPG, no MFA, no STS call)")
+        start = time.perf_counter()
+        show([broker, "exec", "dev", "--", "sh", "-c",
+              "echo \"$BROKER_PROFILE until $AWS_CREDENTIAL_EXPIRATION\""], env)
+        print(f"({(time.perf_counter() - start) * 1000:.0f} ms)")
+        show([broker, "clear"], env)
+        print("\nDemo finished: everything it made is being removed.")
+        return 0
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+        subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)
+        try:
+            from broker_keyctl import KeyctlBackend
+
+            for namespace in ("credentials", "sessions", "secrets"):
+                KeyctlBackend(settings={"keyring": keyring}, namespace=namespace).purge()
+        except Exception as exc:  # noqa: BLE001
+            print(f"demo: could not remove keyring {keyring}: {exc}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(gnupghome, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
