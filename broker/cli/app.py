@@ -286,3 +286,7 @@ def run(args: list[str]) -> int:
         return 0
 
     return guarded(invoke, lambda: _DEBUG["on"] or "--debug" in args)
+
+
+# Feature command modules add their commands to `cli` when imported.
+from broker.cli import mfa_commands, move_commands, ops_commands  # noqa: E402, F401, I001

@@ -1,0 +1,3 @@
+"""Commands registered on the main group (filled in by their feature)."""
+
+from __future__ import annotations
