@@ -59,9 +59,11 @@ class Settings:
 
 def parse_duration(text: str | int, *, what: str = "duration") -> int:
     """``"1h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds."""
-    if isinstance(text, int):
+    if isinstance(text, int) and text >= 0:
         return text
     raw = str(text).strip().lower()
+    if not raw.isascii():  # str.isdigit() also accepts "²" and other digits int() refuses
+        raw = "?"
     if raw.isdigit():
         return int(raw)
     total, number = 0, ""
@@ -149,6 +151,8 @@ def _from_mapping(path: Path, data: dict[str, Any], env: Any) -> Settings:
         value = env.get(f"BROKER_{key.upper()}") or data.get(key)
         if value is None:
             return default
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ConfigError(f"{path}: {key} must be a duration", 'e.g. "1h" or 3600')
         try:
             return parse_duration(value, what=key)
         except UsageError as exc:
@@ -157,7 +161,12 @@ def _from_mapping(path: Path, data: dict[str, Any], env: Any) -> Settings:
     backends = data.get("backends", {})
     if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
         raise ConfigError(f"{path}: [backends.NAME] must be tables", f"edit {path}")
-    disabled = set(data.get("disabled_plugins", []) or [])
+    listed = data.get("disabled_plugins", [])
+    if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+        raise ConfigError(
+            f"{path}: disabled_plugins must be a list of names", 'e.g. disabled_plugins = ["foo"]'
+        )
+    disabled = set(listed)
     disabled |= {n for n in env.get("BROKER_DISABLED_PLUGINS", "").replace(",", " ").split() if n}
     backend = data.get("backend")  # BROKER_BACKEND is applied at selection, above profiles
     if backend is not None and not isinstance(backend, str):

@@ -108,7 +108,7 @@ def _profile_from(name: str, values: Mapping[str, str], path: Path) -> Profile:
     duration = known.pop("duration_seconds", None)
     seconds: int | None = None
     if duration is not None:
-        if not duration.isdigit():
+        if not (duration.isascii() and duration.isdigit()):
             raise ConfigError(
                 f"{path}: [profile {name}] duration_seconds = {duration!r} is not a number",
                 "give seconds, e.g. duration_seconds = 3600",

@@ -289,4 +289,4 @@ def run(args: list[str]) -> int:
 
 
 # Feature command modules add their commands to `cli` when imported.
-from broker.cli import mfa_commands, move_commands, ops_commands  # noqa: E402, F401, I001
+from broker.cli import mfa_commands, move_commands, ops_commands  # noqa: E402, F401
