@@ -9,6 +9,7 @@ kernel's own timeout on each key equal to the session's expiry.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from broker.aws.credentials import Credentials
@@ -74,13 +75,26 @@ class SessionCache:
             creds = Credentials.from_item(item)
         except BrokerError:
             return None
-        if creds.seconds_left() <= self.margin:
+        if creds.seconds_left() <= self._margin_for(item, creds):
             return None
         return creds
+
+    def _margin_for(self, item: Item, creds: Credentials) -> float:
+        """The refresh margin, but never more than half a session's lifetime: a margin
+        longer than the sessions STS hands out would make every call refresh."""
+        issued = item.get("issued")
+        if not issued or creds.expiration is None:
+            return self.margin
+        try:
+            lifetime = creds.expiration.timestamp() - float(issued)
+        except ValueError:
+            return self.margin
+        return min(self.margin, max(lifetime, 0) / 2)
 
     def put(self, name: str, creds: Credentials, **meta: str) -> None:
         if self.backend is None or creds.expiration is None:
             return
+        meta.setdefault("issued", str(int(time.time())))
         self.backend.set(name, creds.to_item(**meta), expires_at=creds.expiration)
 
     def get_or_create(
