@@ -70,7 +70,7 @@ def main() -> int:
     try:
         for _ in range(300):
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()  # noqa: S310
                 break
             except OSError:
                 time.sleep(0.1)
@@ -190,7 +190,7 @@ def main() -> int:
 
             for namespace in ("credentials", "sessions", "secrets"):
                 KeyctlBackend(settings={"keyring": keyring}, namespace=namespace).purge()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"demo: could not remove keyring {keyring}: {exc}", file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(gnupghome, ignore_errors=True)

@@ -1,0 +1,249 @@
+"""Moving credential items between backends: copy, verify, and only then delete.
+
+For each item the order is fixed: read it from the source, write it to the
+target, read it back from the target and compare every field, and only then
+(with ``delete_source``) delete it from the source. A crash at any point,
+``kill -9`` included, therefore leaves every item in the source, in the
+target, or in both, never in neither; running the same command again finishes
+the job, because an item already in the target with the same fields counts as
+done.
+
+Before writing anything the whole run is planned: an item already in the
+target with *different* fields stops the run there, naming the fields (never
+their values), unless ``overwrite`` is given. Only the ``credentials``
+namespace moves; STS sessions are caches and are never migrated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker import config, paths
+from broker.backend import Backend, Capability, Item
+from broker.errors import BackendError, BackendUnavailable, UsageError
+from broker.services.context import Context
+
+COPIED = "copied"
+OVERWRITTEN = "overwritten"
+ALREADY_THERE = "already there"
+SKIPPED = "skipped"
+WOULD_COPY = "would copy"
+WOULD_OVERWRITE = "would overwrite"
+
+#: ``progress(done_before, total, profile)``, called before each item is handled.
+Progress = Callable[[int, int, str], None]
+
+
+def checkpoint(step: str, profile: str) -> None:
+    """A named point in an item's journey; does nothing.
+
+    The crash-safety tests replace this function in a child process to kill it
+    with SIGKILL at each step (``read``, ``written``, ``verified``, ``deleted``)
+    and prove that a second run loses nothing. Production code never changes it.
+    """
+
+
+@dataclass
+class Outcome:
+    """What happened to one item."""
+
+    profile: str
+    action: str
+    source_deleted: bool = False
+    note: str = ""
+
+
+@dataclass
+class Conflict:
+    """An item present in both backends with different fields (names only)."""
+
+    profile: str
+    fields: list[str]
+
+
+@dataclass
+class MigrationReport:
+    source: str
+    target: str
+    dry_run: bool
+    outcomes: list[Outcome] = field(default_factory=list)
+    default_set: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class MigrationConflict(UsageError):
+    """Items already in the target differ from the source; nothing was written."""
+
+    def __init__(self, target: str, conflicts: Sequence[Conflict]) -> None:
+        listed = "; ".join(f"{c.profile} ({', '.join(c.fields)})" for c in conflicts)
+        count = len(conflicts)
+        super().__init__(
+            f"{count} item{'s' if count != 1 else ''} already in {target} "
+            f"differ{'s' if count == 1 else ''} from the source: {listed}",
+            f"check them, then run again with --overwrite to replace them in {target}; "
+            "nothing was written",
+        )
+        self.conflicts = list(conflicts)
+
+
+class VerificationFailed(BackendError):
+    """An item read back from the target was not the one written."""
+
+
+def open_backend(ctx: Context, name: str, role: str) -> Backend:
+    """The credential backend ``name``, or an error saying why it cannot be used."""
+    backend = ctx.backend(name)
+    availability = backend.availability()
+    if not availability.ok:
+        raise BackendUnavailable(
+            f"the {role} backend {name!r} is not available here: {availability.reason}",
+            "fix that first; `broker backend list` shows every backend's state",
+        )
+    return backend
+
+
+def write_verified(target: Backend, name: str, item: Item, *, keep_source: str) -> None:
+    """Store ``item`` under ``name`` and prove it by reading it back field by field.
+
+    ``keep_source`` says, for the error message, where the original still is.
+    """
+    target.set(name, item)
+    checkpoint("written", name)
+    stored = target.get(name)
+    if stored is None or dict(stored) != dict(item):
+        differing = item.differing_fields(stored or {})
+        raise VerificationFailed(
+            f"{target.name}: {name!r} read back differently after writing "
+            f"(fields: {', '.join(differing)})",
+            f"nothing was deleted; the original is still in {keep_source}. "
+            f"Check the {target.name} backend, then run the command again",
+        )
+    checkpoint("verified", name)
+
+
+@dataclass
+class _Step:
+    profile: str
+    item: Item | None  # from the source; None when the source lacks it
+    existing: Item | None  # already in the target
+    differing: list[str]
+
+
+def _names(source: Backend, profiles: Iterable[str]) -> list[str]:
+    chosen = list(dict.fromkeys(p for p in profiles if p))
+    if chosen:
+        return chosen
+    if Capability.LIST not in source.capabilities:
+        raise UsageError(
+            f"backend {source.name!r} cannot list the items it holds",
+            "name the profiles to move with --profile NAME (repeatable)",
+        )
+    return source.list()
+
+
+def _plan(source: Backend, target: Backend, names: list[str]) -> list[_Step]:
+    steps = []
+    for name in names:
+        item = source.get(name)
+        existing = target.get(name)
+        differing = (
+            item.differing_fields(existing) if item is not None and existing is not None else []
+        )
+        steps.append(_Step(name, item, existing, differing))
+    return steps
+
+
+def _dry_outcome(step: _Step, delete_source: bool) -> Outcome:
+    if step.item is None:
+        if step.existing is not None:
+            return Outcome(step.profile, ALREADY_THERE, note="not in the source")
+        return Outcome(step.profile, SKIPPED, note="in neither backend")
+    note = "would delete the source" if delete_source else ""
+    if step.existing is None:
+        return Outcome(step.profile, WOULD_COPY, note=note)
+    if step.differing:
+        differs = f"differs: {', '.join(step.differing)}"
+        return Outcome(step.profile, WOULD_OVERWRITE, note="; ".join(filter(None, [differs, note])))
+    return Outcome(step.profile, ALREADY_THERE, note=note)
+
+
+def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -> Outcome:
+    if step.item is None:
+        if step.existing is not None:
+            # A previous run with --delete-source got this far: nothing left to do.
+            return Outcome(step.profile, ALREADY_THERE, note="not in the source")
+        return Outcome(step.profile, SKIPPED, note="in neither backend")
+    checkpoint("read", step.profile)
+    if step.existing is None or step.differing:
+        write_verified(target, step.profile, step.item, keep_source=source.name)
+        action = OVERWRITTEN if step.existing is not None else COPIED
+        note = f"replaced: {', '.join(step.differing)}" if step.differing else ""
+    else:
+        action, note = ALREADY_THERE, ""
+    deleted = False
+    if delete_source:
+        source.delete(step.profile)
+        checkpoint("deleted", step.profile)
+        deleted = True
+    return Outcome(step.profile, action, source_deleted=deleted, note=note)
+
+
+def _default_notes(ctx: Context, source: str, target: str) -> list[str]:
+    """Settings that would keep pointing at the source after the move."""
+    notes = []
+    for profile in sorted(ctx.aws.profiles.values(), key=lambda p: p.name):
+        if profile.broker_backend == source:
+            notes.append(
+                f"profile {profile.name!r} sets broker_backend = {source} in {ctx.aws.path}; "
+                f"change it to {target}"
+            )
+    if os.environ.get("BROKER_BACKEND") == source:
+        notes.append(f"BROKER_BACKEND={source} is set in this environment; change it to {target}")
+    return notes
+
+
+def migrate(
+    ctx: Context,
+    source_name: str,
+    target_name: str,
+    *,
+    profiles: Iterable[str] = (),
+    dry_run: bool = False,
+    overwrite: bool = False,
+    delete_source: bool = False,
+    set_default: bool = False,
+    progress: Progress | None = None,
+) -> MigrationReport:
+    """Copy credential items from one backend to another, verified; see the module doc."""
+    if source_name == target_name:
+        raise UsageError(
+            f"--from and --to are both {source_name!r}", "name two different backends"
+        )
+    source = open_backend(ctx, source_name, "source")
+    target = open_backend(ctx, target_name, "target")
+    report = MigrationReport(source_name, target_name, dry_run)
+    # One migration at a time: two runs interleaving copy and delete could
+    # each see the other's half-done state.
+    with paths.file_lock("migrate"):
+        steps = _plan(source, target, _names(source, profiles))
+        conflicts = [Conflict(s.profile, s.differing) for s in steps if s.item and s.differing]
+        if conflicts and not overwrite:
+            raise MigrationConflict(target_name, conflicts)
+        if dry_run:
+            report.outcomes = [_dry_outcome(s, delete_source) for s in steps]
+        else:
+            for index, step in enumerate(steps):
+                if progress is not None:
+                    progress(index, len(steps), step.profile)
+                report.outcomes.append(_apply(step, source, target, delete_source))
+    if set_default:
+        if dry_run:
+            report.notes.append(f"would make {target_name} the default backend")
+        else:
+            report.default_set = config.set_value("backend", target_name, ctx.settings.path)
+    if set_default or delete_source:
+        report.notes.extend(_default_notes(ctx, source_name, target_name))
+    return report

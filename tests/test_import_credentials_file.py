@@ -1,0 +1,202 @@
+"""`broker import credentials-file`: plaintext keys out of ~/.aws/credentials."""
+
+from __future__ import annotations
+
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Item
+from broker.importers.credentials_file import remove_section, without_section
+from broker.testing.memory import MemoryBackend
+from tests.conftest import ACCOUNT
+from tests.support.migrate_helpers import Stores, table_rows
+
+DEFAULT_KEY = ("AKIADEFAULT000000001", "default/secret+0123456789abcdefghijklm")
+DEV_KEY = ("AKIADEVPLAINTEXT0002", "dev/secret+0123456789abcdefghijklmnop")
+
+CREDENTIALS = f"""\
+# My AWS keys, by hand
+[default]
+aws_access_key_id = {DEFAULT_KEY[0]}
+aws_secret_access_key = {DEFAULT_KEY[1]}
+
+# the dev user's key, made 2024-01
+[dev]
+# rotated every 90 days
+aws_access_key_id={DEV_KEY[0]}
+aws_secret_access_key={DEV_KEY[1]}
+; after dev's keys
+
+# temporary, pasted from the console
+[temp]
+aws_access_key_id = ASIATEMPORARY0000003
+aws_secret_access_key = temp/secret
+aws_session_token = tokentoken
+
+[cp]
+credential_process = /bin/false
+"""
+
+WITHOUT_DEFAULT_AND_DEV = """\
+# My AWS keys, by hand
+
+# the dev user's key, made 2024-01
+; after dev's keys
+
+# temporary, pasted from the console
+[temp]
+aws_access_key_id = ASIATEMPORARY0000003
+aws_secret_access_key = temp/secret
+aws_session_token = tokentoken
+
+[cp]
+credential_process = /bin/false
+"""
+
+
+@pytest.fixture
+def stores(in_home, monkeypatch, capsys, tmp_path) -> Iterator[Stores]:
+    made = Stores(in_home, monkeypatch, capsys, tmp_path)
+    made.provide("keyctl")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def credentials(stores: Stores) -> Path:
+    path = Path(stores.home.env["AWS_SHARED_CREDENTIALS_FILE"])
+    path.write_text(CREDENTIALS)
+    path.chmod(0o640)
+    return path
+
+
+def item(key: tuple[str, str], mfa_user: str | None = None) -> Item:
+    fields = {ACCESS_KEY_ID: key[0], SECRET_ACCESS_KEY: key[1]}
+    if mfa_user:
+        fields[MFA_SERIAL] = f"arn:aws:iam::{ACCOUNT}:mfa/{mfa_user}"
+    return Item(fields)
+
+
+def test_import_keeps_the_file_by_default(stores: Stores, credentials: Path) -> None:
+    code, out, err = stores.broker("import", "credentials-file")
+    assert code == 0, err
+    rows = table_rows(out)
+    assert rows["default"].startswith("imported") and rows["dev"].startswith("imported")
+    assert rows["temp"].startswith("skipped") and "session token" in rows["temp"]
+    assert rows["cp"].startswith("skipped")
+    assert stores.backend("keyctl").get("default") == item(DEFAULT_KEY)
+    assert stores.backend("keyctl").get("dev") == item(DEV_KEY, "dev-user")
+    assert stores.backend("keyctl").get("temp") is None
+    assert credentials.read_text() == CREDENTIALS
+    assert "still in" in err and "--remove-plaintext" in err
+    assert DEV_KEY[1] not in out + err
+
+
+def test_remove_plaintext(stores: Stores, credentials: Path) -> None:
+    original = credentials.parent.parent / "original-link"
+    original.hardlink_to(credentials)  # keeps the first version if the file is replaced
+    code, out, err = stores.broker("import", "credentials-file", "--remove-plaintext")
+    assert code == 0, err
+    assert table_rows(out)["dev"].startswith("imported, plaintext removed")
+    assert credentials.read_text() == WITHOUT_DEFAULT_AND_DEV
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o640
+    assert original.read_text() == CREDENTIALS  # replaced by a rename, not edited in place
+    assert sorted(p.name for p in credentials.parent.iterdir()) == ["config", "credentials"]
+    assert stores.backend("keyctl").get("dev") == item(DEV_KEY, "dev-user")
+
+
+def test_profiles_and_dry_run(stores: Stores, credentials: Path) -> None:
+    code, out, err = stores.broker(
+        "import", "credentials-file", "--profile", "dev", "--profile", "nosuch",
+        "--remove-plaintext", "--dry-run",
+    )
+    assert code == 0, err
+    assert table_rows(out)["dev"].startswith("would import")
+    assert credentials.read_text() == CREDENTIALS
+    assert stores.backend("keyctl").get("dev") is None
+
+    code, out, err = stores.broker(
+        "import", "credentials-file", "--profile", "dev", "--profile", "nosuch",
+        "--remove-plaintext",
+    )
+    assert code == 0, err
+    rows = table_rows(out)
+    assert set(rows) == {"dev", "nosuch"} and rows["nosuch"].startswith("skipped")
+    assert "[dev]" not in credentials.read_text() and "[default]" in credentials.read_text()
+
+
+def test_verification_failure_keeps_the_plaintext(stores: Stores, credentials: Path) -> None:
+    class Lossy(MemoryBackend):
+        name = "lossy"
+
+        def set(self, name, item, *, expires_at=None):
+            super().set(name, item.replace(mfa_serial=None), expires_at=expires_at)
+
+    stores.extra["lossy"] = Lossy
+    stores.add_config(f'[backends.lossy]\nstore = "{uuid.uuid4().hex}"')
+    code, _, err = stores.broker(
+        "import", "credentials-file", "--remove-plaintext", "--to", "lossy"
+    )
+    assert code == 6 and "mfa_serial" in err
+    text = credentials.read_text()
+    assert "[default]" not in text  # verified, so removed; then dev failed to verify:
+    assert f"aws_secret_access_key={DEV_KEY[1]}" in text
+
+
+def test_conflict_names_fields(stores: Stores, credentials: Path) -> None:
+    stores.backend("keyctl").set("dev", item(("AKIAOTHERKEY00000009", "other")))
+    code, _, err = stores.broker("import", "credentials-file", "--remove-plaintext")
+    assert code == 2 and "dev (aws_access_key_id, aws_secret_access_key)" in err
+    assert credentials.read_text() == CREDENTIALS
+    assert stores.backend("keyctl").get("default") is None
+
+
+def test_symlinked_file_is_rewritten_where_it_lives(stores: Stores, tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "aws-credentials"
+    real.parent.mkdir()
+    real.write_text(CREDENTIALS)
+    link = Path(stores.home.env["AWS_SHARED_CREDENTIALS_FILE"])
+    link.symlink_to(real)
+    code, _, err = stores.broker("import", "credentials-file", "--remove-plaintext")
+    assert code == 0, err
+    assert link.is_symlink()
+    assert real.read_text() == WITHOUT_DEFAULT_AND_DEV
+
+
+def test_end_to_end_then_export(stores: Stores, credentials: Path, sts) -> None:
+    result = stores.home.run("import", "credentials-file", "--remove-plaintext")
+    assert result.returncode == 0, result.stderr
+    exported = stores.home.run("export", "default", "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    assert DEFAULT_KEY[0] not in credentials.read_text()
+
+
+def test_missing_file(stores: Stores) -> None:
+    code, _, err = stores.broker("import", "credentials-file")
+    assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "result"),
+    [
+        ("[a]\nk = 1\n[b]\nk = 2\n", "b", "[a]\nk = 1\n"),
+        ("[a]\r\nk = 1\r\n\r\n[b]\r\nk = 2\r\n", "a", "\r\n[b]\r\nk = 2\r\n"),
+        ("[ a ]\nk = 1\n  continued\n# kept\n[b]\n", "a", "# kept\n[b]\n"),
+        ("[a]\nk = 1\n", "zzz", "[a]\nk = 1\n"),
+    ],
+)
+def test_without_section(text: str, name: str, result: str) -> None:
+    assert without_section(text, name) == result
+
+
+def test_remove_section_leaves_a_changed_key_alone(tmp_path: Path) -> None:
+    path = tmp_path / "credentials"
+    path.write_text(CREDENTIALS)
+    assert remove_section(path, "dev", "AKIANOTTHEONEIMPORTED") is False
+    assert path.read_text() == CREDENTIALS
+    assert remove_section(path, "dev", DEV_KEY[0]) is True
+    assert "[dev]" not in path.read_text()

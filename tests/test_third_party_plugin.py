@@ -1,0 +1,259 @@
+"""A third-party plugin, built and installed for real, is a backend like any other.
+
+The test writes a tiny distribution (a pyproject with an entry point in
+``broker.backends`` and a module with a file-backed Backend), installs it with
+pip into a fresh virtual environment, and drives ``python -m broker`` there.
+
+Two things keep it offline and quick: the distribution builds with a 40-line
+in-tree PEP 517 backend (no setuptools or wheel to download into an isolated
+build environment), and the new environment reaches broker and its
+dependencies through a ``.pth`` file that adds this environment's
+site-packages, instead of installing them again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_KEY_ID, TEST_SECRET
+
+PLUGIN = '''
+"""A third-party broker backend: items as JSON in one file per namespace."""
+
+import json
+import os
+from pathlib import Path
+
+from broker.backend import Availability, Backend, Capability, Item
+
+
+class TinyFileBackend(Backend):
+    name = "tinyfile"
+    description = "a third-party test plugin: JSON files"
+    capabilities = Capability.LIST | Capability.PERSISTENT
+
+    def _file(self):
+        return Path(self.settings["path"]) / f"{self.namespace}.json"
+
+    def _load(self):
+        try:
+            return json.loads(self._file().read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, data):
+        self._file().parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self._file())
+
+    def availability(self):
+        if "path" not in self.settings:
+            return Availability(False, "tinyfile: set path under [backends.tinyfile]")
+        return Availability(True)
+
+    def get(self, name):
+        fields = self._load().get(name)
+        return None if fields is None else Item(fields)
+
+    def set(self, name, item, *, expires_at=None):
+        data = self._load()
+        data[name] = dict(item)
+        self._save(data)
+
+    def delete(self, name):
+        data = self._load()
+        found = data.pop(name, None) is not None
+        self._save(data)
+        return found
+
+    def list(self):
+        return sorted(self._load())
+'''
+
+CONTRACT_TEST = '''
+import pytest
+from broker.testing.contract import BackendContract
+from broker_tinyfile import TinyFileBackend
+
+
+class TestTinyFile(BackendContract):
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return TinyFileBackend(settings={"path": str(tmp_path)})
+
+    @pytest.fixture
+    def reopen(self):
+        return lambda b: TinyFileBackend(settings=b.settings, namespace=b.namespace)
+'''
+
+# A PEP 517 backend in the source tree: builds a wheel from the module list below.
+BUILD_BACKEND = '''
+import base64, hashlib, zipfile
+from pathlib import Path
+
+NAME, VERSION, MODULES = {name!r}, "1.0", {modules!r}
+ENTRY_POINTS = {entry_points!r}
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    dist = NAME.replace("-", "_")
+    info = f"{{dist}}-{{VERSION}}.dist-info"
+    files = {{m: Path(m).read_bytes() for m in MODULES}}
+    files[f"{{info}}/METADATA"] = (
+        f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n".encode()
+    )
+    files[f"{{info}}/WHEEL"] = (
+        b"Wheel-Version: 1.0\\nGenerator: tiny_build\\nRoot-Is-Purelib: true\\n"
+        b"Tag: py3-none-any\\n"
+    )
+    files[f"{{info}}/entry_points.txt"] = ENTRY_POINTS.encode()
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+        record.append(f"{{path}},sha256={{digest.decode()}},{{len(data)}}")
+    record.append(f"{{info}}/RECORD,,")
+    files[f"{{info}}/RECORD"] = ("\\n".join(record) + "\\n").encode()
+    wheel = f"{{dist}}-{{VERSION}}-py3-none-any.whl"
+    with zipfile.ZipFile(Path(wheel_directory) / wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel
+'''
+
+
+def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: str) -> Path:
+    source = root / name
+    source.mkdir(parents=True)
+    (source / "pyproject.toml").write_text(textwrap.dedent(f"""\
+        [build-system]
+        requires = []
+        build-backend = "tiny_build"
+        backend-path = ["."]
+
+        [project]
+        name = "{name}"
+        version = "1.0"
+    """))
+    (source / "tiny_build.py").write_text(BUILD_BACKEND.format(
+        name=name, modules=list(modules), entry_points=entry_points
+    ))
+    for filename, text in modules.items():
+        (source / filename).write_text(text)
+    return source
+
+
+@pytest.fixture(scope="module")
+def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtual environment with the tiny plugin and a broken one pip-installed."""
+    root = tmp_path_factory.mktemp("plugin")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip())
+    ours = sysconfig.get_paths()["purelib"]  # broker (editable) and its dependencies
+    (site / "_broker_test_deps.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+
+    tiny = make_distribution(
+        root / "src", "broker-tinyfile", {"broker_tinyfile.py": PLUGIN},
+        "[broker.backends]\ntinyfile = broker_tinyfile:TinyFileBackend\n",
+    )
+    (tiny / "tests").mkdir()
+    (tiny / "tests" / "test_contract.py").write_text(CONTRACT_TEST)  # not packaged
+    broken = make_distribution(
+        root / "src", "broker-explodes",
+        {"broker_explodes.py": "raise RuntimeError('explodes at import')\n"},
+        "[broker.backends]\nexplodes = broker_explodes:Backend\n",
+    )
+    for source in (tiny, broken):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+             "--no-index", "--no-build-isolation", "--no-cache-dir",
+             "--disable-pip-version-check", "--quiet", str(source)],
+            check=True, timeout=300, capture_output=True,
+        )
+    return venv
+
+
+@pytest.fixture
+def in_venv(home, plugin_venv: Path, tmp_path: Path):
+    """Run ``python -m broker`` in the plugin's environment with the test home."""
+    with open(home.broker_config, "a", encoding="utf-8") as handle:
+        handle.write(f'\n[backends.tinyfile]\npath = "{tmp_path / "tinyfile"}"\n')
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(plugin_venv / "bin" / "python"), "-m", "broker", *args],
+            env={**home.env, **(env or {})}, input="" if args[:1] != ("add",) else
+            f"{TEST_KEY_ID}\n{TEST_SECRET}\n", capture_output=True, text=True, timeout=120,
+            start_new_session=True,
+        )
+
+    return run
+
+
+def test_installed_plugin_is_listed_selectable_and_works(in_venv, sts, tmp_path: Path) -> None:
+    listing = in_venv("backend", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    by_name = {b["name"]: b for b in json.loads(listing.stdout)}
+    assert by_name["tinyfile"]["available"] is True
+    assert by_name["tinyfile"]["distribution"] == "broker-tinyfile"
+    assert by_name["tinyfile"]["entry_point"] == "broker_tinyfile:TinyFileBackend"
+    assert by_name["tinyfile"]["capabilities"] == ["list", "persistent"]
+    # the broken one is reported, with its reason, and nothing else suffers
+    assert by_name["explodes"]["broken"] is True
+    assert "explodes at import" in by_name["explodes"]["reason"]
+    assert "plugin 'explodes' from broker-explodes is broken" in listing.stderr
+    assert by_name["keyctl"]["available"] is True
+
+    assert in_venv("backend", "set", "tinyfile").returncode == 0
+    added = in_venv("add", "plain")
+    assert added.returncode == 0, added.stderr
+    assert "backend tinyfile" in added.stderr
+    stored = json.loads((tmp_path / "tinyfile" / "credentials.json").read_text())
+    assert stored["plain"]["aws_access_key_id"] == TEST_KEY_ID
+    exported = in_venv("export", "plain", "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["SessionToken"]  # temporary credentials, from STS
+    assert len(sts.actions("GetSessionToken")) == 1
+
+
+def test_a_plugin_can_be_switched_off(in_venv, home) -> None:
+    off = in_venv("backend", "list", "--json", env={"BROKER_DISABLED_PLUGINS": "tinyfile"})
+    assert "tinyfile" not in {b["name"] for b in json.loads(off.stdout)}
+    chosen = in_venv("list", "--backend", "tinyfile", env={"BROKER_DISABLED_PLUGINS": "tinyfile"})
+    assert chosen.returncode == 7 and "disabled" in chosen.stderr
+
+    text = home.broker_config.read_text()
+    home.broker_config.write_text('disabled_plugins = ["explodes"]\n' + text)
+    quiet = in_venv("backend", "list", "--json")
+    assert quiet.returncode == 0
+    assert "explodes" not in {b["name"] for b in json.loads(quiet.stdout)}
+    assert "explodes" not in quiet.stderr  # a disabled plugin is never imported
+
+
+def test_the_contract_suite_runs_against_the_plugin(plugin_venv: Path) -> None:
+    """The recipe of docs/plugins.md: subclass BackendContract in the plugin's own tests."""
+    plugin = plugin_venv.parent / "src" / "broker-tinyfile"
+    result = subprocess.run(
+        [str(plugin_venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(plugin), "tests"],
+        capture_output=True, text=True, timeout=300, cwd=plugin,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
