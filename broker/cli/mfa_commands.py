@@ -1,3 +1,141 @@
-"""Commands registered on the main group (filled in by their feature)."""
+"""`broker totp ...` and `broker mfa enroll`: TOTP seeds kept with keys, enrolment."""
 
 from __future__ import annotations
+
+import sys
+
+import click
+
+from broker.aws.totp import TotpSeed
+from broker.cli.app import _context, cli
+from broker.services import mfa as mfa_service
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@cli.group("totp")
+def totp_group() -> None:
+    """TOTP seeds kept with a profile's key: MFA codes without an authenticator.
+
+    A seed stored next to the key makes MFA a matter of holding the vault; see
+    docs/mfa.md for the trade-off and for keeping the seed on a phone instead.
+    """
+
+
+@totp_group.command("set")
+@click.argument("profile")
+@click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
+def totp_set(profile: str, backend: str | None) -> None:
+    """Keep a TOTP seed with PROFILE's key (base32 or an otpauth:// URI).
+
+    The seed is read from a hidden prompt, or from the first line of stdin when it
+    is not a terminal; it is never taken from the command line.
+    """
+    if sys.stdin.isatty():
+        text = click.prompt("TOTP seed or otpauth:// URI", hide_input=True, err=True)
+    else:
+        text = sys.stdin.readline().rstrip("\r\n")
+    result = mfa_service.set_seed(_context(), profile, text, backend=backend)
+    verb = "Replaced" if result.replaced else "Stored"
+    click.echo(f"{verb} the TOTP seed kept with {profile}'s key in {result.backend}.", err=True)
+    if result.source and result.source != "stored totp":
+        click.echo(f"Note: {profile}'s MFA codes still come from {result.source} first.", err=True)
+
+
+@totp_group.command("code")
+@click.argument("profile")
+@click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
+def totp_code(profile: str, backend: str | None) -> None:
+    """Print PROFILE's current MFA code (for the console sign-in page).
+
+    The code goes to stdout, the seconds it has left to stderr. It counts as used: a
+    `broker exec` within the same 30 seconds waits for the next one.
+    """
+    current = mfa_service.current_code(_context(), profile, backend=backend)
+    click.echo(current.code)
+    click.echo(f"valid for {current.seconds_left} more seconds", err=True)
+
+
+@totp_group.command("remove")
+@click.argument("profile")
+@click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
+def totp_remove(profile: str, backend: str | None) -> None:
+    """Forget the TOTP seed kept with PROFILE's key (the key stays)."""
+    name = mfa_service.remove_seed(_context(), profile, backend=backend)
+    click.echo(f"Removed the TOTP seed kept with {profile}'s key in {name}.", err=True)
+
+
+@cli.group("mfa")
+def mfa_group() -> None:
+    """MFA devices of the IAM users whose keys broker holds."""
+
+
+@mfa_group.command("enroll")
+@click.argument("profile")
+@click.option("--device-name", help="Name of the virtual MFA device (default: the user name).")
+@click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
+@click.option("--show-seed", is_flag=True, help="Also print the seed and otpauth:// URI.")
+@click.option("--show-qr", is_flag=True, help="Also print a QR code (needs segno or qrcode).")
+def mfa_enroll(
+    profile: str, device_name: str | None, backend: str | None, show_seed: bool, show_qr: bool
+) -> None:
+    """Create, store and enable a virtual MFA device for PROFILE's IAM user.
+
+    \b
+    1. iam:CreateVirtualMFADevice (named after the IAM user)
+    2. its seed kept with PROFILE's key, and read back
+    3. iam:EnableMFADevice with two consecutive codes (up to 30 s of waiting)
+    4. mfa_serial written into PROFILE's section of ~/.aws/config, comments kept
+
+    Interrupted, run it again: it resumes from the stored seed. The seed is printed
+    only with --show-seed or --show-qr, to put it on a phone as well.
+    """
+    result = mfa_service.enroll(
+        _context(), profile, device_name=device_name, backend=backend, progress=_progress
+    )
+    if result.already:
+        click.echo(f"{profile} is enrolled already: {result.serial}.", err=True)
+    where = "updated" if result.config_changed else "already had it"
+    click.echo(f"mfa_serial = {result.serial} ({result.config_path} {where}).", err=True)
+    if result.seed is not None and (show_seed or show_qr):
+        _show(result.seed, show_seed, show_qr)
+
+
+def _show(seed: TotpSeed, show_seed: bool, show_qr: bool) -> None:
+    if show_qr:
+        art = _qr_text(seed.uri())
+        if art is None:
+            click.echo("No QR library (segno or qrcode) is installed; the URI instead:", err=True)
+            show_seed = True
+        else:
+            click.echo(art)
+    if show_seed:
+        click.echo(f"seed: {seed.secret}")
+        click.echo(f"uri:  {seed.uri()}")
+
+
+def _qr_text(data: str) -> str | None:
+    """An ASCII QR code, if a QR library happens to be installed (none is required)."""
+    try:
+        import segno  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        pass
+    else:
+        import io
+
+        buffer = io.StringIO()
+        segno.make(data, error="m").terminal(out=buffer, compact=True)
+        return buffer.getvalue()
+    try:
+        import qrcode  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    import io
+
+    code = qrcode.QRCode(border=2)
+    code.add_data(data)
+    buffer = io.StringIO()
+    code.print_ascii(out=buffer, invert=True)
+    return buffer.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import Chain, resolve_chain
+from broker.backend import TOTP, Item
 from broker.errors import CredentialsNotFound
 from broker.services.context import Context
 
@@ -27,16 +28,38 @@ class Resolved:
         self.sts_calls = sts_calls
 
 
+class StoredKey:
+    """The key profile's Item, read at most once: the key and a TOTP seed kept with it
+    come from the same read (one 1Password call, one gpg decryption)."""
+
+    def __init__(self, ctx: Context, chain: Chain, backend: str | None = None) -> None:
+        self.ctx = ctx
+        self.profile = chain.key_profile
+        self.backend = backend
+        self._item: Item | None = None
+
+    def item(self) -> Item:
+        if self._item is None:
+            store = self.ctx.credential_backend(self.profile, self.backend)
+            item = store.get(self.profile.name)
+            if item is None:
+                raise CredentialsNotFound(
+                    f"no key stored for profile {self.profile.name!r} in backend {store.name!r}",
+                    f"run `broker add {self.profile.name}`",
+                )
+            self._item = item
+            from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
+
+            MfaLedger().mark_seed(store.name, self.profile.name, bool(item.get(TOTP)))
+        return self._item
+
+    def credentials(self) -> Credentials:
+        return Credentials.from_item(self.item(), what=f"the stored key of {self.profile.name!r}")
+
+
 def master_key(ctx: Context, chain: Chain, backend: str | None = None) -> Credentials:
     """The long-lived key of the chain's key profile, from its credential backend."""
-    store = ctx.credential_backend(chain.key_profile, backend)
-    item = store.get(chain.key_profile.name)
-    if item is None:
-        raise CredentialsNotFound(
-            f"no key stored for profile {chain.key_profile.name!r} in backend {store.name!r}",
-            f"run `broker add {chain.key_profile.name}`",
-        )
-    return Credentials.from_item(item, what=f"the stored key of {chain.key_profile.name!r}")
+    return StoredKey(ctx, chain, backend).credentials()
 
 
 def cached(ctx: Context, profile: str, region: str | None = None) -> Resolved | None:
@@ -61,7 +84,7 @@ def obtain(
     mfa_code: str | None = None,
     backend: str | None = None,
 ) -> Resolved:
-    from broker.aws.mfa import MfaCodes  # subprocess: only when a session is made
+    from broker.aws.mfa import GuardedSessions, MfaCodes  # only when a session is made
 
     chain = resolve_chain(ctx.aws, profile)
     resolved_region = ctx.region_for(chain.target, region)
@@ -71,12 +94,10 @@ def obtain(
         session_duration=ctx.settings.session_duration,
         region=resolved_region,
     )
+    key = StoredKey(ctx, chain, backend)
+    codes = MfaCodes(explicit=mfa_code, key_item=key.item, resolve=ctx.resolver)
     producer = CredentialChain(
-        chain,
-        ctx.sessions,
-        lambda: master_key(ctx, chain, backend),
-        MfaCodes(explicit=mfa_code),
-        options,
+        chain, GuardedSessions(ctx.sessions, codes), key.credentials, codes, options
     )
     creds = producer.get()
     return Resolved(profile, creds, resolved_region, chain, producer.calls)

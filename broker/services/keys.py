@@ -10,6 +10,7 @@ from broker.aws.profiles import resolve_chain
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Capability, Item
 from broker.errors import BrokerError, ConfigError, ProfileNotFound, UsageError
 from broker.services.context import Context
+from broker.services.mfa import code_source
 
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 
@@ -104,6 +105,8 @@ class ProfileInfo:
     role_arn: str | None
     sessions: list[SessionInfo] = field(default_factory=list)
     error: str = ""
+    #: Where MFA codes come from: mfa_process, stored totp, broker_totp, prompt ("": no MFA).
+    mfa_source: str = ""
 
 
 def list_profiles(ctx: Context, *, backend: str | None = None) -> list[ProfileInfo]:
@@ -143,6 +146,7 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> list[ProfileIn
             info = ProfileInfo(
                 name, chain.names, chain.key_profile.name, backend_name, stored,
                 chain.mfa_serial, profile.role_arn, sessions.get(name, []),
+                mfa_source=code_source(ctx, chain, backend_name),
             )
         except (ConfigError, ProfileNotFound, BrokerError) as exc:
             info = ProfileInfo(name, [name], name, "", None, None, None, error=exc.message)
