@@ -78,18 +78,28 @@ def _obtain(profile: str, **options: Any) -> credential_service.Resolved:
 @click.argument("profile")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @_credential_options
-def exec_command(profile: str, command: tuple[str, ...], **options: Any) -> None:
+@click.option(
+    "--server", is_flag=True,
+    help="Serve refreshing credentials from a local endpoint instead of setting keys.",
+)
+def exec_command(profile: str, command: tuple[str, ...], server: bool, **options: Any) -> None:
     """Run COMMAND (default: $SHELL) with PROFILE's temporary credentials.
 
     \b
       broker exec dev -- aws sts get-caller-identity
       broker exec dev            # a shell
+      broker exec --server dev   # a shell whose SDKs refresh their credentials
     """
     present.refuse_nesting(os.environ)
     argv = list(command)
     if argv[:1] == ["--"]:  # click keeps the separator once positional parsing stopped
         argv = argv[1:]
     resolved = _obtain(profile, **options)
+    if server:
+        from broker.cli.ops_commands import exec_with_server
+
+        exec_with_server(profile, resolved, argv, options)
+        return
     present.run(resolved, argv)
 
 

@@ -1,3 +1,123 @@
-"""Commands registered on the main group (filled in by their feature)."""
+"""Operations: `exec --server`, `rotate`, `login` and `doctor`.
+
+The services are imported inside each command: http.server, webbrowser and urllib
+would cost every other command ~30 ms of start-up.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from broker.cli.app import _context, _duration, cli
+from broker.cli.errors import report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from broker.services.credentials import Resolved
+
+
+def exec_with_server(profile: str, resolved: Resolved, argv: list[str], options: Any) -> None:
+    """`exec --server`: run the child against a local credential endpoint; exit as it did."""
+    from broker.services import server as server_service
+
+    code = server_service.run(
+        _context(),
+        resolved,
+        argv,
+        region=options["region"],
+        duration=_duration(options["duration"]),
+        no_session=options["no_session"],
+        backend=options["backend"],
+        report=report,
+    )
+    # SystemExit, not click's Exit: app.run() drops the code click returns for an Exit.
+    sys.exit(server_service.exit_status(code))
+
+
+@cli.command("rotate")
+@click.argument("profile")
+@click.option("--backend", help="Credential backend holding the key.")
+@click.option("--region", help="Region for STS (IAM itself is global).")
+@click.option("--mfa-code", help="The current MFA code (else mfa_process or a prompt).")
+def rotate_command(
+    profile: str, backend: str | None, region: str | None, mfa_code: str | None
+) -> None:
+    """Replace PROFILE's access key: create, store, verify, delete the old one.
+
+    \b
+    The key rotated is the one of the profile at the bottom of PROFILE's chain.
+    A failure at any step leaves a working key stored and says what IAM holds.
+    """
+    from broker.services import rotate
+
+    result = rotate.rotate(
+        _context(), profile, backend=backend, region=region, mfa_code=mfa_code,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(
+        f"Rotated the key of {result.profile}: {result.old_key_id} -> {result.new_key_id} "
+        f"(IAM user {result.user}; {result.sessions_cleared} cached sessions cleared).",
+        err=True,
+    )
+
+
+@cli.command("login")
+@click.argument("profile")
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Print the sign-in URL (a secret for 15 minutes) instead of opening it.")
+@click.option("--path", help="Console page to open, e.g. s3/home (default: the console home).")
+@click.option("-d", "--duration", help="Session lifetime when one is made: 1h, 90m, 3600.")
+@click.option("--region", help="Region (default: env, profile, [default]).")
+@click.option("--mfa-code", help="The current MFA code (else mfa_process or a prompt).")
+@click.option("--backend", help="Credential backend holding the key.")
+def login_command(profile: str, to_stdout: bool, path: str | None, duration: str | None,
+                  region: str | None, mfa_code: str | None, backend: str | None) -> None:
+    """Sign in to the AWS console with PROFILE's session.
+
+    \b
+    A role profile uses its role session; a plain IAM user gets a federation token
+    (GetFederationToken, made with the stored key, without MFA context).
+    """
+    from broker.services import console
+
+    signin = console.login(
+        _context(), profile, browser=not to_stdout, path=path, duration=_duration(duration),
+        region=region, mfa_code=mfa_code, backend=backend,
+    )
+    if to_stdout:
+        click.echo(signin.url)
+        return
+    until = f" until {signin.expires:%H:%M} UTC" if signin.expires else ""
+    click.echo(f"Opened the AWS console for {profile}{until}.", err=True)
+
+
+_MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--online", is_flag=True,
+              help="Also list the 1Password vault (one API call) to prove it is reachable.")
+def doctor_command(as_json: bool, online: bool) -> None:
+    """Check the setup: configs, profiles, backends, gpg, keyctl, 1Password, clock, WSL.
+
+    Exits 1 when any check fails.
+    """
+    from broker.services import doctor
+
+    checks = doctor.run(doctor.Facts(online=online))
+    if as_json:
+        document = {"ok": not doctor.failed(checks), "checks": [asdict(c) for c in checks]}
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{_MARKS.get(check.status, check.status)}  {check.name}: {check.summary}")
+            if check.fix and check.status != doctor.OK:
+                click.echo(f"      fix: {check.fix}")
+    if doctor.failed(checks):
+        sys.exit(1)

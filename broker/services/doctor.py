@@ -1,0 +1,457 @@
+"""`broker doctor`: what is set up, what is broken, and how to fix it.
+
+Each check is a small function returning :class:`Check` results (ok, warn or
+fail, with the fix). Doctor is quick and local by default: no backend item is
+read, only listed where listing is local; the one request leaving the machine is
+an unauthenticated one to STS for its clock (TOTP codes and request signatures
+depend on it). ``online`` adds at most one 1Password API call.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from broker import config, paths
+from broker.aws import profiles
+from broker.aws.credentials import utcnow
+from broker.backend import Capability
+from broker.errors import BrokerError, ConfigError
+from broker.registry import Registry
+from broker.services.context import SESSION_CACHE_DEFAULT, Context
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+ONEPASSWORD = "onepassword"
+TOKEN_VARIABLE = "OP_SERVICE_ACCOUNT_TOKEN"  # noqa: S105 - a variable's name
+CLOCK_OK, CLOCK_FAIL = 5.0, 30.0
+DEFAULT_STS_URL = "https://sts.amazonaws.com/"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    summary: str
+    fix: str = ""
+
+
+@dataclass
+class Facts:
+    """What the checks look at, replaceable in tests."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    proc_version: Path = Path("/proc/version")
+    which: Callable[[str], str | None] = shutil.which
+    clock: Callable[[], datetime] = utcnow
+    online: bool = False
+    timeout: float = 3.0
+
+    @property
+    def wsl(self) -> int:
+        """0 outside WSL, else 1 or 2."""
+        try:
+            text = self.proc_version.read_text(encoding="utf-8", errors="replace").lower()
+        except OSError:
+            return 0
+        if "microsoft" not in text:
+            return 0
+        return 2 if ("wsl2" in text or "microsoft-standard" in text) else 1
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def check_broker_config() -> tuple[Check, config.Settings]:
+    path = paths.config_file()
+    try:
+        settings = config.load(path)
+    except ConfigError as exc:
+        return Check("broker config", FAIL, exc.message, exc.hint), config.Settings(path)
+    where = f"{path}" if path.exists() else f"{path} (absent: defaults)"
+    return Check("broker config", OK, f"parsed {where}"), settings
+
+
+def check_aws_config() -> tuple[Check, profiles.AwsConfig | None]:
+    path = profiles.config_path()
+    try:
+        parsed = profiles.load(path)
+    except ConfigError as exc:
+        return Check("aws config", FAIL, exc.message, exc.hint), None
+    if not path.exists():
+        return Check(
+            "aws config", WARN, f"{path} does not exist",
+            "add a [profile NAME] section for each key (see docs/guide.md)",
+        ), parsed
+    return Check("aws config", OK, f"{len(parsed.profiles)} profiles in {path}"), parsed
+
+
+def check_plaintext_credentials(facts: Facts) -> Check:
+    path = Path(
+        facts.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
+    ).expanduser()
+    if not path.exists():
+        return Check("plaintext keys", OK, f"no {path}")
+    parser = configparser.RawConfigParser(default_section="\x00none")
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+        return Check("plaintext keys", WARN, f"cannot read {path}: {type(exc).__name__}",
+                     f"check {path}")
+    holding = [s for s in parser.sections() if parser.has_option(s, "aws_secret_access_key")]
+    if not holding:
+        return Check("plaintext keys", OK, f"{path} holds no secret keys")
+    return Check(
+        "plaintext keys", WARN,
+        f"{path} holds plaintext keys for {', '.join(holding)}; SDKs prefer that file "
+        "to `broker exec --server`'s endpoint",
+        "store each with `broker add PROFILE` (the prompt hides the secret), then delete "
+        "the keys from that file",
+    )
+
+
+# --- backends -----------------------------------------------------------------------------
+
+
+class Backends:
+    """Which backends are in use, and the names they hold (listed once each)."""
+
+    def __init__(self, ctx: Context, aws: profiles.AwsConfig | None, online: bool) -> None:
+        self.ctx = ctx
+        self.online = online
+        self._listed: dict[str, tuple[set[str] | None, str]] = {}
+        try:
+            self.default: str | None = ctx.credential_backend_name()
+            self.default_error = ""
+        except BrokerError as exc:
+            self.default, self.default_error = None, str(exc)
+        try:
+            self.cache: str | None = ctx.session_cache_name()
+        except BrokerError:
+            self.cache = None
+        used = {self.default, self.cache}
+        for profile in (aws.profiles.values() if aws else []):
+            used.add(profile.broker_backend)
+        self.used = {n for n in used if n}
+
+    def listed(self, name: str) -> tuple[set[str] | None, str]:
+        """The names stored in ``name``, or None and why they were not listed."""
+        if name not in self._listed:
+            self._listed[name] = self._list(name)
+        return self._listed[name]
+
+    def _list(self, name: str) -> tuple[set[str] | None, str]:
+        try:
+            backend = self.ctx.backend(name)
+        except BrokerError as exc:
+            return None, exc.message
+        availability = backend.availability()
+        if not availability.ok:
+            return None, f"{name} is unavailable: {availability.reason}"
+        if Capability.LIST not in backend.capabilities:
+            return None, f"{name} cannot list its items"
+        if Capability.SHARED in backend.capabilities and not self.online:
+            return None, f"{name} is remote: listed with --online"
+        try:
+            return set(backend.list()), ""
+        except BrokerError as exc:
+            return None, exc.message
+        except Exception as exc:
+            return None, f"{name} failed to list: {type(exc).__name__}"
+
+
+def check_plugins(ctx: Context) -> list[Check]:
+    checks = []
+    for name in ctx.registry.names():
+        loaded = ctx.registry.load(name)
+        if loaded.broken:
+            checks.append(Check(
+                f"plugin {name}", WARN,
+                f"broken ({loaded.info.distribution or loaded.info.value}): {loaded.error}",
+                f"reinstall it, or add {name!r} to disabled_plugins in broker's config",
+            ))
+    if not checks:
+        checks.append(Check("plugins", OK, f"installed: {', '.join(ctx.registry.names()) or '-'}"))
+    return checks
+
+
+def check_default_backend(ctx: Context, used: Backends) -> Check:
+    if used.default is None:
+        return Check("default backend", FAIL, used.default_error,
+                     "see `broker backend list`, then `broker backend set NAME`")
+    availability = ctx.registry.availability(used.default)
+    if not availability.ok:
+        return Check("default backend", FAIL, f"{used.default}: {availability.reason}",
+                     "fix that, or choose another with `broker backend set NAME`")
+    return Check("default backend", OK, f"{used.default} is available")
+
+
+def check_session_cache(ctx: Context, used: Backends) -> Check:
+    configured = os.environ.get("BROKER_SESSION_CACHE") or ctx.settings.session_cache
+    if used.cache is None:
+        if configured and configured.lower() == "none":
+            return Check("session cache", WARN, "off (session_cache = none): every command "
+                         "makes new STS sessions and asks for an MFA code",
+                         'set session_cache = "keyctl" where the kernel keyring works')
+        return Check("session cache", WARN,
+                     f"none available ({SESSION_CACHE_DEFAULT} does not work here): every "
+                     "command makes new STS sessions and asks for an MFA code",
+                     "see the keyctl check below")
+    availability = ctx.registry.availability(used.cache)
+    if not availability.ok:
+        return Check("session cache", FAIL, f"{used.cache}: {availability.reason}",
+                     'fix it, or set session_cache = "none"')
+    return Check("session cache", OK, f"sessions are kept in {used.cache}")
+
+
+def check_profiles(ctx: Context, aws: profiles.AwsConfig, used: Backends) -> list[Check]:
+    checks = []
+    for name in sorted(aws.profiles):
+        profile = aws.profiles[name]
+        label = f"profile {name}"
+        if any(k.startswith("sso_") for k in profile.extra):
+            checks.append(Check(label, OK, "uses IAM Identity Center (SSO), not broker"))
+            continue
+        if profile.credential_process and not profile.role_arn:
+            checks.append(Check(label, OK, "served by its credential_process"))
+            continue
+        try:
+            chain = profiles.resolve_chain(aws, name)
+            backend = ctx.credential_backend_name(chain.key_profile)
+        except BrokerError as exc:
+            checks.append(Check(label, FAIL, exc.message, exc.hint))
+            continue
+        key = chain.key_profile.name
+        route = " -> ".join(chain.names)
+        stored, why = used.listed(backend)
+        bare = not (profile.role_arn or profile.mfa_serial or profile.source_profile)
+        if stored is None:
+            checks.append(Check(label, OK, f"{route}; key in {backend} not checked ({why})"))
+        elif key in stored:
+            checks.append(Check(label, OK, f"{route}; key stored in {backend}"))
+        elif name == "default" and bare:
+            continue  # [default] usually only carries the region
+        else:
+            checks.append(Check(label, WARN, f"{route}; no key stored for {key!r} in {backend}",
+                                f"run `broker add {key}`"))
+    return checks
+
+
+# --- tools and the kernel -----------------------------------------------------------------
+
+
+def _version(facts: Facts, tool: str) -> str:
+    path = facts.which(tool)
+    if not path:
+        return ""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True,
+                             timeout=facts.timeout, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return path
+    first = next((line for line in out.splitlines() if line.strip()), "")
+    return f"{path} ({first.strip()[:60]})" if first else path
+
+
+def check_gnupg(facts: Facts, used: Backends) -> list[Check]:
+    needed = "pass" in used.used
+    gpg, pass_cli = _version(facts, "gpg"), facts.which("pass")
+    checks = []
+    if gpg:
+        checks.append(Check("gpg", OK, gpg))
+    elif needed:
+        checks.append(Check("gpg", FAIL, "gpg is not installed; the pass backend needs it",
+                            "sudo apt install gnupg"))
+    else:
+        checks.append(Check("gpg", OK, "not installed (only the pass backend needs it)"))
+    if pass_cli:
+        checks.append(Check("pass", OK, f"{pass_cli} (reads and writes the same store)"))
+    else:
+        checks.append(Check("pass", OK, "the pass CLI is not installed (optional: broker "
+                                        "reads its store itself)"))
+    tty_var = facts.environ.get("GPG_TTY")
+    if not needed:
+        checks.append(Check("GPG_TTY", OK, "not needed (the pass backend is not in use)"))
+    elif tty_var:
+        checks.append(Check("GPG_TTY", OK, f"set ({tty_var})"))
+    else:
+        checks.append(Check("GPG_TTY", WARN, "not set: pinentry may not find your terminal "
+                            "when gpg asks for the passphrase",
+                            "add `export GPG_TTY=$(tty)` to ~/.bashrc"))
+    return checks
+
+
+def check_keyctl(ctx: Context, facts: Facts, used: Backends) -> Check:
+    if "keyctl" not in ctx.registry.names():
+        status = FAIL if "keyctl" in used.used else OK
+        return Check("keyctl", status, "the keyctl backend is not installed",
+                     "reinstall broker" if status == FAIL else "")
+    availability = ctx.registry.availability("keyctl")
+    if availability.ok:
+        note = " (WSL2: memory only, cleared by `wsl --shutdown`)" if facts.wsl == 2 else ""
+        return Check("keyctl", OK, f"the kernel keyring works here{note}")
+    status = FAIL if "keyctl" in used.used else WARN
+    return Check("keyctl", status, availability.reason,
+                 "sessions are not cached without it; use WSL2 or a VM with the keyring, "
+                 "or `broker backend set pass` for keys")
+
+
+def check_wsl(facts: Facts) -> Check:
+    version = facts.wsl
+    if version == 0:
+        return Check("WSL", OK, "not running under WSL")
+    if version == 1:
+        return Check("WSL", WARN, "WSL1: the kernel keyring (keyctl) does not exist here",
+                     "convert the distribution: `wsl --set-version <distro> 2` (in Windows)")
+    return Check("WSL", OK, "WSL2: the kernel keyring works; the 1Password desktop app is not "
+                 "reachable from inside WSL (use a service-account token)")
+
+
+# --- 1Password ----------------------------------------------------------------------------
+
+
+def _references_op(settings: config.Settings) -> bool:
+    return any(isinstance(v, str) and v.startswith("op://")
+               for table in settings.backends.values() for v in table.values())
+
+
+def _kept_token(ctx: Context) -> bool:
+    from broker.services.backends import token_name
+
+    if "keyctl" not in ctx.registry.names():
+        return False
+    try:
+        keyring = ctx.backend("keyctl", "secrets")
+        return keyring.availability().ok and keyring.get(token_name(ONEPASSWORD)) is not None
+    except Exception:
+        return False
+
+
+def check_onepassword(ctx: Context, facts: Facts, used: Backends) -> list[Check]:
+    in_use = ONEPASSWORD in used.used or _references_op(ctx.settings)
+    if not in_use:
+        return [Check("1Password", OK, "not used")]
+    checks = []
+    token = facts.environ.get(TOKEN_VARIABLE, "")
+    setting = ctx.settings.backend_settings(ONEPASSWORD).get("token")
+    if token:
+        if token.startswith("ops_"):
+            checks.append(Check("1Password token", OK, f"from {TOKEN_VARIABLE}"))
+        else:
+            checks.append(Check("1Password token", WARN, f"{TOKEN_VARIABLE} does not look like a "
+                                "service-account token (ops_...)", "copy the token again"))
+    elif _kept_token(ctx):
+        checks.append(Check("1Password token", OK, "kept in the kernel keyring "
+                            "(keyctl:onepassword-token, `broker backend login onepassword`)"))
+    elif isinstance(setting, str) and setting:
+        checks.append(Check("1Password token", OK, f"from the reference {setting}"))
+    elif facts.wsl:
+        checks.append(Check("1Password token", FAIL, "no service-account token, and the desktop "
+                            "app is not reachable from inside WSL",
+                            f"`broker backend login onepassword`, or export {TOKEN_VARIABLE}"))
+    else:
+        checks.append(Check("1Password token", WARN, "no service-account token: the desktop app "
+                            "is used, and asks for approval in each new process",
+                            "`broker backend login onepassword` keeps a token for this login"))
+    if ONEPASSWORD not in ctx.registry.names():
+        checks.append(Check("1Password reachability", FAIL, "the onepassword plugin is not "
+                            "installed", "reinstall broker"))
+        return checks
+    availability = ctx.registry.availability(ONEPASSWORD)
+    if not availability.ok:
+        checks.append(Check("1Password reachability", FAIL, availability.reason,
+                            "fix the token or the app as the reason says"))
+    elif not facts.online:
+        checks.append(Check("1Password reachability", OK, "not checked (`broker doctor "
+                            "--online` makes one API call)"))
+    else:
+        names, why = used.listed(ONEPASSWORD)  # the one API call, shared with the key checks
+        if names is None:
+            checks.append(Check("1Password reachability", FAIL, why,
+                                "check the token, the network and the vault settings"))
+        else:
+            checks.append(Check("1Password reachability", OK, f"reachable ({len(names)} items)"))
+    return checks
+
+
+# --- the clock ----------------------------------------------------------------------------
+
+
+def sts_url(environ: Mapping[str, str]) -> str:
+    return environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL") or DEFAULT_STS_URL
+
+
+def check_clock(facts: Facts) -> Check:
+    url = sts_url(facts.environ)
+    fix = ("run `sudo hwclock -s` (WSL2's clock drifts while the PC sleeps)" if facts.wsl
+           else "turn on time synchronisation: `sudo timedatectl set-ntp true`")
+    before = facts.clock()
+    try:
+        with urllib.request.urlopen(url, timeout=facts.timeout) as response:  # noqa: S310
+            date = response.headers.get("Date")
+    except urllib.error.HTTPError as exc:  # STS answers an unsigned request with an error
+        date = exc.headers.get("Date")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check("clock", WARN, f"not checked: cannot reach {url} ({reason})",
+                     "check again when online; MFA codes depend on the clock")
+    after = facts.clock()
+    try:
+        theirs = parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        theirs = None
+    if theirs is None:
+        return Check("clock", WARN, f"not checked: {url} sent no usable Date header", "")
+    # The header has whole seconds: the server's time lay somewhere in the next second.
+    skew = ((before + (after - before) / 2) - (theirs + timedelta(seconds=0.5))).total_seconds()
+    text = f"{abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} {url}"
+    if abs(skew) <= CLOCK_OK:
+        return Check("clock", OK, f"in sync ({text})")
+    if abs(skew) <= CLOCK_FAIL:
+        return Check("clock", WARN, f"{text}: MFA codes near the end of their 30 s may be refused",
+                     fix)
+    return Check("clock", FAIL, f"{text}: MFA codes will be refused (and AWS refuses requests "
+                 "beyond 5 minutes)", fix)
+
+
+# --- all of it ----------------------------------------------------------------------------
+
+
+def run(facts: Facts | None = None, registry: Registry | None = None) -> list[Check]:
+    """Every check, in the order a reader fixes things."""
+    facts = facts or Facts()
+    broker_check, settings = check_broker_config()
+    aws_check, aws = check_aws_config()
+    ctx = Context(settings, registry or Registry(settings.backends, settings.disabled_plugins))
+    if aws is not None:
+        ctx.__dict__["aws"] = aws  # the cached_property, already parsed
+    else:
+        ctx.__dict__["aws"] = profiles.AwsConfig(profiles.config_path(), {})
+    try:
+        checks = [broker_check, aws_check, check_plaintext_credentials(facts)]
+        checks += check_plugins(ctx)
+        used = Backends(ctx, aws, facts.online)
+        checks.append(check_default_backend(ctx, used))
+        checks.append(check_session_cache(ctx, used))
+        if aws is not None:
+            checks += check_profiles(ctx, aws, used)
+        checks += check_gnupg(facts, used)
+        checks.append(check_keyctl(ctx, facts, used))
+        checks += check_onepassword(ctx, facts, used)
+        checks.append(check_clock(facts))
+        checks.append(check_wsl(facts))
+        return checks
+    finally:
+        ctx.close()
+
+
+def failed(checks: list[Check]) -> bool:
+    return any(c.status == FAIL for c in checks)

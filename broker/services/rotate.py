@@ -1,0 +1,304 @@
+"""`broker rotate`: replace a profile's long-lived access key with a new one.
+
+The order keeps a working key stored at every step, and every failure names the
+state IAM is left in and the command that finishes the job:
+
+1. GetCallerIdentity with the stored key: whose key it is, and that it works.
+2. Credentials allowed to manage keys: the MFA session when the profile has an
+   ``mfa_serial`` (policies often require MFA for iam:*), else the key itself.
+3. iam:CreateAccessKey.
+4. Store the new key in the same backend, keeping the item's other fields
+   (``mfa_serial``, ``totp``...). Storing before the wait means an interrupted
+   wait never loses the new secret.
+5. Wait until the new key works (IAM is eventually consistent): GetCallerIdentity
+   with backoff. If it never does, the old item is put back and the new key deleted.
+6. Clear the sessions made from the old key, then iam:DeleteAccessKey the old key
+   (with the credentials of step 2).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker.aws import iam_keys
+from broker.aws.credentials import Credentials
+from broker.aws.profiles import Chain, resolve_chain
+from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Backend, Item
+from broker.errors import BrokerError, CredentialsNotFound, Interrupted
+from broker.services.context import Context
+
+#: Seconds between verification attempts: 1, 2, 4, then 8 (about a minute in all).
+FIRST_DELAY = 1.0
+MAX_DELAY = 8.0
+VERIFY_ATTEMPTS = 10
+
+
+class RotationFailed(BrokerError):
+    """A step of the rotation failed; the message says what state IAM and the store are in.
+
+    The exit code is the one of the error that stopped the rotation.
+    """
+
+    def __init__(self, message: str, hint: str, exit_code: int) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RotationResult:
+    profile: str  # the profile whose key was rotated (the chain's key profile)
+    requested: str  # the profile named on the command line
+    backend: str
+    user: str
+    old_key_id: str
+    new_key_id: str
+    verify_attempts: int
+    sessions_cleared: int
+
+
+def _delete_command(user: str, key_id: str) -> str:
+    return f"`aws iam delete-access-key --user-name {user} --access-key-id {key_id}`"
+
+
+def _failed(cause: BaseException, state: str, hint: str) -> RotationFailed:
+    if isinstance(cause, BrokerError):
+        detail, code = cause.message, cause.exit_code
+    else:  # a plugin's own exception: its text is not ours to show, its type is
+        detail, code = f"unexpected {type(cause).__name__}", 1
+    return RotationFailed(f"{detail}; {state}", hint, code)
+
+
+def _iam_credentials(
+    ctx: Context, chain: Chain, item: Item, old: Credentials, mfa_code: str | None,
+    region: str | None,
+) -> Credentials:
+    """The MFA session of the key profile (shared with `exec`'s cache), or the key itself."""
+    if not chain.mfa_serial:
+        return old
+    from broker.aws.chain import ChainOptions, CredentialChain
+    from broker.aws.mfa import GuardedSessions, MfaCodes
+
+    # The key profile's own chain without its roles: the same cached MFA session `exec`
+    # uses (same profile, same device), and the same code sources (a stored TOTP seed too).
+    own = Chain(chain.key_profile, chain.key_profile, (), chain.mfa_serial)
+    options = ChainOptions(session_duration=ctx.settings.session_duration, region=region)
+    codes = MfaCodes(explicit=mfa_code, key_item=lambda: item, resolve=ctx.resolver)
+    sessions = GuardedSessions(ctx.sessions, codes)
+    return CredentialChain(own, sessions, lambda: old, codes, options).get()
+
+
+def _stored_key_id(store: Backend, name: str) -> str | None:
+    try:
+        item = store.get(name)
+    except Exception:
+        return None
+    return None if item is None else item.get(ACCESS_KEY_ID)
+
+
+def _profiles_using(ctx: Context, key_profile: str) -> list[str]:
+    """Every profile whose credentials are made from ``key_profile``'s key."""
+    names = {key_profile}
+    for name in ctx.aws.profiles:
+        try:
+            if resolve_chain(ctx.aws, name).key_profile.name == key_profile:
+                names.add(name)
+        except BrokerError:
+            continue
+    return sorted(names)
+
+
+def _clear_sessions(ctx: Context, key_profile: str) -> int:
+    cleared = 0
+    for name in _profiles_using(ctx, key_profile):
+        try:
+            cleared += ctx.sessions.clear(name)
+        except BrokerError:
+            continue  # stale sessions only expire; the rotation itself is done
+    return cleared
+
+
+def wait_until_works(
+    new: Credentials,
+    region: str | None,
+    expected_arn: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = VERIFY_ATTEMPTS,
+    first_delay: float = FIRST_DELAY,
+) -> int:
+    """Retry GetCallerIdentity with ``new`` until it answers as ``expected_arn``.
+
+    Returns the number of attempts; raises the last error when none succeeded.
+    """
+    delay = first_delay
+    last: BrokerError = BrokerError("the new key was not tried")
+    for attempt in range(1, attempts + 1):
+        try:
+            seen = iam_keys.caller_identity(new, region)
+        except BrokerError as exc:
+            last = exc
+        else:
+            if seen.arn == expected_arn:
+                return attempt
+            last = BrokerError(f"the new key answers as {seen.arn}, not {expected_arn}")
+        if attempt < attempts:
+            sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+    raise last
+
+
+def rotate(
+    ctx: Context,
+    profile: str,
+    *,
+    backend: str | None = None,
+    region: str | None = None,
+    mfa_code: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = VERIFY_ATTEMPTS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RotationResult:
+    """Rotate the access key behind ``profile`` (its chain's key profile)."""
+    chain = resolve_chain(ctx.aws, profile)
+    name = chain.key_profile.name
+    store = ctx.credential_backend(chain.key_profile, backend)
+    item = store.get(name)
+    if item is None:
+        raise CredentialsNotFound(
+            f"no key stored for profile {name!r} in backend {store.name!r}",
+            f"run `broker add {name}` first",
+        )
+    old = Credentials.from_item(item, what=f"the stored key of {name!r}")
+    old_id = old.access_key_id
+    where = ctx.region_for(chain.target, region)
+    unchanged = f"nothing was changed: the stored key {old_id} is still in use"
+
+    # 1. whose key is it, and does it work?
+    try:
+        identity = iam_keys.caller_identity(old, where)
+    except BrokerError as exc:
+        raise _failed(exc, unchanged, exc.hint or "check the key with `broker exec`") from None
+    user = identity.user_name
+    progress(f"Rotating access key {old_id} of IAM user {user} (profile {name}, "
+             f"backend {store.name})")
+
+    # 2. and 3. a new key, made with credentials allowed to manage keys
+    iam_creds = _iam_credentials(ctx, chain, item, old, mfa_code, where)
+    try:
+        new = iam_keys.create_access_key(iam_creds, where, user)
+    except iam_keys.KeyLimitReached as exc:
+        raise _failed(exc, unchanged, _limit_hint(iam_creds, where, user, old_id)) from None
+    except BrokerError as exc:
+        raise _failed(exc, f"no new key was created; {unchanged}", _hint(exc)) from None
+    new_id = new.access_key_id
+    progress(f"Created access key {new_id}")
+
+    # 4. store it next to the old item's other fields
+    updated = item.replace(**{ACCESS_KEY_ID: new_id, SECRET_ACCESS_KEY: new.secret_access_key})
+    try:
+        store.set(name, updated)
+    except (Exception, KeyboardInterrupt) as exc:
+        if _stored_key_id(store, name) != new_id:
+            raise _store_failed(exc, iam_creds, where, user, old_id, new_id) from None
+    progress(f"Stored the new key in backend {store.name}; waiting until AWS accepts it")
+
+    # 5. wait until AWS accepts it
+    try:
+        tries = wait_until_works(new, where, identity.arn, sleep=sleep, attempts=attempts)
+    except (KeyboardInterrupt, Interrupted):
+        raise Interrupted(
+            f"interrupted while waiting for the new key {new_id}: it is stored, and the old key "
+            f"{old_id} still exists in IAM",
+            f"once `broker exec {profile}` works, delete the old key with "
+            f"{_delete_command(user, old_id)}",
+        ) from None
+    except BrokerError as exc:
+        raise _verify_failed(
+            exc, store, name, item, iam_creds, where, user, old_id, new_id
+        ) from None
+
+    # 6. forget sessions made from the old key, then delete it
+    cleared = _clear_sessions(ctx, name)
+    try:
+        iam_keys.delete_access_key(iam_creds, where, user, old_id)
+    except BrokerError as exc:
+        raise _failed(
+            exc,
+            f"new key {new_id} created and stored but the old key {old_id} was not deleted",
+            f"delete it with {_delete_command(user, old_id)}",
+        ) from None
+    progress(f"Deleted the old key {old_id}")
+    return RotationResult(name, profile, store.name, user, old_id, new_id, tries, cleared)
+
+
+def _hint(exc: BrokerError) -> str:
+    if "AccessDenied" in exc.message:
+        return ("the IAM user needs iam:CreateAccessKey, iam:DeleteAccessKey and "
+                "iam:ListAccessKeys on itself, often only with MFA (see docs/guide.md)")
+    return exc.hint
+
+
+def _limit_hint(iam_creds: Credentials, region: str | None, user: str, old_id: str) -> str:
+    try:
+        others = [k.access_key_id for k in iam_keys.list_access_keys(iam_creds, region, user)
+                  if k.access_key_id != old_id]
+    except BrokerError:
+        others = []
+    if len(others) == 1:
+        return (f"IAM allows two keys per user; {others[0]} is not the one broker holds: "
+                f"delete it with {_delete_command(user, others[0])} and rotate again")
+    return f"IAM allows two keys per user: delete the one that is not {old_id}, then rotate again"
+
+
+def _store_failed(
+    exc: BaseException, iam_creds: Credentials, region: str | None, user: str,
+    old_id: str, new_id: str,
+) -> RotationFailed:
+    try:
+        iam_keys.delete_access_key(iam_creds, region, user, new_id)
+    except BrokerError:
+        return _failed(
+            exc,
+            f"the new key {new_id} was created but could not be stored (its secret is lost) and "
+            f"could not be deleted again; the stored key {old_id} still works",
+            f"delete the new key with {_delete_command(user, new_id)}",
+        )
+    return _failed(
+        exc,
+        f"the new key {new_id} could not be stored and was deleted again; the stored key "
+        f"{old_id} is unchanged",
+        "fix the backend (`broker doctor`), then rotate again",
+    )
+
+
+def _verify_failed(
+    exc: BrokerError, store: Backend, name: str, item: Item, iam_creds: Credentials,
+    region: str | None, user: str, old_id: str, new_id: str,
+) -> RotationFailed:
+    try:
+        store.set(name, item)
+    except Exception:
+        return _failed(
+            exc,
+            f"the new key {new_id} is stored but AWS has not accepted it yet, and the old key "
+            f"{old_id} (still active in IAM) could not be put back",
+            f"try `broker exec {name}` in a minute; once it works, delete the old key with "
+            f"{_delete_command(user, old_id)}",
+        )
+    try:
+        iam_keys.delete_access_key(iam_creds, region, user, new_id)
+    except BrokerError:
+        return _failed(
+            exc,
+            f"AWS never accepted the new key {new_id}; the stored key is {old_id} again, but "
+            f"{new_id} still exists in IAM",
+            f"delete it with {_delete_command(user, new_id)}",
+        )
+    return _failed(
+        exc,
+        f"AWS never accepted the new key {new_id}, so it was deleted again; the stored key "
+        f"{old_id} is unchanged",
+        "check the network and try again later",
+    )

@@ -1,0 +1,227 @@
+"""`broker doctor`: each check ok, warn or fail with its fix."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from broker.backend import Capability
+from broker.registry import Registry
+from broker.services import doctor
+from broker.testing.memory import MemoryBackend
+from tests.conftest import free_port
+from tests.support.ops_helpers import require_keyctl
+
+
+def _by_name(document: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {c["name"]: c for c in document["checks"]}
+
+
+@pytest.fixture
+def keyctl_home(home):
+    require_keyctl()
+    return home
+
+
+def test_json_output_and_a_missing_key(keyctl_home):
+    home = keyctl_home
+    result = home.run("doctor", "--json")
+    document = json.loads(result.stdout)
+    checks = _by_name(document)
+    assert all(set(c) == {"name", "status", "summary", "fix"} for c in checks.values())
+    assert all(c["status"] in ("ok", "warn", "fail") for c in checks.values())
+    assert document["ok"] is (result.returncode == 0)
+    assert document["ok"] is not any(c["status"] == "fail" for c in checks.values())
+    assert checks["broker config"]["status"] == "ok"
+    assert checks["aws config"]["status"] == "ok"
+    assert checks["default backend"] == {**checks["default backend"], "status": "ok",
+                                         "summary": "keyctl is available"}
+    assert checks["session cache"]["status"] == "ok"
+    assert checks["keyctl"]["status"] == "ok"
+    assert checks["clock"]["status"] == "ok", checks["clock"]  # moto's Date header
+    assert checks["profile dev"]["status"] == "warn"
+    assert checks["profile dev"]["fix"] == "run `broker add dev`"
+    assert checks["profile admin"]["status"] == "warn"
+    assert checks["profile admin"]["fix"] == "run `broker add base`"  # the key under the role
+    assert checks["profile cp"]["status"] == "ok"  # served by its credential_process
+    assert "profile default" not in checks  # only a region
+    home.add_key("dev")
+    after = _by_name(json.loads(home.run("doctor", "--json").stdout))
+    assert after["profile dev"]["status"] == "ok"
+    assert after["profile dev"]["summary"] == "dev; key stored in keyctl"
+
+
+def test_a_broken_broker_config_fails_with_the_fix(keyctl_home):
+    home = keyctl_home
+    home.broker_config.write_text("backend = [\n")
+    result = home.run("doctor", "--json")
+    assert result.returncode == 1
+    check = _by_name(json.loads(result.stdout))["broker config"]
+    assert check["status"] == "fail"
+    assert "not valid TOML" in check["summary"]
+    assert check["fix"] == f"fix or remove {home.broker_config}"
+    text = home.run("doctor")
+    assert text.returncode == 1
+    assert f"FAIL  broker config: {home.broker_config}: not valid TOML" in text.stdout
+    assert f"      fix: fix or remove {home.broker_config}" in text.stdout
+
+
+def test_a_broken_aws_config_and_a_broken_chain(keyctl_home):
+    home = keyctl_home
+    home.aws_config.write_text("[profile x\nregion = y\n")
+    result = home.run("doctor", "--json")
+    assert result.returncode == 1
+    check = _by_name(json.loads(result.stdout))["aws config"]
+    assert check["status"] == "fail" and "malformed" in check["summary"]
+    home.aws_config.write_text(
+        "[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n"
+        "[profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = a\n"
+    )
+    checks = _by_name(json.loads(home.run("doctor", "--json").stdout))
+    assert checks["profile a"]["status"] == "fail"
+    assert "loop" in checks["profile a"]["summary"] and checks["profile a"]["fix"]
+
+
+# --- in process ------------------------------------------------------------------------------
+
+
+@contextmanager
+def date_server(offset: float) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            moment = datetime.now(timezone.utc) + timedelta(seconds=offset)
+            return format_datetime(moment, usegmt=True)
+
+        def do_GET(self) -> None:
+            self.send_response(403)  # as STS answers an unsigned request
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("offset", "status"), [(0, "ok"), (-15, "warn"), (120, "fail")])
+def test_clock_skew(offset, status):
+    with date_server(offset) as url:
+        check = doctor.check_clock(doctor.Facts(environ={"AWS_ENDPOINT_URL": url}))
+    assert check.status == status, check
+    if status != "ok":
+        assert "MFA codes" in check.summary and "timedatectl" in check.fix
+
+
+def test_clock_offline_is_a_warning():
+    url = f"http://127.0.0.1:{free_port()}/"
+    check = doctor.check_clock(doctor.Facts(environ={"AWS_ENDPOINT_URL_STS": url}, timeout=1))
+    assert check.status == "warn" and "not checked" in check.summary
+
+
+def test_wsl(tmp_path):
+    version = tmp_path / "version"
+    version.write_text("Linux version 5.15.153.1-microsoft-standard-WSL2 (root@1) #1 SMP\n")
+    facts = doctor.Facts(proc_version=version)
+    assert facts.wsl == 2
+    check = doctor.check_wsl(facts)
+    assert check.status == "ok"
+    assert "kernel keyring works" in check.summary and "1Password desktop app" in check.summary
+    with date_server(60) as url:
+        clock = doctor.check_clock(doctor.Facts(environ={"AWS_ENDPOINT_URL": url},
+                                                proc_version=version))
+    assert "hwclock -s" in clock.fix
+    version.write_text("Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com)\n")
+    assert doctor.check_wsl(facts).status == "warn"
+    version.write_text("Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org)\n")
+    assert doctor.check_wsl(facts) == doctor.Check("WSL", "ok", "not running under WSL")
+
+
+def test_plaintext_keys_are_reported_by_profile_never_by_value(tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[old]\naws_access_key_id = AKIA1\naws_secret_access_key = S3CR3T\n")
+    check = doctor.check_plaintext_credentials(
+        doctor.Facts(environ={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
+    )
+    assert check.status == "warn" and "old" in check.summary and "broker add" in check.fix
+    assert "S3CR3T" not in check.summary + check.fix
+
+
+class FakeOnePassword(MemoryBackend):
+    """Stands in for the 1Password plugin: remote (SHARED), listing costs an API call."""
+
+    name: ClassVar[str] = "onepassword"
+    capabilities: ClassVar[Capability] = Capability.LIST | Capability.SHARED
+    calls: ClassVar[list[str]] = []
+
+    def list(self) -> list[str]:
+        FakeOnePassword.calls.append("list")
+        return super().list()
+
+
+def _run(in_home, monkeypatch, *, online: bool, token: str | None, wsl: bool,
+         tmp_path: Path) -> dict[str, doctor.Check]:
+    monkeypatch.setenv("BROKER_BACKEND", "onepassword")
+    FakeOnePassword.calls.clear()
+    version = tmp_path / "version"
+    version.write_text("microsoft-standard-WSL2" if wsl else "Linux")
+    environ = {"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]}
+    if token:
+        environ[doctor.TOKEN_VARIABLE] = token
+    registry = Registry(extra={"onepassword": FakeOnePassword})
+    checks = doctor.run(doctor.Facts(environ=environ, proc_version=version, online=online),
+                        registry)
+    return {c.name: c for c in checks}
+
+
+def test_onepassword_token_sources_and_one_call_at_most(in_home, monkeypatch, tmp_path):
+    checks = _run(in_home, monkeypatch, online=False, token=None, wsl=True, tmp_path=tmp_path)
+    assert checks["1Password token"].status == "fail"
+    assert "not reachable from inside WSL" in checks["1Password token"].summary
+    assert "broker backend login onepassword" in checks["1Password token"].fix
+    assert "not checked" in checks["1Password reachability"].summary
+    assert checks["profile dev"].status == "ok"  # a remote backend is not listed offline
+    assert "not checked" in checks["profile dev"].summary
+    assert FakeOnePassword.calls == []
+
+    checks = _run(in_home, monkeypatch, online=True, token="ops_abc", wsl=False,
+                  tmp_path=tmp_path)
+    assert checks["1Password token"].status == "ok"
+    assert "OP_SERVICE_ACCOUNT_TOKEN" in checks["1Password token"].summary
+    assert checks["1Password reachability"].status == "ok"
+    assert checks["profile dev"].status == "warn"  # listed: no key stored for dev
+    assert FakeOnePassword.calls == ["list"]  # one API call for everything
+
+    checks = _run(in_home, monkeypatch, online=False, token="not-a-token", wsl=False,
+                  tmp_path=tmp_path)
+    assert checks["1Password token"].status == "warn"
+    assert "not-a-token" not in checks["1Password token"].summary
+
+
+def test_gnupg_for_the_pass_backend(in_home, monkeypatch):
+    monkeypatch.setenv("BROKER_BACKEND", "pass")
+    facts = doctor.Facts(environ={"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]},
+                         which=lambda tool: None)
+    checks = {c.name: c for c in doctor.run(facts)}
+    assert checks["gpg"].status == "fail" and "apt install gnupg" in checks["gpg"].fix
+    assert checks["GPG_TTY"].status == "warn"
+    assert checks["GPG_TTY"].fix == "add `export GPG_TTY=$(tty)` to ~/.bashrc"
+    facts.environ = {**facts.environ, "GPG_TTY": "/dev/pts/3"}
+    facts.which = lambda tool: f"/usr/bin/{tool}" if tool == "pass" else None
+    checks = {c.name: c for c in doctor.run(facts)}
+    assert checks["GPG_TTY"].status == "ok" and checks["pass"].summary.startswith("/usr/bin/pass")
