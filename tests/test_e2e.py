@@ -241,3 +241,29 @@ def test_files_written_are_private(home):
     config = Path(home.env["BROKER_CONFIG"])
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+
+
+def test_options_after_the_profile_as_in_aws_vault(home, sts):
+    home.add_key("dev")
+    result = home.run(
+        "exec", "dev", "--duration", "2h", "--region", "eu-west-3", "--",
+        "sh", "-c", "echo $AWS_REGION", check=True,
+    )
+    assert result.stdout.strip() == "eu-west-3"
+    assert sts.actions("AssumeRole")[0]["DurationSeconds"] == "7200"
+    # the command's own flags stay the command's
+    out = home.run("exec", "dev", "sh", "-c", "echo ok", check=True).stdout
+    assert out.strip() == "ok"
+    unknown = home.run("exec", "dev", "--colour", "--", "true")
+    assert unknown.returncode == 2 and "--colour" in unknown.stderr
+
+
+def test_hoisting_is_pure():
+    from broker.cli.app import hoist_exec_options as hoist
+
+    assert hoist(["exec", "dev", "-d", "1h", "--", "x", "-d"]) == [
+        "exec", "-d", "1h", "dev", "--", "x", "-d"]
+    assert hoist(["--debug", "exec", "--no-session", "dev", "--server", "cmd", "--flag"]) == [
+        "--debug", "exec", "--no-session", "--server", "dev", "cmd", "--flag"]
+    assert hoist(["export", "dev", "--format", "json"]) == ["export", "dev", "--format", "json"]
+    assert hoist(["exec", "dev"]) == ["exec", "dev"]

@@ -285,15 +285,58 @@ def backend_logout(name: str) -> None:
     click.echo("Token removed." if removed else "No token was kept.", err=True)
 
 
+def hoist_exec_options(args: list[str]) -> list[str]:
+    """Let `broker exec dev --duration 1h -- bash` work as `broker exec --duration 1h dev ...`.
+
+    `exec` stops option parsing at its first positional argument so that the command's
+    own flags stay the command's; options written between the profile and the command
+    (aws-vault's order) are moved before the profile. Anything after `--`, or from the
+    first non-option word on, is the command and is left alone.
+    """
+    try:
+        at = next(i for i, a in enumerate(args) if not a.startswith("-"))
+    except StopIteration:
+        return args
+    if args[at] != "exec":
+        return args
+    takes_value = {
+        name
+        for param in exec_command.params
+        if isinstance(param, click.Option) and not param.is_flag
+        for name in param.opts
+    }
+
+    def option_span(i: int) -> int:
+        token = args[i]
+        return 2 if token in takes_value and i + 1 < len(args) else 1
+
+    i = at + 1
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += option_span(i)
+    if i >= len(args) or args[i] == "--":
+        return args
+    profile_at = i
+    i += 1
+    moved: list[str] = []
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        span = option_span(i)
+        moved += args[i : i + span]
+        i += span
+    return [*args[:profile_at], *moved, args[profile_at], *args[i:]]
+
+
 def run(args: list[str]) -> int:
     def invoke() -> int:
         try:
-            cli.main(args=args, prog_name="broker", standalone_mode=False)
+            result = cli.main(
+                args=hoist_exec_options(args), prog_name="broker", standalone_mode=False
+            )
         finally:
             ctx = _CONTEXT.pop("ctx", None)
             if ctx is not None:
                 ctx.close()
-        return 0
+        # without standalone mode click returns an Exit's code instead of raising it
+        return result if isinstance(result, int) else 0
 
     return guarded(invoke, lambda: _DEBUG["on"] or "--debug" in args)
 
