@@ -25,6 +25,9 @@ from tests.support.sts_recorder import Recorder
 
 BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
+#: Every kernel keyring a test makes starts with this. It names this pytest process, so
+#: the end-of-session leak check never mistakes a concurrent run's keyrings for ours.
+KEYRING_PREFIX = f"broker-test-{os.getpid()}-"
 
 
 def free_port() -> int:
@@ -171,7 +174,7 @@ def home(tmp_path: Path, sts: Recorder) -> Iterator[BrokerHome]:
     root.mkdir()
     (root / ".aws").mkdir()
     (root / ".aws" / "config").write_text(USER_STORY_CONFIG)
-    keyring = f"broker-test-{uuid.uuid4().hex[:10]}"
+    keyring = f"{KEYRING_PREFIX}{uuid.uuid4().hex[:10]}"
     config = root / ".config" / "broker" / "config.toml"
     config.parent.mkdir(parents=True, mode=0o700)
     config.write_text(f'backend = "keyctl"\n\n[backends.keyctl]\nkeyring = "{keyring}"\n')

@@ -1,1 +1,739 @@
-"""placeholder"""
+"""1Password as a broker backend, through the official SDK (``onepassword-sdk``).
+
+Items are API Credentials items titled from a template (``AWS {profile}``),
+tagged ``broker``, with the access key, the secret, the MFA serial and the TOTP
+seed as a real one-time-password field the 1Password app shows codes for (the
+layout is in :mod:`broker_onepassword._fields` and docs/backends/onepassword.md).
+``op://vault/item/[section/]field[?attribute=totp]`` references are resolved for
+other plugins and for config values.
+
+Service accounts are rate limited, so ids are learnt once and kept in a state
+file (:mod:`broker_onepassword._state`): a read with known ids is one SDK call.
+STS sessions are never written here.
+
+This module is imported whenever the registry loads the class, so it imports
+nothing heavy: the SDK (~350 ms) comes in with the first real operation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from broker.backend import ACCESS_KEY_ID, Availability, Backend, Capability, Item, Resolver
+from broker.errors import (
+    AmbiguousMatch,
+    AuthenticationError,
+    BrokerError,
+    ConfigError,
+    NotFound,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any, ClassVar, TypeVar
+
+    from broker_onepassword._sdk import Session
+    from broker_onepassword._state import IdState
+
+    T = TypeVar("T")
+
+__all__ = ["OnePasswordBackend"]
+
+DEFAULT_TITLE = "AWS {profile}"
+TOKEN_VARIABLE = "OP_SERVICE_ACCOUNT_TOKEN"  # noqa: S105 - a variable name
+#: Where `broker backend login onepassword` keeps the token (the keyctl plugin).
+KEPT_TOKEN = "keyctl:onepassword-token"  # noqa: S105 - a reference
+#: Seconds to wait for one call: the desktop app may wait for the user's approval.
+DEFAULT_TIMEOUT = {"desktop": 60.0, "token": 120.0}
+CREDENTIALS = "credentials"
+SESSIONS = "sessions"
+#: Seconds an instance trusts 1Password's "no such item" (one command's get-then-set).
+ABSENT_FOR = 30.0
+#: At most this many ids per ItemsGetAll (an SDK limit).
+BATCH = 50
+_VAULT_ID = re.compile(r"^[a-z0-9]{26}$")
+#: Names an op:// reference can hold (the SDK's own rule).
+_REFERENCE_SAFE = re.compile(r"^[A-Za-z0-9 _.\-]+$")
+_NAMESPACE_TAG = "broker:"
+# Inside the class, `list` is the method of that name.
+_Names = list[str]
+
+
+def _no_token_error(detail: str = "") -> AuthenticationError:
+    return AuthenticationError(
+        "onepassword: no 1Password service-account token"
+        + (f" ({detail})" if detail else f": {TOKEN_VARIABLE} is not set and no token "
+           "is kept in the kernel keyring"),
+        f"export {TOKEN_VARIABLE}=ops_..., or run `broker backend login onepassword` "
+        "to keep it in the kernel keyring for this login; or set account = \"...\" under "
+        "[backends.onepassword] to use the 1Password desktop app",
+    )
+
+
+def _own_resolver() -> Resolver | None:
+    """broker's reference resolver over its configured plugins, or None."""
+    try:
+        from broker import config
+        from broker.registry import from_settings
+        from broker.secrets import ReferenceResolver
+
+        return ReferenceResolver(from_settings(config.load()))
+    except Exception:
+        return None
+
+
+class OnePasswordBackend(Backend):
+    """API Credentials items in a 1Password vault.
+
+    Settings (``[backends.onepassword]``):
+
+    * ``vault``: the vault's name or id (default: the only vault the service account
+      can see, else the Private/Personal vault of a desktop-app account);
+    * ``title``: the item title template, with ``{profile}`` (default ``"AWS {profile}"``);
+    * ``token``: a secret reference for the service-account token (default:
+      ``env:OP_SERVICE_ACCOUNT_TOKEN``, then ``keyctl:onepassword-token``);
+    * ``account``: use the 1Password desktop app, signed in to this account (name or id),
+      instead of a service account;
+    * ``timeout``: seconds to wait for one 1Password call (60 with the app, else 120).
+    """
+
+    name: ClassVar[str] = "onepassword"
+    description: ClassVar[str] = "1Password (service account or desktop app) via onepassword-sdk"
+    capabilities: ClassVar[Capability] = (
+        Capability.LIST | Capability.PERSISTENT | Capability.SHARED
+    )
+    schemes: ClassVar[tuple[str, ...]] = ("op",)
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        namespace: str = CREDENTIALS,
+        resolver: Resolver | None = None,
+    ) -> None:
+        super().__init__(settings=settings, namespace=namespace, resolver=resolver)
+        self._token: str | None = None
+        self._session: Session | None = None
+        self._state: IdState | None = None
+        self._vault_id: str | None = None
+        self._vault_known = False  # the vault id came from the state file
+        self._secrets: list[str] = []
+        # Titles 1Password just said it does not have (monotonic time of the answer).
+        self._absent: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        vault = self.settings.get("vault")
+        return f"OnePasswordBackend(vault={vault!r}, namespace={self.namespace!r})"
+
+    # -- settings ------------------------------------------------------------------
+
+    def _setting(self, key: str) -> str | None:
+        value = self.settings.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"onepassword: [backends.onepassword] {key} must be a string",
+                f'e.g. {key} = "..."',
+            )
+        return value
+
+    @property
+    def desktop(self) -> bool:
+        return self._setting("token") is None and self._setting("account") is not None
+
+    def _auth_key(self) -> str:
+        return f"desktop:{self._setting('account')}" if self.desktop else "service-account"
+
+    def _timeout(self) -> float:
+        value = self.settings.get("timeout")
+        if value is None:
+            return DEFAULT_TIMEOUT["desktop" if self.desktop else "token"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(
+                "onepassword: [backends.onepassword] timeout must be a positive number of "
+                "seconds", "e.g. timeout = 60",
+            )
+        return float(value)
+
+    def title_for(self, name: str) -> str:
+        """The 1Password item title for broker name ``name`` in this namespace."""
+        if not name:
+            raise ConfigError("onepassword: an item needs a name", "name the profile")
+        template = self._template()
+        title = template.replace("{profile}", name)
+        return title if self.namespace == CREDENTIALS else f"{title} ({self.namespace})"
+
+    def _template(self) -> str:
+        template = self._setting("title") or DEFAULT_TITLE
+        if template.count("{profile}") != 1:
+            raise ConfigError(
+                f"onepassword: the title template {template!r} must contain {{profile}} once",
+                'e.g. title = "AWS {profile}"',
+            )
+        return template
+
+    def _name_of(self, title: str) -> str | None:
+        """The broker name an item title stands for in this namespace, if any."""
+        prefix, _, suffix = self._template().partition("{profile}")
+        if self.namespace != CREDENTIALS:
+            suffix = f"{suffix} ({self.namespace})"
+        if len(title) <= len(prefix) + len(suffix):
+            return None
+        if not (title.startswith(prefix) and title.endswith(suffix)):
+            return None
+        return title[len(prefix) : len(title) - len(suffix)]
+
+    def _tags(self) -> list[str]:
+        from broker_onepassword._fields import TAG
+
+        if self.namespace == CREDENTIALS:
+            return [TAG]
+        return [TAG, f"{_NAMESPACE_TAG}{self.namespace}"]
+
+    def _in_namespace(self, tags: list[str]) -> bool:
+        own = [t for t in tags if t.startswith(_NAMESPACE_TAG)]
+        if self.namespace == CREDENTIALS:
+            return not own
+        return f"{_NAMESPACE_TAG}{self.namespace}" in own
+
+    # -- authentication ------------------------------------------------------------
+
+    def _resolve_token(self) -> str:
+        """The service-account token: the ``token`` reference, else env, else keyctl."""
+        if self._token is not None:
+            return self._token
+        reference = self._setting("token")
+        if reference is not None:
+            if ":" not in reference or reference.startswith("ops_"):
+                raise ConfigError(
+                    "onepassword: the `token` setting must be a secret reference, never the "
+                    "token itself",
+                    f'e.g. token = "env:{TOKEN_VARIABLE}" or token = "{KEPT_TOKEN}"',
+                )
+            token = self._resolve_reference(reference).strip()
+        else:
+            token = os.environ.get(TOKEN_VARIABLE, "").strip()
+            if not token:
+                try:
+                    token = self._resolve_reference(KEPT_TOKEN).strip()
+                except BrokerError:
+                    raise _no_token_error() from None
+        if not token:
+            raise _no_token_error("the token is empty")
+        self._token = token
+        self._secrets.append(token)
+        return token
+
+    def _resolve_reference(self, reference: str) -> str:
+        """A secret reference's value: through the resolver given, else broker's own."""
+        if self._resolver is None:
+            resolver = _own_resolver()
+            if resolver is not None:
+                return resolver(reference)
+        return self.resolve_setting(reference)
+
+    def _auth(self) -> Any:
+        if self.desktop:
+            from onepassword import DesktopAuth
+
+            return DesktopAuth(self._setting("account"))
+        return self._resolve_token()
+
+    def _run(self, operation: Callable[[Any], Awaitable[T]], what: str) -> T:
+        if self._session is None:
+            from broker_onepassword._sdk import Session
+
+            self._session = Session(
+                self._auth,
+                desktop=self.desktop,
+                timeout=self._timeout(),
+                secrets=lambda: list(self._secrets),
+            )
+        return self._session.run(operation, what)
+
+    def _sdk(self) -> Any:
+        from broker_onepassword._sdk import load_sdk
+
+        return load_sdk()
+
+    # -- availability --------------------------------------------------------------
+
+    def availability(self) -> Availability:
+        """Cheap, offline, never raises: the native core, then a way to authenticate."""
+        try:
+            return self._availability()
+        except Exception as exc:
+            return Availability(False, f"onepassword: availability check failed: {exc}")
+
+    def _availability(self) -> Availability:
+        from broker_onepassword import _platform
+
+        problem = _platform.native_core_problem()
+        if problem:
+            return Availability(False, problem)
+        try:
+            self._template()
+            self._timeout()
+            desktop = self.desktop
+        except ConfigError as exc:
+            return Availability(False, str(exc))
+        if desktop:
+            if _platform.desktop_library() is None:
+                where = (" — inside WSL2 the Windows app cannot be reached: use a "
+                         "service-account token" if _platform.in_wsl() else "")
+                return Availability(
+                    False,
+                    "onepassword: `account` is set but the 1Password desktop app is not "
+                    f"installed here{where} (or install the app and enable Settings > "
+                    "Developer > Integrate with other apps)",
+                )
+            return Availability(True)
+        reference = self._setting("token")
+        if reference is not None:
+            if reference.startswith("env:") and not os.environ.get(reference[4:]):
+                return Availability(
+                    False, f"onepassword: token = {reference!r} but {reference[4:]} is not "
+                    f"set — export it, or run `broker backend login onepassword`",
+                )
+            if reference.startswith("keyctl:") and not self._kept(reference):
+                return Availability(
+                    False, f"onepassword: token = {reference!r} but the kernel keyring has no "
+                    "such token (it expires) — run `broker backend login onepassword`",
+                )
+            return Availability(True)  # other references are resolved on first use
+        token = os.environ.get(TOKEN_VARIABLE, "").strip()
+        if token:
+            if not token.startswith("ops_"):
+                return Availability(
+                    False, f"onepassword: {TOKEN_VARIABLE} does not look like a "
+                    "service-account token (ops_...) — copy the token again",
+                )
+            return Availability(True)
+        if self._kept(KEPT_TOKEN):
+            return Availability(True)
+        return Availability(
+            False,
+            f"onepassword: no service-account token — export {TOKEN_VARIABLE}, run "
+            "`broker backend login onepassword`, or set account = \"...\" under "
+            "[backends.onepassword] for the desktop app",
+        )
+
+    def _kept(self, reference: str) -> bool:
+        """Whether a ``keyctl:`` reference gives a token (an offline keyring read).
+
+        An instance made without a resolver (the registry checks availability that
+        way) uses broker's own, as a command would.
+        """
+        try:
+            return bool(self._resolve_reference(reference).strip())
+        except BrokerError:
+            return False
+
+    # -- ids -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> IdState:
+        if self._state is None:
+            from broker_onepassword._state import IdState
+
+            self._state = IdState()
+        return self._state
+
+    def _vault_key(self) -> str:
+        return f"{self._auth_key()}|{self._setting('vault') or ''}"
+
+    def _vault(self) -> str:
+        """The vault's id: remembered, given as an id, or found with one VaultsList."""
+        if self._vault_id is not None:
+            return self._vault_id
+        setting = self._setting("vault")
+        remembered = self.state.vault_id(self._vault_key())
+        if remembered is not None:
+            self._vault_id, self._vault_known = remembered, True
+            return remembered
+        if setting is not None and _VAULT_ID.match(setting):
+            self._vault_id, self._vault_known = setting, False
+            return setting
+        vaults = self._run(lambda c: c.vaults.list(), "listing vaults")
+        vault_id = self._pick_vault(vaults, setting)
+        self.state.update(vaults={self._vault_key(): vault_id})
+        self._vault_id, self._vault_known = vault_id, False
+        return vault_id
+
+    def _pick_vault(self, vaults: list[Any], setting: str | None) -> str:
+        shown = ", ".join(sorted(repr(v.title) for v in vaults)) or "none"
+        if setting is None:
+            if len(vaults) == 1:
+                return str(vaults[0].id)
+            personal = [v for v in vaults if str(getattr(v.vault_type, "value", "")) == "personal"]
+            if len(personal) == 1:
+                return str(personal[0].id)
+            raise ConfigError(
+                f"onepassword: no vault is set and this account can see {len(vaults)} "
+                f"vaults ({shown})",
+                'name one under [backends.onepassword], e.g. vault = "AWS"',
+            )
+        exact = [v for v in vaults if v.id == setting or v.title == setting]
+        if not exact:
+            exact = [v for v in vaults if v.title.casefold() == setting.casefold()]
+        if len(exact) == 1:
+            return str(exact[0].id)
+        if len(exact) > 1:
+            raise AmbiguousMatch(
+                f"onepassword: {len(exact)} vaults are named {setting!r} "
+                f"(ids {', '.join(str(v.id) for v in exact)})",
+                "set [backends.onepassword] vault to one of these ids",
+            )
+        raise NotFound(
+            f"onepassword: no vault {setting!r} is visible to "
+            + ("this 1Password account" if self.desktop else "the service account")
+            + f" (it can see: {shown})",
+            "fix [backends.onepassword] vault, or give the service account access to the vault "
+            "(a service account can never use the Private/Personal vault)",
+        )
+
+    def _forget_vault(self) -> None:
+        vault_id = self._vault_id
+        self.state.update(vaults={self._vault_key(): None}, drop_vault_items=vault_id or "")
+        self._vault_id, self._vault_known = None, False
+
+    def _overviews(self, vault_id: str) -> list[Any]:
+        """Every active item of the vault (one ItemsList); refreshes the remembered ids."""
+        overviews: list[Any] = self._run(lambda c: c.items.list(vault_id), "listing items")
+        ids: dict[str, str | None] = {}
+        seen: dict[str, int] = {}
+        for overview in overviews:
+            if self._relevant(overview):
+                seen[overview.title] = seen.get(overview.title, 0) + 1
+                ids[overview.title] = overview.id
+        present = {str(o.id): o.title for o in overviews}
+        for title, item_id in self.state.item_ids(vault_id).items():
+            if title not in ids and present.get(item_id) == title:
+                ids[title] = item_id  # an item found by title before (any category)
+        for title, count in seen.items():
+            if count > 1:
+                ids[title] = None  # ambiguous: never remember one of them
+        self.state.update(items=ids, vault_id=vault_id, replace_items=True)
+        return overviews
+
+    def _relevant(self, overview: Any) -> bool:
+        from broker_onepassword._fields import TAG
+
+        tags = list(overview.tags)
+        category = str(getattr(overview.category, "value", overview.category))
+        return (
+            (TAG in tags or category == "ApiCredentials")
+            and self._in_namespace(tags)
+            and self._name_of(overview.title) is not None
+        )
+
+    def _pick(self, overviews: list[Any], title: str) -> Any | None:
+        """The one item titled ``title``; several: the one tagged broker, else an error."""
+        from broker_onepassword._fields import TAG
+
+        matches = [o for o in overviews if o.title == title and self._in_namespace(list(o.tags))]
+        if len(matches) > 1:
+            tagged = [o for o in matches if TAG in o.tags]
+            if len(tagged) == 1:
+                return tagged[0]
+            raise AmbiguousMatch(
+                f"onepassword: {len(matches)} items are titled {title!r} in the vault "
+                f"(ids {', '.join(str(o.id) for o in matches)})",
+                "delete or rename all but one in the 1Password app (or tag the one to use "
+                f"{TAG!r})",
+            )
+        return matches[0] if matches else None
+
+    def _first_contact(self, title: str) -> Any | None:
+        """Find vault and item by name in one call, when no vault id is known yet.
+
+        One SecretsResolveAll of ``op://<vault>/<title>/access key id`` answers with
+        both ids (then one ItemsGet reads the item), or says there is no such item.
+        Returns the SDK item, False for "no such item", or None when this cannot
+        tell (no vault setting, names a reference cannot hold, an ambiguous or
+        unusual item): the caller then takes the long way.
+        """
+        from broker_onepassword._fields import KNOWN
+
+        setting = self._setting("vault")
+        if setting is None or _VAULT_ID.match(setting) or not (
+            _REFERENCE_SAFE.match(setting) and _REFERENCE_SAFE.match(title)
+        ):
+            return None
+        reference = f"op://{setting}/{title}/{KNOWN[ACCESS_KEY_ID][0]}"
+        response = self._run(
+            lambda c: c.secrets.resolve_all([reference]), f"looking up {title!r}"
+        )
+        answer = response.individual_responses.get(reference)
+        content = getattr(answer, "content", None)
+        if content is None:
+            kind = getattr(getattr(answer, "error", None), "type", None)
+            return False if str(getattr(kind, "value", kind)) == "itemNotFound" else None
+        vault_id, item_id = str(content.vault_id), str(content.item_id)
+        self.state.update(vaults={self._vault_key(): vault_id})
+        self._vault_id, self._vault_known = vault_id, False
+        item = self._get_by_id(vault_id, item_id, title)
+        if item.title != title:
+            return None
+        self.state.update(items={title: item_id}, vault_id=vault_id)
+        return item
+
+    def _load(self, name: str) -> tuple[str | None, Any | None]:
+        """(vault id if known, the SDK item for ``name`` or None), with the fewest calls.
+
+        Remembered ids: one ItemsGet. Vault id known: ItemsList then ItemsGet. Nothing
+        known yet: SecretsResolveAll then ItemsGet (see :meth:`_first_contact`), else
+        VaultsList, ItemsList, ItemsGet. A stale item id (deleted or renamed in the
+        app) or vault id is noticed, forgotten and looked up again, once.
+        """
+        from broker_onepassword._sdk import AccessDenied
+
+        title = self.title_for(name)
+        if time.monotonic() - self._absent.get(title, -ABSENT_FOR) < ABSENT_FOR:
+            return self._vault_id, None  # 1Password said so a moment ago (`add`: get, set)
+        if self._vault_id is None and self.state.vault_id(self._vault_key()) is None:
+            found = self._first_contact(title)
+            if found is False:
+                self._absent[title] = time.monotonic()
+                return None, None
+            if found is not None:
+                return self._vault_id, found
+        for attempt in (1, 2):
+            vault_id = self._vault()
+            item_id = self.state.item_id(vault_id, title)
+            if item_id is not None:
+                try:
+                    item = self._get_by_id(vault_id, item_id, title)
+                except (NotFound, AccessDenied):
+                    item = None
+                if item is not None and item.title == title:
+                    return vault_id, item
+                self.state.update(items={title: None}, vault_id=vault_id)
+            try:
+                overviews = self._overviews(vault_id)
+            except (NotFound, AccessDenied):
+                if attempt == 1 and self._vault_known:
+                    self._forget_vault()
+                    continue
+                raise
+            match = self._pick(overviews, title)
+            if match is None:
+                self._absent[title] = time.monotonic()
+                return vault_id, None
+            self.state.update(items={title: str(match.id)}, vault_id=vault_id)
+            return vault_id, self._get_by_id(vault_id, str(match.id), title)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _get_by_id(self, vault_id: str, item_id: str, title: str) -> Any:
+        return self._run(lambda c: c.items.get(vault_id, item_id), f"reading {title!r}")
+
+    # -- the Backend interface -----------------------------------------------------
+
+    def get(self, name: str) -> Item | None:
+        from broker_onepassword._fields import to_item
+
+        _, sdk_item = self._load(name)
+        return None if sdk_item is None else to_item(sdk_item)
+
+    def set(self, name: str, item: Item, *, expires_at: datetime | None = None) -> None:
+        """Create the item, or update it in place (the user's own fields kept)."""
+        from broker_onepassword import _fields
+        from broker_onepassword._sdk import VersionConflict
+
+        if self.namespace == SESSIONS:
+            raise ConfigError(
+                "onepassword: STS sessions are never written into 1Password",
+                'use session_cache = "keyctl" (or "none")',
+            )
+        title = self.title_for(name)
+        sdk = self._sdk()
+        self._secrets.extend(v for v in item.values() if len(v) >= 4)
+        for attempt in (1, 2):
+            known_vault, existing = self._load(name)
+            vault_id = known_vault or self._vault()
+            if existing is None:
+                params = _fields.create_params(
+                    sdk, vault_id, title, item, self._tags(),
+                    f"AWS credentials of the profile {name!r}, kept by broker.",
+                )
+                created = self._run(  # the lambdas run before the loop goes on
+                    lambda c: c.items.create(params), f"creating {title!r}"  # noqa: B023
+                )
+                self.state.update(items={title: str(created.id)}, vault_id=vault_id)
+                self._absent.pop(title, None)
+                return
+            updated = _fields.apply(sdk, existing, item, self._tags())
+            try:
+                self._run(lambda c: c.items.put(updated), f"updating {title!r}")  # noqa: B023
+                return
+            except VersionConflict:
+                if attempt == 2:
+                    raise
+
+    def delete(self, name: str) -> bool:
+        """Delete the item titled for ``name`` (found by listing, so never a renamed one)."""
+        from broker_onepassword._sdk import AccessDenied
+
+        title = self.title_for(name)
+        for attempt in (1, 2):
+            vault_id = self._vault()
+            try:
+                overviews = self._overviews(vault_id)
+            except (NotFound, AccessDenied):
+                if attempt == 1 and self._vault_known:
+                    self._forget_vault()
+                    continue
+                raise
+            match = self._pick(overviews, title)
+            if match is None:
+                return False
+            try:
+                self._run(
+                    lambda c: c.items.delete(vault_id, match.id),  # noqa: B023
+                    f"deleting {title!r}",
+                )
+            except NotFound:
+                return False
+            finally:
+                self.state.update(items={title: None}, vault_id=vault_id)
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def list(self) -> _Names:
+        """Profiles with an item in the vault: tagged ``broker`` or API Credentials items
+        whose title fits the template (one ItemsList)."""
+        from broker_onepassword._sdk import AccessDenied
+
+        for attempt in (1, 2):
+            vault_id = self._vault()
+            try:
+                overviews = self._overviews(vault_id)
+            except (NotFound, AccessDenied):
+                if attempt == 1 and self._vault_known:
+                    self._forget_vault()
+                    continue
+                raise
+            names = {self._name_of(o.title) for o in overviews if self._relevant(o)}
+            return sorted(n for n in names if n)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_many(self, names: _Names) -> dict[str, Item | None]:
+        """Several items with one ItemsGetAll per 50 (plus one ItemsList when some id
+        is not known yet or is stale)."""
+        from broker_onepassword._fields import to_item
+
+        titles = {name: self.title_for(name) for name in names}
+        vault_id = self._vault()
+        found: dict[str, Item | None] = dict.fromkeys(names)
+        listed = False
+        pending = list(names)
+        while pending:
+            ids = {n: self.state.item_id(vault_id, titles[n]) for n in pending}
+            if any(i is None for i in ids.values()) and not listed:
+                overviews = self._overviews(vault_id)
+                listed = True
+                for n in pending:
+                    match = self._pick(overviews, titles[n])
+                    ids[n] = None if match is None else str(match.id)
+            wanted = [(n, i) for n, i in ids.items() if i is not None]
+            retry: list[str] = []
+            for start in range(0, len(wanted), BATCH):
+                chunk = wanted[start : start + BATCH]
+                chunk_ids = [i for _, i in chunk]
+
+                def get_all(client: Any, ids: _Names = chunk_ids) -> Awaitable[Any]:
+                    return client.items.get_all(vault_id, ids)  # type: ignore[no-any-return]
+
+                response = self._run(get_all, "reading items")
+                for (n, _), answer in zip(chunk, response.individual_responses, strict=True):
+                    content = answer.content
+                    if content is not None and content.title == titles[n]:
+                        found[n] = to_item(content)
+                    elif not listed:
+                        retry.append(n)
+                        self.state.update(items={titles[n]: None}, vault_id=vault_id)
+            pending = retry
+        return found
+
+    # -- secret references ---------------------------------------------------------
+
+    def _check_reference(self, reference: str) -> None:
+        if not reference.startswith("op://"):
+            raise ConfigError(
+                f"onepassword: {reference!r} is not an op:// reference",
+                "write it as op://vault/item/[section/]field[?attribute=totp]",
+            )
+        sdk = self._sdk()
+        try:
+            sdk.Secrets.validate_secret_reference(reference)
+        except BrokerError:
+            raise
+        except Exception as exc:
+            from broker_onepassword._sdk import translate
+
+            error = translate(exc, f"checking {reference}", desktop=False, secrets=[])
+            if isinstance(error, ConfigError):
+                raise ConfigError(
+                    f"onepassword: {reference!r} is not a valid 1Password reference: "
+                    f"{error.message.removeprefix('onepassword: ')}", error.hint
+                ) from None
+            raise error from None
+
+    def resolve(self, reference: str) -> str:
+        """The value ``op://vault/item/[section/]field[?attribute=totp]`` points to
+        (checked offline first, then one SecretsResolve)."""
+        self._check_reference(reference)
+        value: str = self._run(lambda c: c.secrets.resolve(reference), f"resolving {reference}")
+        return value
+
+    def resolve_many(self, references: _Names) -> dict[str, str]:
+        """Several references with one SecretsResolveAll; the first failure is raised."""
+        for reference in references:
+            self._check_reference(reference)
+        if not references:
+            return {}
+        response = self._run(
+            lambda c: c.secrets.resolve_all(list(references)), "resolving references"
+        )
+        values: dict[str, str] = {}
+        for reference in references:
+            answer = response.individual_responses.get(reference)
+            if answer is None or answer.content is None:
+                kind = getattr(getattr(answer, "error", None), "type", "unknown error")
+                kind = str(getattr(kind, "value", kind))
+                raise (AmbiguousMatch if kind.startswith("tooMany") else NotFound)(
+                    f"onepassword: cannot resolve {reference}: {kind}",
+                    "check the vault, item and field names in the reference",
+                )
+            values[reference] = answer.content.secret
+        return values
+
+    # -- the rest ------------------------------------------------------------------
+
+    def describe(self) -> dict[str, str]:
+        from broker_onepassword._state import state_path
+
+        if self.desktop:
+            auth = f"1Password desktop app, account {self._setting('account')}"
+        elif self._setting("token"):
+            auth = f"service account (token from {self._setting('token')})"
+        else:
+            auth = f"service account (token from ${TOKEN_VARIABLE} or {KEPT_TOKEN})"
+        return {
+            "vault": self._setting("vault") or "(the only vault it can see, else Private)",
+            "titles": self._setting("title") or DEFAULT_TITLE,
+            "auth": auth,
+            "ids kept in": str(state_path()),
+        }
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self._token = None
+        self._secrets.clear()

@@ -301,12 +301,13 @@ class Stores:
         try:
             from broker_onepassword import OnePasswordBackend  # noqa: F401
 
-            from broker.testing import onepassword_emulator  # noqa: F401
+            from broker.testing import onepassword_emulator
         except ImportError:
             pytest.skip("the onepassword plugin or its SDK emulator is not ready yet")
         site = Path(app.__file__).resolve().parents[1] / "testing" / "_op_site"
         state = self.tmp_path / "op-state.json"
         self.setenv("BROKER_OP_EMULATOR", str(state))
+        self.setenv("OP_SERVICE_ACCOUNT_TOKEN", onepassword_emulator.DEFAULT_TOKEN)
         self.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site),
                                                                 self.home.env.get("PYTHONPATH")])))
         self.monkeypatch.syspath_prepend(str(site))

@@ -16,7 +16,7 @@ import broker_keyctl
 import pytest
 from broker_keyctl import KEY_SPEC_USER_KEYRING, KeyctlBackend, _native
 
-TEST_PREFIX = "broker-test-"
+from tests.conftest import KEYRING_PREFIX as TEST_PREFIX
 
 
 def _unavailable_reason() -> str | None:
@@ -36,7 +36,7 @@ def _user_keyring_children() -> list[int]:
 
 
 def leftover_test_keyrings() -> list[tuple[int, str]]:
-    """(serial, description) of every broker-test-* keyring linked directly in @u."""
+    """(serial, description) of every keyring of this test session linked directly in @u."""
     ops = _native.load()
     found = []
     for serial in _user_keyring_children():
@@ -63,7 +63,7 @@ def keyring_available() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_in_user_keyring() -> Iterator[None]:
-    """After the whole session, no broker-test-* keyring may remain in @u."""
+    """After the whole session, no keyring this session made may remain in @u."""
     yield
     if _unavailable_reason() is not None:
         return
