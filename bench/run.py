@@ -37,6 +37,9 @@ region = ap-northeast-1
 [profile dev]
 mfa_serial = arn:aws:iam::123456789012:mfa/dev-user
 role_arn = arn:aws:iam::123456789012:role/dev-role
+
+[profile cold]
+role_arn = arn:aws:iam::123456789012:role/cold-role
 """
 
 
@@ -96,13 +99,91 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, flo
     if os.path.exists("/usr/bin/time"):
         peaks = []
         for _ in range(3):
-            result = subprocess.run(
+            timed = subprocess.run(
                 ["/usr/bin/time", "-f", "%M", *argv], env=env, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, check=False,
             )
-            peaks.append(int(result.stderr.strip().splitlines()[-1]) / 1024)
+            peaks.append(int(timed.stderr.strip().splitlines()[-1]) / 1024)
         rss = max(peaks)
     return statistics.median(times), rss
+
+
+def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
+                          runs: int) -> list[tuple[str, float, float, float]]:
+    """A cold `broker exec` (session cache cleared each time) with each backend holding the
+    key: median ms, 1Password calls and gpg processes per exec."""
+    from broker.testing.onepassword_emulator import OnePasswordEmulator
+
+    shim = root / "shim"
+    shim.mkdir()
+    gpg_log = root / "gpg.log"
+    real_gpg = shutil.which("gpg") or "/usr/bin/gpg"
+    (shim / "gpg").write_text(f'#!/bin/sh\necho x >> "{gpg_log}"\nexec {real_gpg} "$@"\n')
+    (shim / "gpg").chmod(0o755)
+    gnupghome = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
+    gnupghome.chmod(0o700)
+    (gnupghome / "gpg.conf").write_text("s2k-count 65536\n")
+    uid = "broker-bench@example.invalid"
+    for args in (["--quick-generate-key", uid, "ed25519", "cert,sign", "never"],):
+        subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--pinentry-mode",
+                        "loopback", "--passphrase", "", *args], check=True, capture_output=True)
+    listing = subprocess.run(["gpg", "--homedir", str(gnupghome), "--with-colons",
+                              "--list-keys", uid], check=True, capture_output=True,
+                             text=True).stdout
+    fpr = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
+    subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--pinentry-mode",
+                    "loopback", "--passphrase", "", "--quick-add-key", fpr, "cv25519", "encr",
+                    "never"], check=True, capture_output=True)
+    op_state = root / "op-state.json"
+    emulator = OnePasswordEmulator(op_state)
+    site = Path(emulator_module_file()).resolve().parent / "_op_site"
+    env = dict(
+        base_env,
+        PATH=f"{shim}:{base_env['PATH']}",
+        GNUPGHOME=str(gnupghome),
+        PASSWORD_STORE_DIR=str(root / ".password-store"),
+        BROKER_OP_EMULATOR=str(op_state),
+        PYTHONPATH=str(site),
+        OP_SERVICE_ACCOUNT_TOKEN=emulator.token,
+    )
+    subprocess.run(["pass", "init", uid], env=env, check=True, capture_output=True)
+    broker = str(BIN / "broker")
+    rows = []
+    try:
+        for backend in ("keyctl", "pass", "onepassword"):
+            config = root / f"broker-{backend}.toml"
+            config.write_text(
+                f'backend = "{backend}"\n[backends.keyctl]\nkeyring = "{keyring}"\n'
+                '[backends.onepassword]\nvault = "Broker"\n'
+            )
+            benv = dict(env, BROKER_CONFIG=str(config))
+            subprocess.run([broker, "add", "cold"],
+                           input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
+                           env=benv, check=True, capture_output=True)
+            times, op_calls, gpg_runs = [], [], []
+            for _ in range(runs):
+                subprocess.run([broker, "clear"], env=benv, check=True, capture_output=True)
+                emulator.reset_calls()
+                gpg_log.write_text("")
+                start = time.perf_counter()
+                subprocess.run([broker, "exec", "cold", "--", "true"], env=benv, check=True,
+                               stdin=subprocess.DEVNULL)
+                times.append((time.perf_counter() - start) * 1000)
+                op_calls.append(emulator.operations())
+                gpg_runs.append(len(gpg_log.read_text().splitlines()))
+            rows.append((backend, statistics.median(times), statistics.mean(op_calls),
+                         statistics.mean(gpg_runs)))
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)
+        shutil.rmtree(gnupghome, ignore_errors=True)
+    return rows
+
+
+def emulator_module_file() -> str:
+    from broker.testing import onepassword_emulator
+
+    return onepassword_emulator.__file__
 
 
 def main() -> int:
@@ -156,6 +237,12 @@ def main() -> int:
         print(f"{'case':<44}{'median ms':>10}{'ratio':>8}{'peak RSS MiB':>14}")
         for label, ms, rss in results:
             print(f"{label:<44}{ms:>10.1f}{ms / floor:>7.2f}x{rss:>14.1f}")
+        print()
+        cold = cold_exec_per_backend(root, env, keyring, max(5, args.runs // 3))
+        print(f"{'cold exec (GetSessionToken + AssumeRole)':<44}{'median ms':>10}"
+              f"{'1Password calls':>17}{'gpg runs':>10}")
+        for backend, ms, op_calls, gpg_runs in cold:
+            print(f"{'backend ' + backend:<44}{ms:>10.1f}{op_calls:>17.1f}{gpg_runs:>10.1f}")
         print(f"({args.runs} runs each, {sys.executable}, {os.cpu_count()} cpus)")
     finally:
         moto.terminate()
