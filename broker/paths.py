@@ -62,11 +62,17 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, rename)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, private_dir: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, rename).
+
+    ``private_dir=False`` is for files broker edits but does not own (``~/.aws/config``,
+    ``~/.aws/credentials``): their directory is created if missing but an existing one
+    keeps its mode, and ``mode`` is usually the file's own.
+    """
     import tempfile  # not on the cached path, which writes nothing
 
-    ensure_dir(path.parent)
+    if private_dir or not path.parent.exists():
+        ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -10,10 +10,8 @@ stay as they were. Sections are found the way :mod:`broker.aws.profiles` reads t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from broker import paths
@@ -151,19 +149,5 @@ def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
 
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Atomic replace keeping ``mode``; unlike paths.atomic_write, the directory's own
-    mode (~/.aws, often 0755) is left alone."""
-    if not path.parent.exists():
-        paths.ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Atomic replace keeping ``mode``; ~/.aws's own mode (often 0755) is left alone."""
+    paths.atomic_write(path, data, mode, private_dir=False)

@@ -10,14 +10,13 @@ other sections.
 from __future__ import annotations
 
 import configparser
-import contextlib
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker import paths
 from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
 from broker.errors import ConfigError
 
@@ -97,29 +96,9 @@ def without_section(text: str, name: str) -> str:
 
 
 def _replace(path: Path, data: str) -> None:
-    """Atomically replace ``path``'s contents, keeping its mode (and owner, when allowed)."""
-    info = path.stat()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            os.fchmod(handle.fileno(), stat.S_IMODE(info.st_mode))
-            with contextlib.suppress(OSError):
-                if (info.st_uid, info.st_gid) != (os.getuid(), os.getgid()):
-                    os.fchown(handle.fileno(), info.st_uid, info.st_gid)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Atomically replace ``path``'s contents, keeping its mode and its directory's."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    paths.atomic_write(path, data.encode("utf-8"), mode, private_dir=False)
 
 
 def remove_section(path: Path, name: str, access_key_id: str) -> bool:
