@@ -73,6 +73,9 @@ def try_fast(args: list[str]) -> int | None:
             return None  # pragma: no cover - run() only returns by raising
         sys.stdout.write(present.render(resolved, fmt))
         sys.stdout.flush()
-        return 0
+        sys.stderr.flush()
+        # Nothing is left to clean up (no files, no clients): skipping the interpreter's
+        # shutdown saves ~4 ms, a tenth of this path, as exec does by replacing itself.
+        os._exit(0)
     except Exception:
         return None  # the full path reports the problem properly
