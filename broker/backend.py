@@ -28,7 +28,7 @@ MFA_SERIAL = "mfa_serial"
 TOTP = "totp"
 
 #: Fields whose values are secret: never shown in repr, logs or errors.
-SECRET_FIELDS = frozenset({SECRET_ACCESS_KEY, SESSION_TOKEN, TOTP})
+SECRET_FIELDS = frozenset({SECRET_ACCESS_KEY, SESSION_TOKEN, TOTP, "secret"})
 
 
 class Capability(enum.Flag):

@@ -98,11 +98,18 @@ def file_lock(name: str, timeout: float = 300.0) -> Iterator[None]:
     """An exclusive advisory lock shared by every broker process of this user.
 
     ``name`` is made safe for a file name. The lock dies with the process, so a
-    crashed holder never blocks the next one.
+    crashed holder never blocks the next one. Where no lock file can be made, the
+    body runs unlocked.
     """
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:200]
-    directory = ensure_dir(runtime_dir() / "locks")
-    fd = os.open(directory / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        directory = ensure_dir(runtime_dir() / "locks")
+        fd = os.open(directory / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        # No writable place for locks (a read-only or missing home): go on unlocked.
+        # Locks only spare duplicate work; every write stays atomic without them.
+        yield
+        return
     try:
         deadline = time.monotonic() + timeout
         while True:

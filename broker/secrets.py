@@ -23,7 +23,7 @@ def scheme_of(reference: str) -> str:
     head, sep, _ = reference.partition(":")
     if not sep or not head or not head.replace("-", "").replace("_", "").isalnum():
         raise UsageError(
-            f"{reference[:40]!r} is not a secret reference",
+            "a setting that must be a secret reference is not one (its value is not shown)",
             "use env:NAME, prompt:, op://vault/item/field, pass:path or keyctl:name",
         )
     return head.lower()

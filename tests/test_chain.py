@@ -125,3 +125,25 @@ def test_mfa_without_any_source_names_the_alternatives(ctx, in_home, monkeypatch
     with pytest.raises(MFARequired) as info:
         credentials.obtain(ctx, "bare")
     assert "--mfa-code" in info.value.hint and "mfa_process" in info.value.hint
+
+
+def test_explicit_duration_has_its_own_cache_entry(ctx, sts):
+    credentials.obtain(ctx, "dev", mfa_code="123456")
+    credentials.obtain(ctx, "dev", mfa_code="123457", duration=900)
+    assert [c["DurationSeconds"] for c in sts.actions("AssumeRole")] == ["3600", "900"]
+    assert len(sts.actions("GetSessionToken")) == 1  # the MFA session below is shared
+    credentials.obtain(ctx, "dev")  # the default entry is untouched
+    credentials.obtain(ctx, "dev", duration=900)
+    assert len(sts.actions("AssumeRole")) == 2
+
+
+def test_a_cache_that_cannot_store_still_serves(ctx, sts, capsys, monkeypatch):
+    from broker.errors import BackendError
+
+    def refuse(*args, **kwargs):
+        raise BackendError("keyring quota exceeded", "free some keys")
+
+    monkeypatch.setattr(ctx.sessions.backend, "set", refuse)
+    resolved = credentials.obtain(ctx, "dev", mfa_code="123456")
+    assert resolved.credentials.session_token
+    assert "session not cached: keyring quota exceeded" in capsys.readouterr().err

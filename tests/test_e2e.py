@@ -267,3 +267,16 @@ def test_hoisting_is_pure():
         "--debug", "exec", "--no-session", "--server", "dev", "cmd", "--flag"]
     assert hoist(["export", "dev", "--format", "json"]) == ["export", "dev", "--format", "json"]
     assert hoist(["exec", "dev"]) == ["exec", "dev"]
+
+
+def test_parallel_first_adds_into_a_fresh_keyring_keep_every_key(home):
+    profiles = [f"par{i}" for i in range(8)]
+
+    def add(name: str) -> subprocess.CompletedProcess[str]:
+        return home.run("add", name, input=f"{TEST_KEY_ID}\n{TEST_SECRET}\n")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(add, profiles))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    listing = {p["name"]: p for p in json.loads(home.run("list", "--json", check=True).stdout)}
+    assert all(listing[name]["stored"] for name in profiles)

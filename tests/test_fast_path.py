@@ -9,7 +9,11 @@ import pytest
 
 from tests.conftest import BIN
 
-HEAVY = ("boto3", "botocore", "onepassword", "pydantic", "gnupg", "click")
+HEAVY = (
+    "boto3", "botocore", "onepassword", "pydantic", "gnupg", "click",
+    # not heavy alone, but each costs milliseconds of a ~15 ms budget
+    "pyotp", "typing", "dataclasses", "subprocess", "tempfile", "hashlib", "tomllib",
+)
 
 
 @pytest.fixture

@@ -68,6 +68,15 @@ def check_duration(chain: Chain, options: ChainOptions) -> None:
         )
 
 
+def _lifetime_tag(options: ChainOptions | None, final: bool) -> str:
+    """An explicit --duration gets its own cache entry for the credentials it shapes, so a
+    short-lived request neither returns a long cached session nor leaves a short one
+    behind for everything else built on the same level."""
+    if final and options is not None and options.duration is not None:
+        return f"duration={options.duration}"
+    return ""
+
+
 def hop_session_name(chain: Chain, index: int, options: ChainOptions) -> str:
     hop = chain.hops[index]
     if index:
@@ -75,15 +84,18 @@ def hop_session_name(chain: Chain, index: int, options: ChainOptions) -> str:
     elif options.no_session:
         below = f"key:{chain.key_profile.name}"
     else:
-        below = mfa_session_name(chain)
+        below = mfa_session_name(chain, options)
     direct_mfa = chain.mfa_serial if (options.no_session and index == 0) else ""
+    final = index == len(chain.hops) - 1
     return session_name(
-        hop.name, "role", hop.role_arn, hop.external_id, hop.role_session_name, below, direct_mfa
+        hop.name, "role", hop.role_arn, hop.external_id, hop.role_session_name, below, direct_mfa,
+        _lifetime_tag(options, final) or None,
     )
 
 
-def mfa_session_name(chain: Chain) -> str:
-    return session_name(chain.key_profile.name, "session", chain.mfa_serial)
+def mfa_session_name(chain: Chain, options: ChainOptions | None = None) -> str:
+    tag = _lifetime_tag(options, final=not chain.hops)
+    return session_name(chain.key_profile.name, "session", chain.mfa_serial, tag or None)
 
 
 def final_session_name(chain: Chain, options: ChainOptions) -> str | None:
@@ -92,7 +104,7 @@ def final_session_name(chain: Chain, options: ChainOptions) -> str | None:
         return hop_session_name(chain, len(chain.hops) - 1, options)
     if options.no_session:
         return None
-    return mfa_session_name(chain)
+    return mfa_session_name(chain, options)
 
 
 class CredentialChain:
@@ -136,7 +148,7 @@ class CredentialChain:
             return sts.get_session_token(master, self.options.region, duration, serial, code)
 
         return self.cache.get_or_create(
-            mfa_session_name(self.chain),
+            mfa_session_name(self.chain, self.options),
             create,
             kind="session",
             profile=self.chain.key_profile.name,

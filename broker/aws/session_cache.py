@@ -110,7 +110,12 @@ class SessionCache:
             if cached is not None:
                 return cached
             creds = create()
-            self.put(name, creds, **meta)
+            try:
+                self.put(name, creds, **meta)
+            except BrokerError as exc:  # the session is good; only caching it failed
+                import sys
+
+                sys.stderr.write(f"broker: warning: session not cached: {exc.message}\n")
             return creds
 
     def entries(self, profile: str | None = None) -> list[CachedSession]:

@@ -224,7 +224,7 @@ def code_needed(ctx: Context, chain: Chain, options: ChainOptions) -> bool:
         return False
     names = [hop_session_name(chain, i, options) for i in reversed(range(len(chain.hops)))]
     if not options.no_session:  # with --no-session the first AssumeRole carries the code
-        names.append(mfa_session_name(chain))
+        names.append(mfa_session_name(chain, options))
     return all(ctx.sessions.get(name) is None for name in names)
 
 

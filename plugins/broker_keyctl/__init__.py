@@ -252,8 +252,27 @@ class KeyctlBackend(Backend):
 
         Searching is cheap; creating is not idempotent: add_key("keyring") with
         an existing description makes a new, empty keyring and displaces the old
-        one with everything in it. So search first and create only when absent.
+        one with everything in it. So search first, and create only when absent,
+        under a lock, searching again inside it: two first writers at once would
+        otherwise each create one and the second would wipe the first.
         """
+        found = self._search_ring(ops, namespace)
+        if found is not None or not create:
+            return found
+        from broker.paths import file_lock  # only the very first write gets here
+
+        with file_lock(f"keyctl-ring-{self._ring_name(namespace)}"):
+            found = self._search_ring(ops, namespace)
+            if found is not None:
+                return found
+            parent = self._parent_id(ops)
+            serial = ops.add_key(
+                b"keyring", self._ring_name(namespace).encode("utf-8"), b"", parent
+            )
+            ops.setperm(serial, KEY_PERM)
+            return serial
+
+    def _search_ring(self, ops: KeyOps, namespace: str) -> int | None:
         parent = self._parent_id(ops)
         description = self._ring_name(namespace).encode("utf-8")
         try:
@@ -271,11 +290,7 @@ class KeyctlBackend(Backend):
             for serial in children:
                 if self._describe(ops, serial) == ("keyring", description.decode("utf-8")):
                     return serial
-        if not create:
-            return None
-        serial = ops.add_key(b"keyring", description, b"", parent)
-        ops.setperm(serial, KEY_PERM)
-        return serial
+        return None
 
     @staticmethod
     def _describe(ops: KeyOps, serial: int) -> tuple[str, str] | None:

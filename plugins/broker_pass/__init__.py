@@ -425,7 +425,10 @@ class PassBackend(Backend):
         """``pass:path/in/store``: the first line of that entry (path from the store root)."""
         scheme, _, path = reference.partition(":")
         if scheme.lower() != "pass":
-            raise ConfigError(f"pass: cannot resolve {reference[:40]!r}", "use pass:path/in/store")
+            raise ConfigError(
+                "pass: that is not a pass: reference (its value is not shown)",
+                "use pass:path/in/store",
+            )
         path = path.lstrip("/").removesuffix(".gpg")
         _check_path(path, "reference")
         text = self._read(path)
