@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from tests.conftest import BIN
+from tests.support.totp_helpers import imported_modules
 
 HEAVY = (
     "boto3", "botocore", "onepassword", "pydantic", "gnupg", "click",
@@ -27,22 +25,6 @@ def warmed(home):
     return home
 
 
-def imported_modules(home, *args: str) -> set[str]:
-    """Module names imported by `broker ARGS`, from -X importtime (survives exec)."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "broker", *args],
-        env=home.env, capture_output=True, text=True, timeout=60, start_new_session=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    names = set()
-    for line in result.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
-    assert "broker" in names
-    return names
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -53,14 +35,14 @@ def imported_modules(home, *args: str) -> set[str]:
     ],
 )
 def test_cached_path_imports_nothing_heavy(warmed, args):
-    names = imported_modules(warmed, *args)
+    names = imported_modules(warmed.env, *args)
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 
 def test_cold_path_does_import_boto3(warmed):
     # the check above can fail: here the same probe sees the slow path's imports
     warmed.run("clear", check=True)
-    assert "botocore" in imported_modules(warmed, "export", "dev")
+    assert "botocore" in imported_modules(warmed.env, "export", "dev")
 
 
 def test_console_script_is_the_venv_one():
