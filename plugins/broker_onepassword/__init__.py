@@ -402,6 +402,22 @@ class OnePasswordBackend(Backend):
         self.state.update(vaults={self._vault_key(): None}, drop_vault_items=vault_id or "")
         self._vault_id, self._vault_known = None, False
 
+    def _listing(self) -> tuple[str, list[Any]]:
+        """The vault's id and its items' overviews. A remembered vault id gone stale
+        (the vault deleted or replaced in the app) is forgotten and looked up once more."""
+        from broker_onepassword._sdk import AccessDenied
+
+        for attempt in (1, 2):
+            vault_id = self._vault()
+            try:
+                return vault_id, self._overviews(vault_id)
+            except (NotFound, AccessDenied):
+                if attempt == 1 and self._vault_known:
+                    self._forget_vault()
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _overviews(self, vault_id: str) -> list[Any]:
         """Every active item of the vault (one ItemsList); refreshes the remembered ids."""
         overviews: list[Any] = self._run(lambda c: c.items.list(vault_id), "listing items")
@@ -503,31 +519,23 @@ class OnePasswordBackend(Backend):
                 return None, None
             if found is not None:
                 return self._vault_id, found
-        for attempt in (1, 2):
-            vault_id = self._vault()
-            item_id = self.state.item_id(vault_id, title)
-            if item_id is not None:
-                try:
-                    item = self._get_by_id(vault_id, item_id, title)
-                except (NotFound, AccessDenied):
-                    item = None
-                if item is not None and item.title == title:
-                    return vault_id, item
-                self.state.update(items={title: None}, vault_id=vault_id)
+        vault_id = self._vault()
+        item_id = self.state.item_id(vault_id, title)
+        if item_id is not None:
             try:
-                overviews = self._overviews(vault_id)
+                item = self._get_by_id(vault_id, item_id, title)
             except (NotFound, AccessDenied):
-                if attempt == 1 and self._vault_known:
-                    self._forget_vault()
-                    continue
-                raise
-            match = self._pick(overviews, title)
-            if match is None:
-                self._absent[title] = time.monotonic()
-                return vault_id, None
-            self.state.update(items={title: str(match.id)}, vault_id=vault_id)
-            return vault_id, self._get_by_id(vault_id, str(match.id), title)
-        raise AssertionError("unreachable")  # pragma: no cover
+                item = None
+            if item is not None and item.title == title:
+                return vault_id, item
+            self.state.update(items={title: None}, vault_id=vault_id)
+        vault_id, overviews = self._listing()
+        match = self._pick(overviews, title)
+        if match is None:
+            self._absent[title] = time.monotonic()
+            return vault_id, None
+        self.state.update(items={title: str(match.id)}, vault_id=vault_id)
+        return vault_id, self._get_by_id(vault_id, str(match.id), title)
 
     def _get_by_id(self, vault_id: str, item_id: str, title: str) -> Any:
         return self._run(lambda c: c.items.get(vault_id, item_id), f"reading {title!r}")
@@ -577,50 +585,25 @@ class OnePasswordBackend(Backend):
 
     def delete(self, name: str) -> bool:
         """Delete the item titled for ``name`` (found by listing, so never a renamed one)."""
-        from broker_onepassword._sdk import AccessDenied
-
         title = self.title_for(name)
-        for attempt in (1, 2):
-            vault_id = self._vault()
-            try:
-                overviews = self._overviews(vault_id)
-            except (NotFound, AccessDenied):
-                if attempt == 1 and self._vault_known:
-                    self._forget_vault()
-                    continue
-                raise
-            match = self._pick(overviews, title)
-            if match is None:
-                return False
-            try:
-                self._run(
-                    lambda c: c.items.delete(vault_id, match.id),  # noqa: B023
-                    f"deleting {title!r}",
-                )
-            except NotFound:
-                return False
-            finally:
-                self.state.update(items={title: None}, vault_id=vault_id)
-            return True
-        raise AssertionError("unreachable")  # pragma: no cover
+        vault_id, overviews = self._listing()
+        match = self._pick(overviews, title)
+        if match is None:
+            return False
+        try:
+            self._run(lambda c: c.items.delete(vault_id, match.id), f"deleting {title!r}")
+        except NotFound:
+            return False
+        finally:
+            self.state.update(items={title: None}, vault_id=vault_id)
+        return True
 
     def list(self) -> _Names:
         """Profiles with an item in the vault: tagged ``broker`` or API Credentials items
         whose title fits the template (one ItemsList)."""
-        from broker_onepassword._sdk import AccessDenied
-
-        for attempt in (1, 2):
-            vault_id = self._vault()
-            try:
-                overviews = self._overviews(vault_id)
-            except (NotFound, AccessDenied):
-                if attempt == 1 and self._vault_known:
-                    self._forget_vault()
-                    continue
-                raise
-            names = {self._name_of(o.title) for o in overviews if self._relevant(o)}
-            return sorted(n for n in names if n)
-        raise AssertionError("unreachable")  # pragma: no cover
+        _, overviews = self._listing()
+        names = {self._name_of(o.title) for o in overviews if self._relevant(o)}
+        return sorted(n for n in names if n)
 
     def get_many(self, names: _Names) -> dict[str, Item | None]:
         """Several items with one ItemsGetAll per 50 (plus one ItemsList when some id
