@@ -250,8 +250,7 @@ def main() -> int:
         try:
             from broker_keyctl import KeyctlBackend
 
-            for namespace in ("credentials", "sessions", "secrets"):
-                KeyctlBackend(settings={"keyring": keyring}, namespace=namespace).purge()
+            KeyctlBackend(settings={"keyring": keyring}).purge(every_namespace=True)
         except Exception as exc:
             print(f"warning: could not purge keyring {keyring}: {exc}", file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)

@@ -163,9 +163,8 @@ def keyctl_purge(keyring: str) -> None:
         from broker_keyctl import KeyctlBackend
     except ImportError:
         return
-    for namespace in ("credentials", "sessions", "secrets"):
-        with contextlib.suppress(Exception):
-            KeyctlBackend(settings={"keyring": keyring}, namespace=namespace).purge()
+    with contextlib.suppress(Exception):
+        KeyctlBackend(settings={"keyring": keyring}).purge(every_namespace=True)
 
 
 @pytest.fixture
