@@ -187,7 +187,7 @@ def list_command(as_json: bool, backend: str | None) -> None:
         rows.append((
             info.name, " -> ".join(info.chain), info.backend or "-",
             key if not info.error else f"error: {info.error}",
-            info.mfa_source or ("yes" if info.mfa_serial else "-"), sessions,
+            info.mfa_source or "-", sessions,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

@@ -146,7 +146,7 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> list[ProfileIn
             info = ProfileInfo(
                 name, chain.names, chain.key_profile.name, backend_name, stored,
                 chain.mfa_serial, profile.role_arn, sessions.get(name, []),
-                mfa_source=code_source(ctx, chain, backend_name),
+                mfa_source=code_source(chain, backend_name),
             )
         except (ConfigError, ProfileNotFound, BrokerError) as exc:
             info = ProfileInfo(name, [name], name, "", None, None, None, error=exc.message)

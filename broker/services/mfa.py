@@ -39,7 +39,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-def code_source(ctx: Context, chain: Chain, backend_name: str) -> str:
+def code_source(chain: Chain, backend_name: str) -> str:
     """Which source gives ``chain``'s MFA codes ("" when it has no device), for `list`.
 
     Whether a seed is kept with the key comes from broker's state (updated whenever
@@ -103,7 +103,7 @@ def set_seed(ctx: Context, profile: str, text: str, *, backend: str | None = Non
     value = seed.uri() if looks_like_uri(text) else seed.secret
     store.set(profile, item.replace(**{TOTP: value}))
     MfaLedger().mark_seed(store.name, profile, True)
-    source = code_source(ctx, _chain(ctx, profile), store.name)
+    source = code_source(_chain(ctx, profile), store.name)
     return SeedResult(profile, store.name, bool(item.get(TOTP)), source, seed.period, seed.digits)
 
 
