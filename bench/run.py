@@ -17,17 +17,18 @@ a pyenv shim adds ~150 ms per start and would hide what broker costs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
+
+from broker.testing.local_sts import local_sts
 
 BIN = Path(sys.executable).parent
 CONFIG = """\
@@ -41,29 +42,6 @@ role_arn = arn:aws:iam::123456789012:role/dev-role
 [profile cold]
 role_arn = arn:aws:iam::123456789012:role/cold-role
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("moto_server did not start")
 
 
 def write_profiles(root: Path, count: int) -> Path:
@@ -193,7 +171,8 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="broker-bench-"))
     keyring = f"broker-bench-{uuid.uuid4().hex[:8]}"
-    moto, url = start_moto()
+    stack = contextlib.ExitStack()
+    url = stack.enter_context(local_sts(BIN))
     try:
         (root / ".aws").mkdir()
         (root / ".aws" / "config").write_text(CONFIG)
@@ -245,8 +224,7 @@ def main() -> int:
             print(f"{'backend ' + backend:<44}{ms:>10.1f}{op_calls:>17.1f}{gpg_runs:>10.1f}")
         print(f"({args.runs} runs each, {sys.executable}, {os.cpu_count()} cpus)")
     finally:
-        moto.terminate()
-        moto.wait(timeout=10)
+        stack.close()
         try:
             from broker_keyctl import KeyctlBackend
 

@@ -15,17 +15,18 @@ Everything is removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
+
+from broker.testing.local_sts import local_sts
 
 BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
@@ -48,32 +49,16 @@ def show(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     return result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> int:
     import boto3
 
     root = Path(tempfile.mkdtemp(prefix="broker-demo-"))
     gnupghome = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))  # short: agent socket path
     keyring = f"broker-demo-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    moto = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    stack = contextlib.ExitStack()
+    endpoint = stack.enter_context(local_sts(BIN))
     passphrase = uuid.uuid4().hex  # stands in for the one kept in 1Password
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()  # noqa: S310
-                break
-            except OSError:
-                time.sleep(0.1)
         env = {
             "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(root),
@@ -181,8 +166,7 @@ def main() -> int:
         print("\nDemo finished: everything it made is being removed.")
         return 0
     finally:
-        moto.terminate()
-        moto.wait(timeout=10)
+        stack.close()
         subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
                        capture_output=True, check=False)
         try:

@@ -17,8 +17,8 @@ import pytest
 from broker.backend import Capability
 from broker.registry import Registry
 from broker.services import doctor
+from broker.testing.local_sts import free_port
 from broker.testing.memory import MemoryBackend
-from tests.conftest import free_port
 from tests.support.ops_helpers import require_keyctl
 
 
