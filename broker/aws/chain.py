@@ -3,6 +3,13 @@
 Each level is cached in the session cache and refreshed under its own lock,
 so an MFA session is asked for once per lifetime and shared by every role
 profile with the same source and device.
+
+AWS's duration rules decide the shape (:func:`plan`): AssumeRole signed with
+temporary credentials is role chaining and gets at most one hour
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_terms-and-concepts.html#iam-term-role-chaining),
+so a first role asked for longer than that is assumed with the long-lived key and
+the MFA code instead of through the MFA session, as aws-vault's
+``canUseGetSessionToken`` does.
 """
 
 from __future__ import annotations
@@ -10,23 +17,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from broker.aws.credentials import Credentials
-from broker.aws.profiles import Chain, Profile
+from broker.aws.profiles import Chain
 from broker.aws.session_cache import SessionCache, session_name
-from broker.errors import UsageError
+from broker.errors import ConfigError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # mfa imports subprocess, needed only when a session is made
     from broker.aws.mfa import MfaCodes
 
+#: DurationSeconds limits, seconds (STS API reference: GetSessionToken, AssumeRole).
 GET_SESSION_TOKEN_LIMITS = (900, 129_600)
 ASSUME_ROLE_LIMITS = (900, 43_200)
+#: Role chaining: a role assumed with temporary credentials gets at most one hour.
 ROLE_CHAINING_MAX = 3600
+#: What AWS gives a role session when DurationSeconds is not sent.
 DEFAULT_ROLE_DURATION = 3600
 
 
 class ChainOptions:
-    """How to run the chain: ``duration`` is the final credentials' lifetime,
-    ``session_duration`` the MFA session's; ``no_session`` skips GetSessionToken."""
+    """How to run the chain: ``duration`` is the final credentials' lifetime (seconds,
+    from ``--duration``), ``session_duration`` the MFA session's; ``no_session`` skips
+    GetSessionToken; ``region`` and ``profile`` choose the STS client's settings."""
 
     def __init__(
         self,
@@ -34,38 +45,166 @@ class ChainOptions:
         no_session: bool = False,
         session_duration: int = 8 * 3600,
         region: str | None = None,
+        profile: str | None = None,
     ) -> None:
         self.duration = duration
         self.no_session = no_session
         self.session_duration = session_duration
         self.region = region
+        self.profile = profile
+
+
+class PlannedCall:
+    """One STS call the chain makes: ``action`` is ``GetSessionToken`` or ``AssumeRole``;
+    ``profile`` the level it makes (the key profile, or the hop); ``duration`` the
+    DurationSeconds sent (None: not sent, AWS's default of one hour) and
+    ``duration_source`` where it came from; ``serial`` the SerialNumber sent with the
+    MFA code (None: no code); ``signed_with`` ``key`` (the long-lived key), ``session``
+    (the MFA session) or ``role`` (the previous role's session: role chaining)."""
+
+    def __init__(
+        self,
+        action: str,
+        profile: str,
+        *,
+        signed_with: str,
+        duration: int | None,
+        duration_source: str,
+        serial: str | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+        session_name: str | None = None,
+    ) -> None:
+        self.action = action
+        self.profile = profile
+        self.signed_with = signed_with
+        self.duration = duration
+        self.duration_source = duration_source
+        self.serial = serial
+        self.role_arn = role_arn
+        self.external_id = external_id
+        self.session_name = session_name
+
+    def __repr__(self) -> str:
+        return (
+            f"PlannedCall({self.action} {self.profile} signed_with={self.signed_with} "
+            f"duration={self.duration} serial={self.serial})"
+        )
+
+
+def _hop_duration(chain: Chain, index: int, options: ChainOptions) -> tuple[int | None, str]:
+    """The DurationSeconds wanted for hop ``index`` and where it comes from."""
+    hop = chain.hops[index]
+    if index == len(chain.hops) - 1 and options.duration is not None:
+        return options.duration, "--duration"
+    hop.problem("duration_seconds")
+    if hop.duration_seconds is not None:
+        return hop.duration_seconds, f"duration_seconds in {hop.where}"
+    return None, "AWS's default"
+
+
+def _refuse_duration(source: str, message: str, hint: str) -> None:
+    if source == "--duration":
+        raise UsageError(f"--duration {message}", hint)
+    raise ConfigError(f"{source}: {message}", hint)
+
+
+def _direct_first_hop(chain: Chain, options: ChainOptions) -> bool:
+    """Whether the first role is assumed with the long-lived key (no MFA session):
+    with --no-session, or when it is asked for more than role chaining allows."""
+    if options.no_session:
+        return True
+    wanted, _ = _hop_duration(chain, 0, options)
+    return wanted is not None and wanted > ROLE_CHAINING_MAX
+
+
+def plan(chain: Chain, options: ChainOptions) -> list[PlannedCall]:
+    """The STS calls that make ``chain``'s credentials, in order, ignoring the cache.
+
+    Raises:
+        UsageError: ``--duration`` outside what AWS allows for the call it shapes.
+        ConfigError: ``duration_seconds`` unusable or outside what AWS allows, naming
+            the file and section.
+    """
+    calls: list[PlannedCall] = []
+    if not chain.hops:
+        if options.no_session:
+            if options.duration is not None:
+                raise UsageError(
+                    "--duration has no effect with --no-session on a profile without a role",
+                    "drop one of the two flags",
+                )
+            return calls
+        seconds: int = options.session_duration
+        source = "session_duration in broker's config"
+        if options.duration is not None:
+            seconds, source = options.duration, "--duration"
+        low, high = GET_SESSION_TOKEN_LIMITS
+        if not low <= seconds <= high:
+            _refuse_duration(
+                source,
+                f"{seconds}s is outside what AWS allows for GetSessionToken "
+                f"({low // 60} min to {high // 3600} h)",
+                f"choose a value between {low} and {high} seconds",
+            )
+        return [
+            PlannedCall(
+                "GetSessionToken", chain.key_profile.name, signed_with="key",
+                duration=seconds, duration_source=source, serial=chain.mfa_serial,
+            )
+        ]
+    direct = _direct_first_hop(chain, options)
+    if not direct:
+        calls.append(
+            PlannedCall(
+                "GetSessionToken", chain.key_profile.name, signed_with="key",
+                duration=options.session_duration,
+                duration_source="session_duration in broker's config",
+                serial=chain.mfa_serial,
+            )
+        )
+    last = len(chain.hops) - 1
+    for index, hop in enumerate(chain.hops):
+        duration, source = _hop_duration(chain, index, options)
+        signed_with = ("key" if direct else "session") if index == 0 else "role"
+        if duration is not None:
+            low, high = ASSUME_ROLE_LIMITS
+            chained = signed_with != "key"
+            if chained and duration > ROLE_CHAINING_MAX and index != last:
+                duration = ROLE_CHAINING_MAX  # an intermediate role only carries the next call
+            elif chained and duration > ROLE_CHAINING_MAX:
+                _refuse_duration(
+                    source,
+                    f"{duration}s exceeds the 1 hour limit AWS sets for a role assumed with "
+                    f"another role's session (role chaining: {' -> '.join(chain.names)})",
+                    f"choose at most {ROLE_CHAINING_MAX} seconds",
+                )
+            elif not low <= duration <= high:
+                _refuse_duration(
+                    source,
+                    f"{duration}s is outside what AWS allows for AssumeRole "
+                    f"({low // 60} min to {high // 3600} h; the role's own maximum may be lower)",
+                    f"choose a value between {low} and {high} seconds",
+                )
+        calls.append(
+            PlannedCall(
+                "AssumeRole", hop.name, signed_with=signed_with, duration=duration,
+                duration_source=source,
+                serial=chain.mfa_serial if signed_with == "key" else None,
+                role_arn=hop.role_arn, external_id=hop.external_id,
+                session_name=hop.role_session_name,
+            )
+        )
+    return calls
 
 
 def check_duration(chain: Chain, options: ChainOptions) -> None:
-    """Refuse durations AWS would refuse, before any prompt or call."""
-    if options.duration is None:
-        return
-    seconds = options.duration
-    if not chain.hops:
-        if options.no_session:
-            raise UsageError(
-                "--duration has no effect with --no-session on a profile without a role",
-                "drop one of the two flags",
-            )
-        low, high = GET_SESSION_TOKEN_LIMITS
-        what = "GetSessionToken"
-    elif len(chain.hops) > 1:
-        low, high = ASSUME_ROLE_LIMITS[0], ROLE_CHAINING_MAX
-        what = "a chained role (role assumed from a role)"
-    else:
-        low, high = ASSUME_ROLE_LIMITS
-        what = "AssumeRole"
-    if not low <= seconds <= high:
-        raise UsageError(
-            f"--duration {seconds}s is outside what AWS allows for {what} "
-            f"({low // 60} min to {high // 3600} h)",
-            f"choose a value between {low} and {high} seconds",
-        )
+    """Refuse durations AWS would refuse, before any prompt or call.
+
+    Raises:
+        UsageError, ConfigError: as :func:`plan`.
+    """
+    plan(chain, options)
 
 
 def _lifetime_tag(options: ChainOptions | None, final: bool) -> str:
@@ -78,14 +217,18 @@ def _lifetime_tag(options: ChainOptions | None, final: bool) -> str:
 
 
 def hop_session_name(chain: Chain, index: int, options: ChainOptions) -> str:
+    """The cache name of hop ``index``'s role session: every part that shapes the
+    credentials (role, external id, session name, what signed the call, the MFA
+    device when the call carries the code, an explicit --duration) is in it."""
     hop = chain.hops[index]
+    direct = index == 0 and _direct_first_hop(chain, options)
     if index:
         below = hop_session_name(chain, index - 1, options)
-    elif options.no_session:
+    elif direct:
         below = f"key:{chain.key_profile.name}"
     else:
         below = mfa_session_name(chain, options)
-    direct_mfa = chain.mfa_serial if (options.no_session and index == 0) else ""
+    direct_mfa = chain.mfa_serial if direct else ""
     final = index == len(chain.hops) - 1
     return session_name(
         hop.name, "role", hop.role_arn, hop.external_id, hop.role_session_name, below, direct_mfa,
@@ -94,6 +237,7 @@ def hop_session_name(chain: Chain, index: int, options: ChainOptions) -> str:
 
 
 def mfa_session_name(chain: Chain, options: ChainOptions | None = None) -> str:
+    """The cache name of the key profile's MFA session (GetSessionToken)."""
     tag = _lifetime_tag(options, final=not chain.hops)
     return session_name(chain.key_profile.name, "session", chain.mfa_serial, tag or None)
 
@@ -105,6 +249,18 @@ def final_session_name(chain: Chain, options: ChainOptions) -> str | None:
     if options.no_session:
         return None
     return mfa_session_name(chain, options)
+
+
+def level_session_names(chain: Chain, options: ChainOptions) -> list[str]:
+    """Every cached level of ``chain``, from the target down (the MFA session last,
+    when the chain has one)."""
+    names = [hop_session_name(chain, i, options) for i in reversed(range(len(chain.hops)))]
+    has_mfa_session = (
+        not _direct_first_hop(chain, options) if chain.hops else not options.no_session
+    )
+    if has_mfa_session:
+        names.append(mfa_session_name(chain, options))
+    return names
 
 
 class CredentialChain:
@@ -130,22 +286,34 @@ class CredentialChain:
         return self.cache.get(name) if name else None
 
     def get(self) -> Credentials:
-        check_duration(self.chain, self.options)
+        """The target's credentials: cached levels are reused, missing ones made.
+
+        Raises:
+            UsageError, ConfigError: as :func:`plan`, before any prompt or call.
+            AuthenticationError, AWSError, NetworkError: STS refused or was unreachable.
+        """
+        steps = plan(self.chain, self.options)
         if not self.chain.hops:
             if self.options.no_session:
                 return self.load_master()
-            return self._mfa_session(self.options.duration or self.options.session_duration)
-        return self._hop(len(self.chain.hops) - 1)
+            return self._mfa_session(steps[0])
+        roles = [s for s in steps if s.action == "AssumeRole"]
+        session = next((s for s in steps if s.action == "GetSessionToken"), None)
+        return self._hop(len(self.chain.hops) - 1, roles, session)
 
-    def _mfa_session(self, duration: int) -> Credentials:
+    def _mfa_session(self, step: PlannedCall) -> Credentials:
         from broker.aws import sts
 
         def create() -> Credentials:
             master = self.load_master()
-            serial = self.chain.mfa_serial
+            serial = step.serial
             code = self.mfa.code_for(serial, self.chain) if serial else None
             self.calls.append("GetSessionToken")
-            return sts.get_session_token(master, self.options.region, duration, serial, code)
+            assert step.duration is not None
+            return sts.get_session_token(
+                master, self.options.region, step.duration, serial, code,
+                profile=self.options.profile,
+            )
 
         return self.cache.get_or_create(
             mfa_session_name(self.chain, self.options),
@@ -155,33 +323,36 @@ class CredentialChain:
             mfa_serial=self.chain.mfa_serial or "",
         )
 
-    def _hop(self, index: int) -> Credentials:
+    def _hop(
+        self, index: int, roles: list[PlannedCall], session: PlannedCall | None
+    ) -> Credentials:
         from broker.aws import sts
 
         hop = self.chain.hops[index]
-        last = index == len(self.chain.hops) - 1
+        step = roles[index]
 
         def create() -> Credentials:
-            serial = code = None
-            if index:
-                source = self._hop(index - 1)
-            elif self.options.no_session:
+            code = None
+            if step.signed_with == "role":
+                source = self._hop(index - 1, roles, session)
+            elif step.signed_with == "key":
                 source = self.load_master()
-                serial = self.chain.mfa_serial
-                code = self.mfa.code_for(serial, self.chain) if serial else None
+                code = self.mfa.code_for(step.serial, self.chain) if step.serial else None
             else:
-                source = self._mfa_session(self.options.session_duration)
-            assert hop.role_arn is not None
+                assert session is not None
+                source = self._mfa_session(session)
+            assert step.role_arn is not None
             self.calls.append(f"AssumeRole {hop.name}")
             return sts.assume_role(
                 source,
                 self.options.region,
-                hop.role_arn,
-                duration=_role_duration(hop, index, last, self.options),
-                session_name=hop.role_session_name,
-                external_id=hop.external_id,
-                serial=serial,
+                step.role_arn,
+                duration=step.duration,
+                session_name=step.session_name,
+                external_id=step.external_id,
+                serial=step.serial,
                 code=code,
+                profile=self.options.profile,
             )
 
         return self.cache.get_or_create(
@@ -191,10 +362,3 @@ class CredentialChain:
             profile=hop.name,
             role_arn=hop.role_arn or "",
         )
-
-
-def _role_duration(hop: Profile, index: int, last: bool, options: ChainOptions) -> int:
-    wanted = (options.duration if last else None) or hop.duration_seconds or DEFAULT_ROLE_DURATION
-    if index:  # role chaining: AWS caps these sessions at one hour
-        return min(wanted, ROLE_CHAINING_MAX)
-    return wanted

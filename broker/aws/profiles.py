@@ -1,4 +1,25 @@
-"""Profiles from ``~/.aws/config`` with the AWS CLI's semantics, and role chains.
+"""Profiles from ``~/.aws/config``, read the way botocore reads them.
+
+The AWS CLI and the SDKs in the child process read the file with botocore, so
+broker follows botocore's rules (``botocore.configloader.raw_config_parse`` and
+``build_profile_map``, ``botocore.session.Session.full_config``):
+
+- the file is parsed by :class:`configparser.RawConfigParser` with its defaults:
+  ``[DEFAULT]`` values apply to every section, option names are lower-cased,
+  a repeated section or option is an error for the whole file;
+- a section named ``profile ...`` is a profile when its name splits (shell-style,
+  :func:`shlex.split`) into exactly ``profile NAME``: ``[profile "my name"]`` is
+  ``my name``; ``[default]`` is the profile ``default``; when two sections name
+  the same profile, the later one wins; any other section (a bare ``[dev]``,
+  ``[sso-session x]``, ``[services x]``) is not a profile;
+- a value that starts on the next line (``s3 =`` then indented ``key = value``
+  lines) is a nested block;
+- the credentials file's sections are profiles too, and their values are laid
+  over the config file's (broker keeps the names and non-secret values only).
+
+Values broker cannot use fail only the profile that uses them, when they are used
+(:attr:`Profile.problems`), never the whole file. ``include_profile`` (and its old
+name ``parent_profile``) is honoured with aws-vault's semantics.
 
 Pure standard library: this runs on the cached fast path.
 """
@@ -12,11 +33,23 @@ from pathlib import Path
 
 from broker.errors import ConfigError, ProfileNotFound
 
-_SKIPPED_SECTION_PREFIXES = ("sso-session ", "services ", "plugins")
+#: Values of the credentials file that are secrets: never kept in a Profile.
+_SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+#: Keys that make botocore get credentials some other way; broker refuses them rather
+#: than silently serving its stored key instead.
+_REFUSED_KEYS = ("credential_source", "web_identity_token_file")
+#: Keys that look like a profile's, used to warn about a bare ``[NAME]`` section.
+_PROFILE_KEYS = frozenset(
+    {"region", "role_arn", "source_profile", "mfa_serial", "output", "credential_process"}
+)
+UTF8_BOM = "\ufeff"
+
+Value = str | dict[str, str]
 
 
 class Profile:
-    """One ``[profile NAME]`` section; unknown keys stay in ``extra``.
+    """One profile: ``values`` as botocore sees them, with aws-vault's ``include_profile``
+    merged in; the settings broker uses as attributes; ``problems`` for values it cannot use.
 
     A plain class, not a dataclass: this module is on the cached fast path and
     importing dataclasses costs ~10 ms there.
@@ -25,58 +58,171 @@ class Profile:
     def __init__(
         self,
         name: str,
+        values: Mapping[str, Value] | None = None,
         *,
-        region: str | None = None,
-        mfa_serial: str | None = None,
-        role_arn: str | None = None,
-        source_profile: str | None = None,
-        credential_source: str | None = None,
-        role_session_name: str | None = None,
-        external_id: str | None = None,
-        duration_seconds: int | None = None,
-        mfa_process: str | None = None,
-        credential_process: str | None = None,
-        broker_backend: str | None = None,
-        broker_totp: str | None = None,
-        extra: Mapping[str, str] | None = None,
+        section: str | None = None,
+        path: Path | None = None,
+        problems: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.region = region
-        self.mfa_serial = mfa_serial
-        self.role_arn = role_arn
-        self.source_profile = source_profile
-        self.credential_source = credential_source
-        self.role_session_name = role_session_name
-        self.external_id = external_id
-        self.duration_seconds = duration_seconds
-        self.mfa_process = mfa_process
-        self.credential_process = credential_process
-        self.broker_backend = broker_backend
-        self.broker_totp = broker_totp
-        self.extra: Mapping[str, str] = extra or {}
+        self.values: dict[str, Value] = dict(values or {})
+        #: the section header the values came from, e.g. ``profile dev``
+        self.section = section or ("default" if name == "default" else f"profile {name}")
+        self.path = path
+        #: key -> message, for values broker cannot use (raised when the key is used)
+        self.problem_by_key: dict[str, str] = dict(problems or {})
+        self.duration_seconds: int | None = None
+        raw_duration = self._text("duration_seconds")
+        if raw_duration is not None:
+            try:
+                self.duration_seconds = int(raw_duration)  # as botocore's _get_role_config
+            except ValueError:
+                self.problem_by_key["duration_seconds"] = (
+                    f"{self.where} duration_seconds = {raw_duration!r} is not a whole number "
+                    "of seconds; give seconds, e.g. duration_seconds = 3600"
+                )
+
+    def _text(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if isinstance(value, dict):
+            if key not in self.problem_by_key:
+                self.problem_by_key[key] = (
+                    f"{self.where} {key} is a nested block, not a value; put it on one line"
+                )
+            return None
+        return value or None
+
+    @property
+    def where(self) -> str:
+        """``FILE [section]`` for messages."""
+        return f"{self.path or '~/.aws/config'} [{self.section}]"
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.problem_by_key.values())
+
+    def problem(self, key: str) -> None:
+        """Raise the problem recorded for ``key``, if any.
+
+        Raises:
+            ConfigError: naming the file, the section, the key and the fix.
+        """
+        message = self.problem_by_key.get(key)
+        if message is not None:
+            text, _, hint = message.partition("; ")
+            raise ConfigError(text, hint or f"fix {self.path}")
+
+    # the settings broker uses, by botocore's / aws-vault's key names
+    @property
+    def region(self) -> str | None:
+        return self._text("region")
+
+    @property
+    def mfa_serial(self) -> str | None:
+        return self._text("mfa_serial")
+
+    @property
+    def role_arn(self) -> str | None:
+        return self._text("role_arn")
+
+    @property
+    def source_profile(self) -> str | None:
+        return self._text("source_profile")
+
+    @property
+    def credential_source(self) -> str | None:
+        return self._text("credential_source")
+
+    @property
+    def role_session_name(self) -> str | None:
+        return self._text("role_session_name")
+
+    @property
+    def external_id(self) -> str | None:
+        return self._text("external_id")
+
+    @property
+    def mfa_process(self) -> str | None:
+        return self._text("mfa_process")
+
+    @property
+    def credential_process(self) -> str | None:
+        return self._text("credential_process")
+
+    @property
+    def broker_backend(self) -> str | None:
+        return self._text("broker_backend")
+
+    @property
+    def broker_totp(self) -> str | None:
+        return self._text("broker_totp")
+
+    @property
+    def extra(self) -> dict[str, Value]:
+        """Every value (kept for callers that look for keys broker has no attribute for)."""
+        return self.values
+
+    def refused_keys(self) -> list[str]:
+        """Keys that make botocore get this profile's credentials another way."""
+        keys = [k for k in _REFUSED_KEYS if self.values.get(k)]
+        keys += sorted(k for k in self.values if k.startswith("sso_") and self.values[k])
+        return keys
 
     def __repr__(self) -> str:
         return f"Profile({self.name!r}, role_arn={self.role_arn!r})"
 
 
+def _expand(value: str) -> Path:
+    """A path as botocore expands it: ``$VARS`` first, then ``~``."""
+    return Path(os.path.expanduser(os.path.expandvars(value)))
+
+
 def config_path() -> Path:
-    """``$AWS_CONFIG_FILE`` or ``~/.aws/config``."""
-    return Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
+    """``$AWS_CONFIG_FILE`` (``~`` and ``$VARS`` expanded) or ``~/.aws/config``."""
+    return _expand(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+
+
+def credentials_path() -> Path:
+    """``$AWS_SHARED_CREDENTIALS_FILE`` (expanded) or ``~/.aws/credentials``."""
+    return _expand(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
+
+
+def default_profile_name() -> str:
+    """The profile a command uses when none is named, in botocore's order:
+    ``AWS_DEFAULT_PROFILE``, then ``AWS_PROFILE``, then ``default``
+    (botocore ``configprovider.BOTOCORE_DEFAUT_SESSION_VARIABLES['profile']``)."""
+    return os.environ.get("AWS_DEFAULT_PROFILE") or os.environ.get("AWS_PROFILE") or "default"
 
 
 class AwsConfig:
-    """The parsed file: profiles by name."""
+    """The parsed file: profiles by name, and warnings about sections that are not."""
 
-    def __init__(self, path: Path, profiles: dict[str, Profile]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        profiles: dict[str, Profile],
+        warnings: list[str] | None = None,
+        ignored: dict[str, str] | None = None,
+    ) -> None:
         self.path = path
         self.profiles = profiles
+        self.warnings: list[str] = warnings or []
+        #: profile-like names the AWS CLI does not read as profiles -> why
+        self.ignored: dict[str, str] = ignored or {}
 
     def get(self, name: str) -> Profile:
-        """The profile ``name``; an unknown name is an error naming close matches."""
+        """The profile ``name``.
+
+        Raises:
+            ProfileNotFound: naming a section that looks like it but is not read as a
+                profile, or close matches, or the profiles there are.
+        """
         try:
             return self.profiles[name]
         except KeyError:
             pass
+        if name in self.ignored:
+            raise ProfileNotFound(f"no profile named {name!r} in {self.path}", self.ignored[name])
         import difflib
 
         close = difflib.get_close_matches(name, self.profiles, n=3, cutoff=0.5)
@@ -85,73 +231,206 @@ class AwsConfig:
         elif self.profiles:
             hint = f"profiles in {self.path}: {', '.join(sorted(self.profiles))}"
         else:
-            hint = f"add a [profile {name}] section to {self.path}"
+            section = "default" if name == "default" else f"profile {name}"
+            hint = f"add a [{section}] section to {self.path}"
         raise ProfileNotFound(f"no profile named {name!r} in {self.path}", hint)
 
     def default_profile_name(self) -> str:
-        return os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
+        return default_profile_name()
 
     def default_region(self) -> str | None:
         default = self.profiles.get("default")
         return default.region if default else None
 
 
-_KNOWN = {
-    "region", "mfa_serial", "role_arn", "source_profile", "credential_source",
-    "role_session_name", "external_id", "duration_seconds", "mfa_process",
-    "credential_process", "broker_backend", "broker_totp",
-}
+def _parse_nested(value: str) -> dict[str, str] | None:
+    """A nested block as botocore's ``_parse_nested`` reads it; None if it cannot."""
+    parsed: dict[str, str] = {}
+    for line in value.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, inner = line.partition("=")
+        if not sep:
+            return None
+        parsed[key.strip()] = inner.strip()
+    return parsed
 
 
-def _profile_from(name: str, values: Mapping[str, str], path: Path) -> Profile:
-    known = {k: (v.strip() or None) for k, v in values.items() if k in _KNOWN}
-    duration = known.pop("duration_seconds", None)
-    seconds: int | None = None
-    if duration is not None:
-        if not (duration.isascii() and duration.isdigit()):
-            raise ConfigError(
-                f"{path}: [profile {name}] duration_seconds = {duration!r} is not a number",
-                "give seconds, e.g. duration_seconds = 3600",
-            )
-        seconds = int(duration)
-    extra = {k: v for k, v in values.items() if k not in _KNOWN}
-    return Profile(name=name, duration_seconds=seconds, extra=extra, **known)
+def _sections(text: str, path: Path) -> dict[str, dict[str, Value]]:
+    """Every section's values, as ``botocore.configloader.raw_config_parse`` returns them.
 
-
-def parse(text: str, path: Path) -> AwsConfig:
-    parser = configparser.RawConfigParser(strict=True, default_section="\x00none")
+    Raises:
+        ConfigError: the whole file cannot be read (as for the AWS CLI).
+    """
+    if text.startswith(UTF8_BOM):
+        raise ConfigError(
+            f"{path} starts with a UTF-8 byte-order mark (BOM), which the AWS CLI cannot read",
+            "save the file as UTF-8 without BOM (in Notepad: 'UTF-8', not 'UTF-8 with BOM')",
+        )
+    parser = configparser.RawConfigParser()
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{path} is malformed: {first}", f"fix {path}") from None
-    profiles: dict[str, Profile] = {}
-    explicit: set[str] = set()
+        line = getattr(exc, "lineno", None)
+        first = str(exc).splitlines()[0].replace(f"{str(path)!r}", "")
+        first = first.split("]: ", 1)[-1].strip().rstrip(".")  # "While reading from [line 3]: "
+        where = f" (line {line})" if line else ""
+        raise ConfigError(
+            f"{path} is malformed{where}: {first}, so the AWS CLI cannot read it either",
+            f"fix {path}",
+        ) from None
+    sections: dict[str, dict[str, Value]] = {}
     for section in parser.sections():
-        if section.startswith(_SKIPPED_SECTION_PREFIXES):
-            continue
-        if section.startswith("profile "):
-            name = section[len("profile ") :].strip()
-            explicit.add(name)
-        else:
-            name = section.strip()
-            if name in explicit:
-                continue  # [profile X] wins over a bare [X], as in the AWS CLI
-        if not name:
-            raise ConfigError(f"{path}: a section has an empty profile name", f"fix {path}")
-        profiles[name] = _profile_from(name, dict(parser.items(section)), path)
-    return AwsConfig(path, profiles)
+        values: dict[str, Value] = {}
+        for option in parser.options(section):
+            value = parser.get(section, option)
+            if value.startswith("\n"):
+                nested = _parse_nested(value)
+                if nested is None:
+                    raise ConfigError(
+                        f"{path} [{section}] {option}: a value starting on the next line must "
+                        "be a block of 'key = value' lines",
+                        f"put the value of {option} on the same line as '{option} ='",
+                    )
+                values[option] = nested
+            else:
+                values[option] = value
+        sections[section] = values
+    return sections
+
+
+def _profile_sections(
+    sections: Mapping[str, dict[str, Value]],
+) -> tuple[dict[str, tuple[str, dict[str, Value]]], list[str], dict[str, str]]:
+    """``build_profile_map``: profile name -> (section, values); warnings; ignored names."""
+    import shlex
+
+    found: dict[str, tuple[str, dict[str, Value]]] = {}
+    warnings: list[str] = []
+    ignored: dict[str, str] = {}
+    for section, values in sections.items():
+        if section.startswith("profile"):
+            try:
+                parts = shlex.split(section)
+            except ValueError:
+                parts = []
+            if len(parts) == 2:
+                found[parts[1]] = (section, values)
+                continue
+            rest = section[len("profile"):].strip()
+            why = (
+                f"[{section}] is not read as a profile by the AWS CLI"
+                + (f': write [profile "{rest}"]' if rest and " " in rest else "")
+            )
+            warnings.append(why)
+            if rest:
+                ignored.setdefault(rest.strip("\"'"), why)
+        elif section == "default":
+            found["default"] = (section, values)
+        elif not section.startswith(("sso-session", "services", "plugins")) and (
+            _PROFILE_KEYS & set(values)
+        ):
+            why = f"[{section}] is not a profile for the AWS CLI: write [profile {section}]"
+            warnings.append(why)
+            ignored.setdefault(section.strip(), why)
+    return found, warnings, ignored
+
+
+def _with_includes(
+    name: str, found: Mapping[str, tuple[str, dict[str, Value]]]
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """``name``'s values with ``include_profile`` (or ``parent_profile``) merged in,
+    aws-vault's way: a value set in the profile wins; included profiles fill the rest,
+    recursively. Returns the values and problems (a loop, a missing profile)."""
+    merged: dict[str, Value] = {}
+    problems: dict[str, str] = {}
+    seen: list[str] = []
+    current: str | None = name
+    while current is not None:
+        if current in seen:
+            problems["include_profile"] = (
+                f"include_profile loop: {' -> '.join([*seen, current])}; "
+                "remove include_profile from one profile in the loop"
+            )
+            break
+        seen.append(current)
+        entry = found.get(current)
+        if entry is None:
+            problems["include_profile"] = (
+                f"profile {seen[-2]!r} has include_profile = {current!r}, which does not exist; "
+                f"add [profile {current}] or fix include_profile"
+            )
+            break
+        for key, value in entry[1].items():
+            merged.setdefault(key, value)
+        include = entry[1].get("include_profile") or entry[1].get("parent_profile")
+        current = include if isinstance(include, str) and include else None
+    return merged, problems
+
+
+def parse(text: str, path: Path, credentials_text: str | None = None) -> AwsConfig:
+    """The profiles in config ``text`` (read from ``path``), plus the profile names and
+    non-secret values of a credentials file's ``credentials_text``.
+
+    Raises:
+        ConfigError: the file cannot be parsed at all (a BOM, a duplicate section or
+            option, a broken nested block): the AWS CLI cannot read it either.
+    """
+    found, warnings, ignored = _profile_sections(_sections(text, path))
+    profiles: dict[str, Profile] = {}
+    for name, (section, _values) in found.items():
+        merged, problems = _with_includes(name, found)
+        profiles[name] = Profile(name, merged, section=section, path=path, problems=problems)
+    if credentials_text:
+        try:
+            credentials = _sections(credentials_text, path.with_name("credentials"))
+        except ConfigError:
+            credentials = {}  # its problems are `broker import credentials-file`'s to report
+        for name, values in credentials.items():
+            public = {k: v for k, v in values.items() if k not in _SECRET_KEYS}
+            if name in profiles:
+                profiles[name].values.update(public)
+            else:
+                profiles[name] = Profile(name, public, section=name, path=path)
+            ignored.pop(name, None)
+    for name in profiles:
+        ignored.pop(name, None)
+    return AwsConfig(path, profiles, warnings, ignored)
+
+
+def _read(path: Path) -> str | None:
+    """The file's text with universal newlines (as ``open()`` reads it); None if absent."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check the file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 (byte {exc.start})", "save the file as UTF-8"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def load(path: Path | None = None) -> AwsConfig:
+    """The AWS config at ``path`` (default :func:`config_path`) with the credentials file's
+    profiles (:func:`credentials_path`) merged as botocore's ``Session.full_config`` does.
+
+    Raises:
+        ConfigError: the config file cannot be read or parsed.
+    """
     path = path or config_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return AwsConfig(path, {})
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})", "check the file") from None
-    return parse(text, path)
+    text = _read(path)
+    credentials_text = None
+    try:  # noqa: SIM105 - contextlib is not worth importing on the fast path
+        credentials_text = _read(credentials_path())
+    except ConfigError:
+        pass
+    return parse(text or "", path, credentials_text)
 
 
 class Chain:
@@ -179,18 +458,42 @@ class Chain:
         return [self.key_profile.name] + [h.name for h in self.hops if h is not self.key_profile]
 
 
+def _refuse(profile: Profile) -> None:
+    """Refuse keys that change how botocore makes this profile's credentials."""
+    profile.problem("include_profile")
+    refused = profile.refused_keys()
+    if not refused:
+        return
+    key = refused[0]
+    if key == "credential_source":
+        hint = "use source_profile pointing at a profile whose key broker holds"
+    elif key == "web_identity_token_file":
+        hint = "web identity (OIDC) credentials do not need broker: use that profile directly"
+    else:
+        hint = "IAM Identity Center (SSO) profiles do not need broker: use `aws sso login`"
+    raise ConfigError(
+        f"{profile.where} uses {key}, so the AWS CLI would not use a stored key for it and "
+        "broker does not serve it",
+        hint,
+    )
+
+
 def resolve_chain(config: AwsConfig, name: str) -> Chain:
+    """The chain that makes ``name``'s credentials: walk ``source_profile`` from the
+    target to the profile holding the long-lived key.
+
+    Raises:
+        ProfileNotFound: the profile, or a source_profile it names, does not exist.
+        ConfigError: a loop, a refused key (credential_source, web_identity_token_file,
+            sso_*), an include_profile problem, or broker asked to call itself.
+    """
     target = config.get(name)
     hops: list[Profile] = []
     seen = [target.name]
     current = target
     while current.role_arn:
         hops.insert(0, current)
-        if current.credential_source:
-            raise ConfigError(
-                f"profile {current.name!r} uses credential_source, which broker does not serve",
-                "use source_profile pointing at a profile whose key broker holds",
-            )
+        _refuse(current)
         source = current.source_profile
         if not source or source == current.name:
             break  # the role's own key, stored under this profile (aws-vault style)
@@ -209,6 +512,7 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
                 exc.hint,
             ) from None
     key_profile = current
+    _refuse(key_profile)
     process = key_profile.credential_process or ""
     if process and not key_profile.role_arn and os.path.basename(process.split()[0]) == "broker":
         raise ConfigError(

@@ -6,36 +6,83 @@ The endpoint comes from the usual AWS variables (``AWS_ENDPOINT_URL``,
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from broker.aws.credentials import Credentials
-from broker.errors import AuthenticationError, AWSError, NetworkError
+from broker.errors import AuthenticationError, AWSError, ConfigError, NetworkError
 
 #: STS needs a region for its regional endpoint; any works for these calls.
 FALLBACK_REGION = "us-east-1"
 
 
-def _client(service: str, creds: Credentials, region: str | None) -> Any:
+#: The profile whose client settings calls made in this context use (see profile_scope).
+_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("profile", default=None)
+
+
+@contextlib.contextmanager
+def profile_scope(profile: str | None) -> Iterator[None]:
+    """Within the block, STS and IAM clients use ``profile``'s client settings unless a
+    call names its own: a command sets this once for the profile it runs for."""
+    token = _scope.set(profile)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def _client(
+    service: str, creds: Credentials, region: str | None, profile: str | None = None
+) -> Any:
     import boto3
+    import botocore.exceptions
     import botocore.session
 
-    # Ignore AWS_PROFILE/AWS_DEFAULT_PROFILE: the caller's profile may be the very one
-    # being resolved, or one that does not exist; broker passes explicit keys anyway.
+    # A botocore session for the profile that makes the call, so its endpoint_url,
+    # [services] block, ca_bundle, sts_regional_endpoints, use_fips_endpoint,
+    # use_dualstack_endpoint, retry_mode and max_attempts apply exactly as in the AWS CLI
+    # run with --profile, and nothing leaks from [default] or from AWS_PROFILE (the caller's
+    # profile may be the very one being resolved). The explicit keys below take the
+    # place of the profile's own credential settings.
     core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-    session = boto3.session.Session(
-        botocore_session=core,
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name=region or FALLBACK_REGION,
-    )
-    return session.client(service)
+    profile = profile or _scope.get()
+    if profile is not None:
+        core.set_config_variable("profile", profile)
+    try:
+        session = boto3.session.Session(
+            botocore_session=core,
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
+            region_name=region or FALLBACK_REGION,
+        )
+        return session.client(service)
+    except botocore.exceptions.ProfileNotFound:
+        raise ConfigError(
+            f"the AWS CLI finds no profile named {profile!r}",
+            "check the profile's section header in ~/.aws/config",
+        ) from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(
+            f"cannot make an {service.upper()} client for profile {profile!r}: {exc}",
+            "check the profile's endpoint_url, ca_bundle and retry settings in ~/.aws/config",
+        ) from None
 
 
-def client(service: str, creds: Credentials, region: str | None) -> Any:
-    """A boto3 client for ``service`` (sts, iam) signed with ``creds``."""
-    return _client(service, creds, region)
+def client(
+    service: str, creds: Credentials, region: str | None, profile: str | None = None
+) -> Any:
+    """A boto3 client for ``service`` (sts, iam) signed with ``creds``, with the client
+    settings of ``profile`` as a botocore session for that profile applies them
+    (``botocore.session.Session(profile=...).create_client``).
+
+    Raises:
+        ConfigError: botocore cannot build the client from the profile's settings.
+    """
+    return _client(service, creds, region, profile)
 
 
 def _from_response(response: dict[str, Any]) -> Credentials:
@@ -84,12 +131,20 @@ def get_session_token(
     duration: int,
     serial: str | None = None,
     code: str | None = None,
+    *,
+    profile: str | None = None,
 ) -> Credentials:
+    """GetSessionToken signed with the long-lived ``master`` key; ``duration`` in seconds;
+    ``serial`` and ``code`` add MFA.
+
+    Raises:
+        AuthenticationError, AWSError, NetworkError: as :func:`translate`.
+    """
     params: dict[str, Any] = {"DurationSeconds": duration}
     if serial:
         params.update(SerialNumber=serial, TokenCode=code)
     try:
-        response = _client("sts", master, region).get_session_token(**params)
+        response = _client("sts", master, region, profile).get_session_token(**params)
     except Exception as exc:
         raise translate(exc, "GetSessionToken") from None
     return _from_response(response)
@@ -100,23 +155,31 @@ def assume_role(
     region: str | None,
     role_arn: str,
     *,
-    duration: int,
+    duration: int | None,
     session_name: str | None = None,
     external_id: str | None = None,
     serial: str | None = None,
     code: str | None = None,
+    profile: str | None = None,
 ) -> Credentials:
+    """AssumeRole signed with ``source``; ``duration`` in seconds (None: not sent, so AWS
+    gives its default of one hour, as botocore does); ``serial`` and ``code`` add MFA.
+
+    Raises:
+        AuthenticationError, AWSError, NetworkError: as :func:`translate`.
+    """
     params: dict[str, Any] = {
         "RoleArn": role_arn,
         "RoleSessionName": session_name or f"broker-{int(time.time())}",
-        "DurationSeconds": duration,
     }
+    if duration is not None:
+        params["DurationSeconds"] = duration
     if external_id:
         params["ExternalId"] = external_id
     if serial:
         params.update(SerialNumber=serial, TokenCode=code)
     try:
-        response = _client("sts", source, region).assume_role(**params)
+        response = _client("sts", source, region, profile).assume_role(**params)
     except Exception as exc:
         raise translate(exc, f"AssumeRole {role_arn}") from None
     return _from_response(response)

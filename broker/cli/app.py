@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from broker import __version__
+from broker.aws.profiles import default_profile_name
 from broker.cli.errors import guarded
 from broker.config import parse_duration
 from broker.services import backends as backend_service
@@ -27,6 +28,18 @@ def _context() -> Context:
     if "ctx" not in _CONTEXT:
         _CONTEXT["ctx"] = Context.load()
     return _CONTEXT["ctx"]
+
+
+def default_profile(profile: str | None) -> str:
+    """``profile``, or the one the AWS CLI would use: AWS_DEFAULT_PROFILE, AWS_PROFILE,
+    then ``default`` (botocore's order)."""
+    return profile or default_profile_name()
+
+
+#: PROFILE for every command that takes one: optional, defaulting as for the AWS CLI.
+profile_argument = click.argument(
+    "profile", required=False, callback=lambda _ctx, _param, value: default_profile(value)
+)
 
 
 def _duration(value: str | None) -> int | None:
@@ -104,14 +117,15 @@ def exec_command(profile: str, command: tuple[str, ...], server: bool, **options
 
 
 @cli.command("export")
-@click.argument("profile")
+@profile_argument
 @click.option(
     "-f", "--format", "fmt", type=click.Choice(present.FORMATS), default="env",
     show_default=True, help="json is the credential_process document.",
 )
 @_credential_options
 def export_command(profile: str, fmt: str, **options: Any) -> None:
-    """Print PROFILE's temporary credentials.
+    """Print PROFILE's temporary credentials (default: $AWS_DEFAULT_PROFILE, $AWS_PROFILE,
+    then default, as for the AWS CLI).
 
     \b
     In ~/.aws/config:
@@ -141,7 +155,7 @@ def _read_key(from_env: bool) -> tuple[str, str]:
 
 
 @cli.command("add")
-@click.argument("profile")
+@profile_argument
 @click.option("--backend", help="Store in this backend instead of the default.")
 @click.option("--env", "from_env", is_flag=True, help="Read AWS_ACCESS_KEY_ID/SECRET from env.")
 @click.option("--replace", is_flag=True, help="Overwrite a key already stored.")
@@ -155,7 +169,7 @@ def add_command(profile: str, backend: str | None, from_env: bool, replace: bool
 
 
 @cli.command("remove")
-@click.argument("profile")
+@profile_argument
 @click.option("--backend", help="Remove from this backend instead of the profile's.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def remove_command(profile: str, backend: str | None, force: bool) -> None:
@@ -313,8 +327,8 @@ def hoist_exec_options(args: list[str]) -> list[str]:
     i = at + 1
     while i < len(args) and args[i].startswith("-") and args[i] != "--":
         i += option_span(i)
-    if i >= len(args) or args[i] == "--":
-        return args
+    if i >= len(args) or args[i] == "--":  # no profile: the AWS CLI's default profile
+        return [*args[:i], default_profile_name(), *args[i:]]
     profile_at = i
     i += 1
     moved: list[str] = []

@@ -7,7 +7,7 @@ import sys
 import click
 
 from broker.aws.totp import TotpSeed
-from broker.cli.app import _context, cli
+from broker.cli.app import _context, cli, profile_argument
 from broker.services import mfa as mfa_service
 
 
@@ -25,7 +25,7 @@ def totp_group() -> None:
 
 
 @totp_group.command("set")
-@click.argument("profile")
+@profile_argument
 @click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
 def totp_set(profile: str, backend: str | None) -> None:
     """Keep a TOTP seed with PROFILE's key (base32 or an otpauth:// URI).
@@ -45,7 +45,7 @@ def totp_set(profile: str, backend: str | None) -> None:
 
 
 @totp_group.command("code")
-@click.argument("profile")
+@profile_argument
 @click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
 def totp_code(profile: str, backend: str | None) -> None:
     """Print PROFILE's current MFA code (for the console sign-in page).
@@ -59,7 +59,7 @@ def totp_code(profile: str, backend: str | None) -> None:
 
 
 @totp_group.command("remove")
-@click.argument("profile")
+@profile_argument
 @click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
 def totp_remove(profile: str, backend: str | None) -> None:
     """Forget the TOTP seed kept with PROFILE's key (the key stays)."""
@@ -73,7 +73,7 @@ def mfa_group() -> None:
 
 
 @mfa_group.command("enroll")
-@click.argument("profile")
+@profile_argument
 @click.option("--device-name", help="Name of the virtual MFA device (default: the user name).")
 @click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
 @click.option("--show-seed", is_flag=True, help="Also print the seed and otpauth:// URI.")

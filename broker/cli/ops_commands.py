@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from broker.cli.app import _context, _duration, cli
+from broker.cli.app import _context, _duration, cli, profile_argument
 from broker.cli.errors import report
 
 TYPE_CHECKING = False
@@ -40,7 +40,7 @@ def exec_with_server(profile: str, resolved: Resolved, argv: list[str], options:
 
 
 @cli.command("rotate")
-@click.argument("profile")
+@profile_argument
 @click.option("--backend", help="Credential backend holding the key.")
 @click.option("--region", help="Region for STS (IAM itself is global).")
 @click.option("--mfa-code", help="The current MFA code (else mfa_process or a prompt).")
@@ -67,7 +67,7 @@ def rotate_command(
 
 
 @cli.command("login")
-@click.argument("profile")
+@profile_argument
 @click.option("--stdout", "to_stdout", is_flag=True,
               help="Print the sign-in URL (a secret for 15 minutes) instead of opening it.")
 @click.option("--path", help="Console page to open, e.g. s3/home (default: the console home).")

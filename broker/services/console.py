@@ -52,27 +52,30 @@ def signin_url(
     backend: str | None = None,
 ) -> ConsoleLogin:
     """Build the sign-in URL for ``profile`` (its role session, or a federation token)."""
-    chain = resolve_chain(ctx.aws, profile)
-    where = ctx.region_for(chain.target, region)
-    if chain.hops:
-        resolved = obtain(
-            ctx, profile, region=region, duration=duration, mfa_code=mfa_code, backend=backend
+    from broker.aws import sts
+
+    with sts.profile_scope(profile):
+        chain = resolve_chain(ctx.aws, profile)
+        where = ctx.region_for(chain.target, region)
+        if chain.hops:
+            resolved = obtain(
+                ctx, profile, region=region, duration=duration, mfa_code=mfa_code, backend=backend
+            )
+            creds, via, arn = resolved.credentials, "AssumeRole", chain.target.role_arn
+        else:
+            master = master_key(ctx, chain, backend)
+            creds = federation.federation_token(
+                master, where, f"broker-{profile}", duration or DEFAULT_FEDERATION_DURATION
+            )
+            via, arn = "GetFederationToken", chain.mfa_serial
+        partition = federation.partition_for(arn, where)
+        endpoint = federation.endpoint(partition)
+        token = federation.signin_token(endpoint, creds)
+        target = federation.destination(partition, where, path)
+        return ConsoleLogin(
+            profile, via, partition.name, target, creds.expiration,
+            federation.login_url(endpoint, token, target),
         )
-        creds, via, arn = resolved.credentials, "AssumeRole", chain.target.role_arn
-    else:
-        master = master_key(ctx, chain, backend)
-        creds = federation.federation_token(
-            master, where, f"broker-{profile}", duration or DEFAULT_FEDERATION_DURATION
-        )
-        via, arn = "GetFederationToken", chain.mfa_serial
-    partition = federation.partition_for(arn, where)
-    endpoint = federation.endpoint(partition)
-    token = federation.signin_token(endpoint, creds)
-    target = federation.destination(partition, where, path)
-    return ConsoleLogin(
-        profile, via, partition.name, target, creds.expiration,
-        federation.login_url(endpoint, token, target),
-    )
 
 
 def login(

@@ -93,6 +93,7 @@ def obtain(
         no_session=no_session,
         session_duration=ctx.settings.session_duration,
         region=resolved_region,
+        profile=profile,
     )
     key = StoredKey(ctx, chain, backend)
     codes = MfaCodes(explicit=mfa_code, key_item=key.item, resolve=ctx.resolver)

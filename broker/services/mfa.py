@@ -202,87 +202,92 @@ def enroll(
     never enabled whose seed was lost. Run again after an interruption, it finds the
     stored seed and the unassigned device and goes on from there.
     """
-    from broker.aws.config_writer import write_profile_value
-    from broker.aws.iam_mfa import ASSIGNED, MISSING, UNASSIGNED, DeviceExists, IamMfa
+    from broker.aws import sts
 
-    clock = clock or totp.CLOCK
-    known = _own_key_profile(ctx, profile, "mfa enroll")
-    store = ctx.credential_backend(known, backend)
-    item = _stored_item(store, profile)
-    creds = Credentials.from_item(item, what=f"the stored key of {profile!r}")
-    iam = IamMfa(creds, ctx.region_for(known) if known else None)
-    caller = iam.caller()
-    user = caller.user_name
-    config_path = ctx.aws.path
+    with sts.profile_scope(profile):
+        from broker.aws.config_writer import write_profile_value
+        from broker.aws.iam_mfa import ASSIGNED, MISSING, UNASSIGNED, DeviceExists, IamMfa
 
-    def finish(serial: str, seed: TotpSeed | None, resumed: bool, already: bool) -> EnrollResult:
-        changed = write_profile_value(config_path, profile, "mfa_serial", serial)
-        ctx.__dict__.pop("aws", None)  # the cached parse is stale now
-        MfaLedger().mark_seed(store.name, profile, True)
-        return EnrollResult(
-            profile, store.name, user, serial, resumed, already, config_path, changed, seed
-        )
+        clock = clock or totp.CLOCK
+        known = _own_key_profile(ctx, profile, "mfa enroll")
+        store = ctx.credential_backend(known, backend)
+        item = _stored_item(store, profile)
+        creds = Credentials.from_item(item, what=f"the stored key of {profile!r}")
+        iam = IamMfa(creds, ctx.region_for(known) if known else None)
+        caller = iam.caller()
+        user = caller.user_name
+        config_path = ctx.aws.path
 
-    seed: TotpSeed | None = None
-    serial = ""
-    resumed = False
-    stored_value, stored_serial = item.get(TOTP), item.get(MFA_SERIAL)
-    if stored_value:
-        status = iam.status(stored_serial, user) if stored_serial else None
-        if stored_serial and status == ASSIGNED:
-            progress(f"{stored_serial} is enabled already and its seed is kept with the key.")
-            return finish(stored_serial, _stored_seed(stored_value, profile), False, True)
-        if stored_serial and status == UNASSIGNED:
-            seed, serial, resumed = _stored_seed(stored_value, profile), stored_serial, True
-            progress(f"Resuming: {serial} was created and its seed stored; enabling it.")
-        elif stored_serial and status == MISSING:
-            progress(f"The stored seed belongs to {stored_serial}, which no longer exists.")
-        else:
+        def finish(
+            serial: str, seed: TotpSeed | None, resumed: bool, already: bool
+        ) -> EnrollResult:
+            changed = write_profile_value(config_path, profile, "mfa_serial", serial)
+            ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+            MfaLedger().mark_seed(store.name, profile, True)
+            return EnrollResult(
+                profile, store.name, user, serial, resumed, already, config_path, changed, seed
+            )
+
+        seed: TotpSeed | None = None
+        serial = ""
+        resumed = False
+        stored_value, stored_serial = item.get(TOTP), item.get(MFA_SERIAL)
+        if stored_value:
+            status = iam.status(stored_serial, user) if stored_serial else None
+            if stored_serial and status == ASSIGNED:
+                progress(f"{stored_serial} is enabled already and its seed is kept with the key.")
+                return finish(stored_serial, _stored_seed(stored_value, profile), False, True)
+            if stored_serial and status == UNASSIGNED:
+                seed, serial, resumed = _stored_seed(stored_value, profile), stored_serial, True
+                progress(f"Resuming: {serial} was created and its seed stored; enabling it.")
+            elif stored_serial and status == MISSING:
+                progress(f"The stored seed belongs to {stored_serial}, which no longer exists.")
+            else:
+                raise UsageError(
+                    f"a TOTP seed is kept with {profile!r}'s key already, for a device broker "
+                    "did not enrol",
+                    f"if it is no longer used, `broker totp remove {profile}` first; to use that "
+                    "device, set its mfa_serial in ~/.aws/config",
+                )
+        if (
+            seed is None and known is not None and known.mfa_serial
+            and known.mfa_serial in iam.user_devices(user)
+        ):
             raise UsageError(
-                f"a TOTP seed is kept with {profile!r}'s key already, for a device broker "
-                "did not enrol",
-                f"if it is no longer used, `broker totp remove {profile}` first; to use that "
-                "device, set its mfa_serial in ~/.aws/config",
-            )
-    if (
-        seed is None and known is not None and known.mfa_serial
-        and known.mfa_serial in iam.user_devices(user)
-    ):
-        raise UsageError(
-                f"profile {profile!r} uses the MFA device {known.mfa_serial}, enabled already",
-                f"to keep its seed with the key: `broker totp set {profile}`; to enrol another "
-                "device, remove mfa_serial from the profile first",
-            )
+                    f"profile {profile!r} uses the MFA device {known.mfa_serial}, enabled already",
+                    f"to keep its seed with the key: `broker totp set {profile}`; to enrol another "
+                    "device, remove mfa_serial from the profile first",
+                )
 
-    if seed is None:
-        name = device_name or user
-        try:
-            serial, raw = iam.create_device(name)
-        except DeviceExists as exc:
-            if iam.status(exc.serial, user) != UNASSIGNED:
+        if seed is None:
+            name = device_name or user
+            try:
+                serial, raw = iam.create_device(name)
+            except DeviceExists as exc:
+                if iam.status(exc.serial, user) != UNASSIGNED:
+                    raise
+                # an earlier run created it and stopped before storing its seed, which is
+                # lost: it can never be enabled safely, so it is replaced
+                progress(f"Deleting {exc.serial}: an earlier run created it but kept no seed.")
+                iam.delete_device(exc.serial)
+                serial, raw = iam.create_device(name)
+            seed = dataclasses.replace(
+                parse_seed(raw, origin="the seed AWS returned", error=AWSError),
+                issuer=AWS_ISSUER, account=f"{name}@{caller.account}",
+            )
+            try:
+                _keep_seed(store, profile, item, seed, serial)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    iam.delete_device(serial)  # unassigned and seedless: of no use to anyone
                 raise
-            # an earlier run created it and stopped before storing its seed, which is
-            # lost: it can never be enabled safely, so it is replaced
-            progress(f"Deleting {exc.serial}: an earlier run created it but kept no seed.")
-            iam.delete_device(exc.serial)
-            serial, raw = iam.create_device(name)
-        seed = dataclasses.replace(
-            parse_seed(raw, origin="the seed AWS returned", error=AWSError),
-            issuer=AWS_ISSUER, account=f"{name}@{caller.account}",
-        )
-        try:
-            _keep_seed(store, profile, item, seed, serial)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                iam.delete_device(serial)  # unassigned and seedless: of no use to anyone
-            raise
-        progress(f"Created {serial}; its seed is kept with {profile!r}'s key in {store.name}.")
+            progress(f"Created {serial}; its seed is kept with {profile!r}'s key in {store.name}.")
 
-    code1, code2, step2 = _two_consecutive_codes(seed, clock)
-    iam.enable(user, serial, code1, code2)
-    MfaLedger().record(serial, UsedCode(step2, seed.period, code2, clock.now()))
-    progress(f"Enabled {serial} for IAM user {user}.")
-    return finish(serial, seed, resumed, False)
+        code1, code2, step2 = _two_consecutive_codes(seed, clock)
+        iam.enable(user, serial, code1, code2)
+        MfaLedger().record(serial, UsedCode(step2, seed.period, code2, clock.now()))
+        progress(f"Enabled {serial} for IAM user {user}.")
+        return finish(serial, seed, resumed, False)
 
 
 def _stored_seed(value: str, profile: str) -> TotpSeed:

@@ -161,76 +161,79 @@ def rotate(
     progress: Callable[[str], None] = lambda _: None,
 ) -> RotationResult:
     """Rotate the access key behind ``profile`` (its chain's key profile)."""
-    chain = resolve_chain(ctx.aws, profile)
-    name = chain.key_profile.name
-    store = ctx.credential_backend(chain.key_profile, backend)
-    item = store.get(name)
-    if item is None:
-        raise CredentialsNotFound(
-            f"no key stored for profile {name!r} in backend {store.name!r}",
-            f"run `broker add {name}` first",
-        )
-    old = Credentials.from_item(item, what=f"the stored key of {name!r}")
-    old_id = old.access_key_id
-    where = ctx.region_for(chain.target, region)
-    unchanged = f"nothing was changed: the stored key {old_id} is still in use"
+    from broker.aws import sts
 
-    # 1. whose key is it, and does it work?
-    try:
-        identity = iam_keys.caller_identity(old, where)
-    except BrokerError as exc:
-        raise _failed(exc, unchanged, exc.hint or "check the key with `broker exec`") from None
-    user = identity.user_name
-    progress(f"Rotating access key {old_id} of IAM user {user} (profile {name}, "
-             f"backend {store.name})")
+    with sts.profile_scope(profile):
+        chain = resolve_chain(ctx.aws, profile)
+        name = chain.key_profile.name
+        store = ctx.credential_backend(chain.key_profile, backend)
+        item = store.get(name)
+        if item is None:
+            raise CredentialsNotFound(
+                f"no key stored for profile {name!r} in backend {store.name!r}",
+                f"run `broker add {name}` first",
+            )
+        old = Credentials.from_item(item, what=f"the stored key of {name!r}")
+        old_id = old.access_key_id
+        where = ctx.region_for(chain.target, region)
+        unchanged = f"nothing was changed: the stored key {old_id} is still in use"
 
-    # 2. and 3. a new key, made with credentials allowed to manage keys
-    iam_creds = _iam_credentials(ctx, chain, item, old, mfa_code, where)
-    try:
-        new = iam_keys.create_access_key(iam_creds, where, user)
-    except iam_keys.KeyLimitReached as exc:
-        raise _failed(exc, unchanged, _limit_hint(iam_creds, where, user, old_id)) from None
-    except BrokerError as exc:
-        raise _failed(exc, f"no new key was created; {unchanged}", _hint(exc)) from None
-    new_id = new.access_key_id
-    progress(f"Created access key {new_id}")
+        # 1. whose key is it, and does it work?
+        try:
+            identity = iam_keys.caller_identity(old, where)
+        except BrokerError as exc:
+            raise _failed(exc, unchanged, exc.hint or "check the key with `broker exec`") from None
+        user = identity.user_name
+        progress(f"Rotating access key {old_id} of IAM user {user} (profile {name}, "
+                 f"backend {store.name})")
 
-    # 4. store it next to the old item's other fields
-    updated = item.replace(**{ACCESS_KEY_ID: new_id, SECRET_ACCESS_KEY: new.secret_access_key})
-    try:
-        store.set(name, updated)
-    except (Exception, KeyboardInterrupt) as exc:
-        if _stored_key_id(store, name) != new_id:
-            raise _store_failed(exc, iam_creds, where, user, old_id, new_id) from None
-    progress(f"Stored the new key in backend {store.name}; waiting until AWS accepts it")
+        # 2. and 3. a new key, made with credentials allowed to manage keys
+        iam_creds = _iam_credentials(ctx, chain, item, old, mfa_code, where)
+        try:
+            new = iam_keys.create_access_key(iam_creds, where, user)
+        except iam_keys.KeyLimitReached as exc:
+            raise _failed(exc, unchanged, _limit_hint(iam_creds, where, user, old_id)) from None
+        except BrokerError as exc:
+            raise _failed(exc, f"no new key was created; {unchanged}", _hint(exc)) from None
+        new_id = new.access_key_id
+        progress(f"Created access key {new_id}")
 
-    # 5. wait until AWS accepts it
-    try:
-        tries = wait_until_works(new, where, identity.arn, sleep=sleep, attempts=attempts)
-    except (KeyboardInterrupt, Interrupted):
-        raise Interrupted(
-            f"interrupted while waiting for the new key {new_id}: it is stored, and the old key "
-            f"{old_id} still exists in IAM",
-            f"once `broker exec {profile}` works, delete the old key with "
-            f"{_delete_command(user, old_id)}",
-        ) from None
-    except BrokerError as exc:
-        raise _verify_failed(
-            exc, store, name, item, iam_creds, where, user, old_id, new_id
-        ) from None
+        # 4. store it next to the old item's other fields
+        updated = item.replace(**{ACCESS_KEY_ID: new_id, SECRET_ACCESS_KEY: new.secret_access_key})
+        try:
+            store.set(name, updated)
+        except (Exception, KeyboardInterrupt) as exc:
+            if _stored_key_id(store, name) != new_id:
+                raise _store_failed(exc, iam_creds, where, user, old_id, new_id) from None
+        progress(f"Stored the new key in backend {store.name}; waiting until AWS accepts it")
 
-    # 6. forget sessions made from the old key, then delete it
-    cleared = _clear_sessions(ctx, name)
-    try:
-        iam_keys.delete_access_key(iam_creds, where, user, old_id)
-    except BrokerError as exc:
-        raise _failed(
-            exc,
-            f"new key {new_id} created and stored but the old key {old_id} was not deleted",
-            f"delete it with {_delete_command(user, old_id)}",
-        ) from None
-    progress(f"Deleted the old key {old_id}")
-    return RotationResult(name, profile, store.name, user, old_id, new_id, tries, cleared)
+        # 5. wait until AWS accepts it
+        try:
+            tries = wait_until_works(new, where, identity.arn, sleep=sleep, attempts=attempts)
+        except (KeyboardInterrupt, Interrupted):
+            raise Interrupted(
+                f"interrupted while waiting for the new key {new_id}: it is stored, and the "
+                f"old key {old_id} still exists in IAM",
+                f"once `broker exec {profile}` works, delete the old key with "
+                f"{_delete_command(user, old_id)}",
+            ) from None
+        except BrokerError as exc:
+            raise _verify_failed(
+                exc, store, name, item, iam_creds, where, user, old_id, new_id
+            ) from None
+
+        # 6. forget sessions made from the old key, then delete it
+        cleared = _clear_sessions(ctx, name)
+        try:
+            iam_keys.delete_access_key(iam_creds, where, user, old_id)
+        except BrokerError as exc:
+            raise _failed(
+                exc,
+                f"new key {new_id} created and stored but the old key {old_id} was not deleted",
+                f"delete it with {_delete_command(user, old_id)}",
+            ) from None
+        progress(f"Deleted the old key {old_id}")
+        return RotationResult(name, profile, store.name, user, old_id, new_id, tries, cleared)
 
 
 def _hint(exc: BrokerError) -> str:

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from broker.aws.chain import ChainOptions, hop_session_name, mfa_session_name
+from broker.aws.chain import ChainOptions, level_session_names
 from broker.aws.credentials import Credentials, format_time, utcnow
 from broker.aws.profiles import Chain, resolve_chain
 from broker.errors import BrokerError, UsageError
@@ -222,10 +222,7 @@ def code_needed(ctx: Context, chain: Chain, options: ChainOptions) -> bool:
     the one that carries the code has expired (or is within the refresh margin)."""
     if not chain.mfa_serial or (options.no_session and not chain.hops):
         return False
-    names = [hop_session_name(chain, i, options) for i in reversed(range(len(chain.hops)))]
-    if not options.no_session:  # with --no-session the first AssumeRole carries the code
-        names.append(mfa_session_name(chain, options))
-    return all(ctx.sessions.get(name) is None for name in names)
+    return all(ctx.sessions.get(name) is None for name in level_session_names(chain, options))
 
 
 @contextlib.contextmanager
