@@ -142,7 +142,7 @@ def test_chained_role_over_an_hour_is_refused_naming_the_config_key(home: Broker
 def test_include_profile_brings_the_mfa_device(home: BrokerHome, sts) -> None:
     _append(
         home, "\n[profile mfa-defaults]\nmfa_serial = " + DEV_MFA + "\n"
-        'mfa_process = cat "$BROKER_TEST_CODE_FILE"\n'
+        f'mfa_process = "$BROKER_TEST_MFA" {DEV_MFA}\n'
         "\n[profile inc]\ninclude_profile = mfa-defaults\n",
     )
     home.add_key("inc")
@@ -208,3 +208,19 @@ def test_bom_is_named_as_such(home: BrokerHome) -> None:
     assert result.returncode == 3
     assert "byte-order mark" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_list_and_doctor_show_a_bad_value_on_its_profiles_row(home: BrokerHome) -> None:
+    _append(home, "\n[profile slow]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = base\n"
+                  "duration_seconds = 1h\n\n[dev-typo]\nregion = x\n")
+    listing = home.run("list")
+    assert listing.returncode == 0, listing.stderr
+    assert "slow: " in listing.stderr and "duration_seconds = '1h'" in listing.stderr
+    assert "[dev-typo] is not a profile" in listing.stderr
+    doctor = home.run("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["profile slow"]["status"] == "fail"
+    assert "duration_seconds" in checks["profile slow"]["summary"]
+    assert checks["profile dev"]["status"] != "fail"
+    assert checks["aws config"]["status"] == "warn"
+    assert "[profile dev-typo]" in checks["aws config"]["summary"]

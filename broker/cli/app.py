@@ -207,6 +207,11 @@ def list_command(as_json: bool, backend: str | None) -> None:
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]))
+    for info in infos:
+        for problem in info.problems:
+            click.echo(f"{info.name}: {problem}", err=True)
+    for warning in _context().aws.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command("clear")

@@ -91,6 +91,12 @@ def check_aws_config() -> tuple[Check, profiles.AwsConfig | None]:
             "aws config", WARN, f"{path} does not exist",
             "add a [profile NAME] section for each key (see docs/guide.md)",
         ), parsed
+    if parsed.warnings:
+        return Check(
+            "aws config", WARN, f"{len(parsed.profiles)} profiles in {path}; "
+            + "; ".join(parsed.warnings),
+            "the AWS CLI ignores these sections too: fix their headers",
+        ), parsed
     return Check("aws config", OK, f"{len(parsed.profiles)} profiles in {path}"), parsed
 
 
@@ -228,6 +234,11 @@ def check_profiles(ctx: Context, aws: profiles.AwsConfig, used: Backends) -> lis
             backend = ctx.credential_backend_name(chain.key_profile)
         except BrokerError as exc:
             checks.append(Check(label, FAIL, exc.message, exc.hint))
+            continue
+        problems = [p for level in (chain.key_profile, *chain.hops) for p in level.problems]
+        if problems:
+            text, _, hint = problems[0].partition("; ")
+            checks.append(Check(label, FAIL, text, hint))
             continue
         key = chain.key_profile.name
         route = " -> ".join(chain.names)

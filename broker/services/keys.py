@@ -107,6 +107,8 @@ class ProfileInfo:
     error: str = ""
     #: Where MFA codes come from: mfa_process, stored totp, broker_totp, prompt ("": no MFA).
     mfa_source: str = ""
+    #: Values in the profile's chain broker cannot use (they fail it when used).
+    problems: list[str] = field(default_factory=list)
 
 
 def list_profiles(ctx: Context, *, backend: str | None = None) -> list[ProfileInfo]:
@@ -143,10 +145,15 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> list[ProfileIn
             backend_name = ctx.credential_backend_name(chain.key_profile, backend)
             names = stored_names(backend_name)
             stored = None if names is None else chain.key_profile.name in names
+            problems = [
+                problem
+                for level in (chain.key_profile, *chain.hops)
+                for problem in level.problems
+            ]
             info = ProfileInfo(
                 name, chain.names, chain.key_profile.name, backend_name, stored,
                 chain.mfa_serial, profile.role_arn, sessions.get(name, []),
-                mfa_source=code_source(chain, backend_name),
+                mfa_source=code_source(chain, backend_name), problems=problems,
             )
         except (ConfigError, ProfileNotFound, BrokerError) as exc:
             info = ProfileInfo(name, [name], name, "", None, None, None, error=exc.message)
