@@ -59,6 +59,14 @@ class AuthenticationError(BrokerError):
     exit_code = 8
 
 
+class KeyRejected(AuthenticationError):
+    """AWS refuses the stored access key itself: unknown or inactive in IAM, a secret that
+    does not match its id, or not a long-lived IAM user key. Only this error's next step is
+    to add the key again."""
+
+    exit_code = 8
+
+
 class MFARequired(BrokerError):
     """An MFA code is needed and no source can provide one (no tty, no mfa_process)."""
 
@@ -66,9 +74,28 @@ class MFARequired(BrokerError):
 
 
 class AWSError(BrokerError):
-    """STS/IAM refused a call or could not be reached."""
+    """STS/IAM refused a call."""
 
     exit_code = 10
+
+
+class ClockSkewError(AWSError):
+    """AWS refused a request because the clock here is too far from AWS's.
+
+    ``skew_seconds`` is this machine's clock minus AWS's (negative: behind), when known.
+    """
+
+    exit_code = 17
+
+    def __init__(self, message: str, hint: str = "", skew_seconds: float | None = None) -> None:
+        super().__init__(message, hint)
+        self.skew_seconds = skew_seconds
+
+
+class Throttled(AWSError):
+    """AWS throttled the calls (after botocore's own retries)."""
+
+    exit_code = 12
 
 
 class NestedSession(BrokerError):
@@ -115,14 +142,15 @@ EXIT_CODES: dict[int, str] = {
     5: "no stored credentials for the profile",
     6: "a backend failed to read or write",
     7: "the chosen backend is not available here",
-    8: "authentication failed: passphrase, token or MFA code rejected",
+    8: "authentication failed: passphrase, token, MFA code or access key rejected",
     9: "an MFA code is needed and nothing can supply one",
-    10: "AWS refused the request or could not be reached",
+    10: "AWS refused the request",
     11: "nested broker session refused",
-    12: "rate limited by the backend's service",
-    13: "network error talking to a backend's service",
+    12: "rate limited by a backend's service, or throttled by AWS",
+    13: "network error talking to a backend's service or to AWS",
     14: "a vault, item or entry named in settings was not found",
     15: "several items match where one was expected",
     16: "a desktop app is locked, missing or did not answer",
+    17: "the clock here is too far from AWS's for AWS to accept a request",
     130: "interrupted (Ctrl-C)",
 }

@@ -2,146 +2,386 @@
 
 configparser would drop every comment and reflow the file, so this edits lines: the
 value is replaced in place (or added after the section's last setting, or in a new
-section at the end); comments, blank lines, order, line endings and the file's mode
-stay as they were. Sections are found the way :mod:`broker.aws.profiles` reads them:
-``[profile NAME]`` first, then a bare ``[NAME]``. The file is replaced atomically
+section at the end); comments, blank lines, order, each line's own ending, a UTF-8
+byte-order mark and the file's mode stay as they were. The file is replaced atomically
 (a symlinked config is written through its link) under a lock.
+
+The file is read as botocore reads it (it is what the AWS CLI and SDKs use):
+
+- lines end where Python's text-mode reading ends them, at ``\\n``, ``\\r\\n`` or a lone
+  ``\\r``, and nowhere else (``str.splitlines`` would also split at ``\\v``, ``\\f``,
+  ``\\x1c``-``\\x1e``, ``\\x85``, ``\\u2028`` and ``\\u2029``);
+- a line indented deeper than the setting above it continues that setting (nested blocks
+  such as ``s3 =`` / ``  max_concurrent_requests = 10`` too), even if it looks like a
+  header; this is configparser's own rule, followed step by step;
+- a profile's section is the one ``botocore.configloader.build_profile_map`` picks: a
+  header that starts with ``profile`` and shell-splits into exactly two words names the
+  second (``[profile "my name"]`` is ``my name``, ``[profile\\tdev]`` is ``dev``),
+  ``[default]`` is ``default``, and when several sections name one profile the later
+  one wins. A bare ``[dev]`` is no profile (a ``[profile dev]`` section is added), and
+  ``[DEFAULT]`` holds configparser's defaults for every section.
+
+A new section is ``[default]`` or ``[profile NAME]``, quoted (``[profile "my name"]``)
+when the name needs it. Before anything is written the result is parsed again, as
+botocore would: the profile must read the new value and nothing else may read
+differently, or the edit is refused. A file botocore cannot parse is refused too, except
+for a byte-order mark, which this module reads past (botocore does not, see
+aws/aws-cli#3419) and keeps.
 """
 
 from __future__ import annotations
 
+import configparser
+import copy
 import os
 import re
+import shlex
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from broker import paths
 from broker.errors import ConfigError, UsageError
 
-_HEADER = re.compile(r"\[(?P<header>.+)\]")
-_OPTION = re.compile(r"(?P<option>.*?)\s*[=:]")
+BOM = "\ufeff"
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+_SECTCRE = configparser.RawConfigParser.SECTCRE
+_OPTCRE = configparser.RawConfigParser.OPTCRE
 _COMMENT_PREFIXES = ("#", ";")
+_DEFAULT_SECTION = configparser.DEFAULTSECT
+
+# What configparser makes of a line, given the lines before it.
+BLANK, COMMENT, HEADER, OPTION, CONTINUATION, ERROR = (
+    "blank", "comment", "header", "option", "continuation", "error"
+)
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
+def split_lines(text: str) -> list[str]:
+    """``text`` in lines as text-mode reading splits it, each with its own ending."""
+    lines = _LINE.findall(text)
+    rest = text[sum(map(len, lines)):]
+    return [*lines, rest] if rest else lines
 
 
-def _is_blank_or_comment(line: str) -> bool:
-    stripped = line.strip()
-    return not stripped or stripped.startswith(_COMMENT_PREFIXES)
+def line_ending(line: str) -> str:
+    if line.endswith("\r\n"):
+        return "\r\n"
+    return line[-1] if line.endswith(("\n", "\r")) else ""
 
 
-def _header(line: str) -> str | None:
-    """The section name if ``line`` is a header (as configparser reads it)."""
-    match = _HEADER.match(line.strip())
-    return match.group("header") if match else None
+def profile_name(section: str) -> str | None:
+    """The profile a section names for botocore (``build_profile_map``), or None."""
+    if section.startswith("profile"):
+        try:
+            parts = shlex.split(section)
+        except ValueError:
+            return None
+        return parts[1] if len(parts) == 2 else None
+    return "default" if section == "default" else None
 
 
-def _section_names(profile: str) -> tuple[str, ...]:
-    return (f"profile {profile}", profile)
+@dataclass(frozen=True)
+class Line:
+    """One line of the file and what configparser makes of it."""
+
+    text: str  # with its ending
+    kind: str
+    name: str = ""  # a header's section name, an option's (lower-cased) name
+
+    @property
+    def content(self) -> str:
+        return self.text[: len(self.text) - len(line_ending(self.text))]
 
 
-def set_profile_value(text: str, profile: str, key: str, value: str) -> str:
-    """``text`` with ``key = value`` set in ``profile``'s section (created if missing)."""
-    if any(c in profile for c in "[]\r\n") or not profile.strip():
+def classify(lines: list[str]) -> list[Line]:
+    """Each line as configparser's ``_read`` sees it (no inline comments, empty lines
+    allowed in values, ``=`` and ``:`` as delimiters)."""
+    result: list[Line] = []
+    in_section = False
+    option: str | None = None  # the setting a deeper-indented line would continue
+    indent_level = 0
+    for text in lines:
+        stripped = text.strip()
+        if not stripped or stripped.startswith(_COMMENT_PREFIXES):
+            result.append(Line(text, BLANK if not stripped else COMMENT))
+            continue
+        indent = len(text) - len(text.lstrip())
+        if in_section and option and indent > indent_level:
+            result.append(Line(text, CONTINUATION))
+            continue
+        indent_level = indent
+        header = _SECTCRE.match(stripped)
+        if header:
+            in_section, option = True, None
+            result.append(Line(text, HEADER, header.group("header")))
+        elif not in_section:
+            result.append(Line(text, ERROR))
+        else:
+            match = _OPTCRE.match(stripped)
+            if match:
+                option = match.group("option").rstrip().lower()
+                result.append(Line(text, OPTION if option else ERROR, option))
+            else:
+                result.append(Line(text, ERROR))
+    return result
+
+
+def set_profile_value(
+    text: str, profile: str, key: str, value: str, *, source: str = "~/.aws/config"
+) -> str:
+    """``text`` with ``key = value`` in ``profile``'s section (created if missing).
+
+    ``text`` itself when botocore already reads that value for the profile. ``source``
+    names the file in errors.
+    """
+    _check(profile, key, value)
+    bom = BOM if text.startswith(BOM) else ""
+    body = text[len(bom):]
+    before = _read(body, source)
+    option = key.lower()
+    if _profiles(before).get(profile, {}).get(option) == value:
+        return text
+    lines = split_lines(body)
+    newline = _dominant_ending(lines)
+    parsed = classify(lines)
+    start = _winning_section(parsed, profile)
+    if start is None:
+        header = _new_header(profile)
+        edited = _with_new_section(lines, parsed, header, f"{key} = {value}", newline)
+        target = header
+    else:
+        edited = _with_setting(lines, parsed, start, option, key, value, newline)
+        target = parsed[start].name
+    result = "".join(edited)
+    _verify(before, _read(result, source), target, profile, option, value)
+    return bom + result
+
+
+def _check(profile: str, key: str, value: str) -> None:
+    if not profile.strip() or any(c in profile for c in "[]\r\n"):
         raise UsageError(f"{profile!r} cannot be a profile name in ~/.aws/config")
-    if any(c in value for c in "\r\n") or any(c in key for c in "=:[]\r\n"):
+    if (
+        not key
+        or key != key.strip()
+        or key.startswith(_COMMENT_PREFIXES)
+        or any(c in key for c in "=:[]\r\n")
+    ):
+        raise UsageError(f"{key!r} cannot be a setting name in ~/.aws/config")
+    if any(c in value for c in "\r\n"):
         raise UsageError("a value for ~/.aws/config must fit on one line")
-    newline = "\r\n" if "\r\n" in text.split("\n", 1)[0] + "\n" else "\n"
-    lines = text.splitlines(keepends=True)
-    setting = f"{key} = {value}{newline}"
+    if value != value.strip():
+        raise UsageError("a value for ~/.aws/config cannot start or end with spaces")
 
-    # find the section: [profile NAME] wins over a bare [NAME], as when reading
-    sections: dict[str, int] = {}
-    in_value_of: int | None = None  # indent of the option whose value may continue
-    for index, line in enumerate(lines):
-        if in_value_of is not None and line.strip() and _indent(line) > in_value_of:
-            continue  # a continuation line, even if it looks like a header
-        header = _header(line) if not _is_blank_or_comment(line) else None
-        if header is not None:
-            in_value_of = None
-            name = header[len("profile "):].strip() if header.startswith("profile ") else None
-            if name == profile:
-                sections.setdefault("profile", index)
-            elif header.strip() == profile and name is None:
-                sections.setdefault("bare", index)
-        elif not _is_blank_or_comment(line):
-            in_value_of = _indent(line)
-    start = sections.get("profile", sections.get("bare"))
 
-    if start is None:  # a new section at the end
-        if lines and not lines[-1].endswith(("\n", "\r")):
-            lines[-1] += newline
-        if lines and lines[-1].strip():
-            lines.append(newline)
-        section = "default" if profile == "default" else f"profile {profile}"
-        lines += [f"[{section}]{newline}", setting]
-        return "".join(lines)
+def _dominant_ending(lines: list[str]) -> str:
+    """The most common line ending (the first seen among equals); ``\\n`` if none."""
+    counts = Counter(e for e in map(line_ending, lines) if e)
+    if not counts:
+        return "\n"
+    return max(counts, key=lambda e: counts[e])  # Counter keeps first-seen order
 
-    last_content = start  # the header, or the section's last setting or continuation
-    value_indent: int | None = None  # indent of the setting whose value may continue
-    index = start + 1
-    while index < len(lines):
-        line = lines[index]
-        if _is_blank_or_comment(line):
-            index += 1
+
+def _winning_section(parsed: list[Line], profile: str) -> int | None:
+    """The index of the header botocore takes the profile from: the last that names it."""
+    found = None
+    for index, line in enumerate(parsed):
+        if line.kind == HEADER and profile_name(line.name) == profile:
+            found = index
+    return found
+
+
+def _new_header(profile: str) -> str:
+    """The section name that botocore reads back as ``profile``."""
+    if profile == "default":
+        return "default"
+    candidates = [f"profile {profile}"]
+    if '"' not in profile and "\\" not in profile:
+        candidates.append(f'profile "{profile}"')
+    candidates.append(f"profile {shlex.quote(profile)}")
+    for name in candidates:
+        header = _SECTCRE.match(f"[{name}]")
+        if profile_name(name) == profile and header and header.group("header") == name:
+            return name
+    raise UsageError(f"{profile!r} cannot be a profile name in ~/.aws/config")
+
+
+def _with_new_section(
+    lines: list[str], parsed: list[Line], header: str, setting: str, newline: str
+) -> list[str]:
+    lines = list(lines)
+    if lines and not line_ending(lines[-1]):
+        lines[-1] += newline
+    if lines and parsed[-1].kind != BLANK:
+        # After a lone "\r", a "\n" would only make it "\r\n": that blank line takes "\r".
+        lines.append("\r" if _merge(line_ending(lines[-1]), newline) else newline)
+    return [*lines, f"[{header}]{newline}", f"{setting}{newline}"]
+
+
+def _with_setting(
+    lines: list[str],
+    parsed: list[Line],
+    start: int,
+    option: str,
+    key: str,
+    value: str,
+    newline: str,
+) -> list[str]:
+    end = next(
+        (i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER), len(parsed)
+    )
+    lines = list(lines)
+    for index in range(start + 1, end):
+        line = parsed[index]
+        if line.kind == OPTION and line.name == option:
+            following = index + 1  # its continuation lines go, comments among them stay
+            while following < end and parsed[following].kind in (CONTINUATION, BLANK, COMMENT):
+                following += 1
+            kept = [i for i in range(index + 1, following) if parsed[i].kind != CONTINUATION]
+            texts = [_replaced(line, value, line_ending(line.text)), *(lines[i] for i in kept)]
+            for n, after in enumerate([*kept, following]):
+                if after < len(lines) and _merge(line_ending(texts[n]), lines[after]):
+                    # A dropped line stood in between: end as the line before the next did.
+                    texts[n] = texts[n][:-1] + line_ending(lines[after - 1])
+            lines[index:following] = texts
+            return lines
+
+    last = max(
+        (i for i in range(start + 1, end) if parsed[i].kind in (OPTION, CONTINUATION)),
+        default=start,
+    )
+    # Indented like the section's last setting, the new line neither continues it nor
+    # makes the next line continue it. Under a bare header, it must be as deep as the
+    # next header, or that header would become a continuation of the new setting.
+    options = [i for i in range(start + 1, end) if parsed[i].kind == OPTION]
+    like = options[-1] if options else (end if end < len(parsed) else start)
+    content = parsed[like].content
+    indent = content[: len(content) - len(content.lstrip())]
+    if not line_ending(lines[last]):
+        lines[last] += newline
+    ending = newline
+    if last + 1 < len(lines) and _merge(newline, lines[last + 1]):
+        ending = line_ending(lines[last])
+    lines.insert(last + 1, f"{indent}{key} = {value}{ending}")
+    return lines
+
+
+def _merge(ending: str, following: str) -> bool:
+    """Whether ``following`` after a line ending in ``ending`` would change both lines: a
+    lone "\r" and a "\n" read as one "\r\n"."""
+    return ending == "\r" and following.startswith("\n")
+
+
+def _replaced(line: Line, value: str, ending: str) -> str:
+    """``line`` (a setting) with its value replaced, keeping its name and spacing."""
+    content = line.content
+    indent = len(content) - len(content.lstrip())
+    stripped = content.strip()
+    match = _OPTCRE.match(stripped)
+    assert match is not None  # classify() made it an OPTION
+    at = indent + match.start("value")
+    head = content[:at]
+    if not match.group("value") and value and match.end("option") < match.start("vi"):
+        head += " "  # "key =" becomes "key = value", as "key =value" would look odd
+    return f"{head}{value}{ending}"
+
+
+# --- reading as botocore reads ----------------------------------------------------------
+
+Sections = dict[str, dict[str, object]]
+
+
+def _read(text: str, source: str) -> tuple[Sections, dict[str, object]]:
+    """The sections (with the defaults applied), as botocore's ``raw_config_parse`` gives
+    them for a file holding ``text``, and the raw defaults. Like botocore, a [DEFAULT]
+    block is parsed only where a section inherits it."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(re.sub(r"\r\n?", "\n", text), source=source)
+    except configparser.Error as exc:
+        raise ConfigError(
+            f"{source} cannot be parsed: {str(exc).splitlines()[0]}",
+            "botocore (the AWS CLI, the SDKs) cannot read it either: fix that line, then run "
+            "the command again",
+        ) from None
+    defaults = parser.defaults()
+    sections: Sections = {}
+    for section in parser.sections():
+        values: dict[str, object] = {}
+        for option in parser.options(section):
+            value = parser.get(section, option)
+            where = _DEFAULT_SECTION if defaults.get(option) == value else section
+            values[option] = _nested(value, source, where, option)
+        sections[section] = values
+    return sections, dict(defaults)
+
+
+def _nested(value: str, source: str, section: str, option: str) -> object:
+    """A value as botocore keeps it: an indented block under an empty value is a dict."""
+    if not value.startswith("\n"):
+        return value
+    block: dict[str, str] = {}
+    for line in value.splitlines():  # as botocore's _parse_nested splits it
+        line = line.strip()
+        if not line:
             continue
-        if value_indent is not None and _indent(line) > value_indent:
-            last_content = index  # a continuation line
-            index += 1
-            continue
-        if _header(line) is not None:
-            break
-        value_indent = _indent(line)
-        match = _OPTION.match(line.strip())
-        if match and match.group("option").strip().lower() == key:
-            lines[index:] = _replaced(lines[index:], match.end(), value, newline)
-            return "".join(lines)
-        last_content = index
-        index += 1
-    if not lines[last_content].endswith(("\n", "\r")):
-        lines[last_content] += newline
-    lines.insert(last_content + 1, setting)
-    return "".join(lines)
+        name, sep, rest = line.partition("=")
+        if not sep:
+            raise ConfigError(
+                f"{source}: [{section}] {option}: the indented line {line!r} has no '='",
+                "fix that line, then run the command again",
+            )
+        block[name.strip()] = rest.strip()
+    return block
 
 
-def _replaced(lines: list[str], value_at: int, value: str, newline: str) -> list[str]:
-    """``lines`` (starting at a setting) with that setting's value replaced and its
-    continuation lines dropped; comments and blank lines among them stay."""
-    line = lines[0]
-    indent = _indent(line)
-    end = 1
-    kept: list[str] = []
-    while end < len(lines):
-        following = lines[end]
-        if _is_blank_or_comment(following):
-            kept.append(following)
-        elif _indent(following) <= indent:
-            break
-        end += 1
-    eol = line[len(line.rstrip("\r\n")):] or newline
-    body = line[indent:]
-    rest = body[value_at:]
-    spacing = rest[: len(rest) - len(rest.lstrip(" \t"))]
-    return [f"{line[:indent]}{body[:value_at]}{spacing}{value}{eol}", *kept, *lines[end:]]
+def _profiles(read: tuple[Sections, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """botocore's ``build_profile_map(...)["profiles"]``: the later section wins."""
+    found: dict[str, dict[str, object]] = {}
+    for section, values in read[0].items():
+        name = profile_name(section)
+        if name is not None:
+            found[name] = values
+    return found
+
+
+def _verify(
+    before: tuple[Sections, dict[str, object]],
+    after: tuple[Sections, dict[str, object]],
+    section: str,
+    profile: str,
+    option: str,
+    value: str,
+) -> None:
+    """The edit did what it should and nothing else, as botocore would see it."""
+    expected = copy.deepcopy(before)
+    inherited = {k: _nested(str(v), "", _DEFAULT_SECTION, k) for k, v in before[1].items()}
+    base = expected[0].get(section, inherited)
+    expected[0][section] = {**base, option: value}
+    if after != expected or _profiles(after).get(profile, {}).get(option) != value:
+        raise ConfigError(
+            f"cannot set {option} for {profile!r} in ~/.aws/config without changing how "
+            "other settings are read",
+            f"add `{option} = {value}` to the profile's section by hand",
+        )
 
 
 def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
     """Set ``key = value`` in ``profile``'s section of the file at ``path``.
 
     True if the file changed. The file keeps its mode (a new one is 0600 in a 0700
-    directory); a symlink is followed, so dotfile managers keep their link.
+    directory) and its bytes outside the edit; a symlink is followed, so dotfile managers
+    keep their link.
     """
     target = Path(os.path.realpath(path))
     with paths.file_lock("aws-config"):
         try:
-            text = target.read_text(encoding="utf-8")
+            text = target.read_bytes().decode("utf-8")  # bytes: keeps \r\n and lone \r
             mode = target.stat().st_mode & 0o7777
         except FileNotFoundError:
             text, mode = "", 0o600
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read ({exc})", "check the file") from None
-        updated = set_profile_value(text, profile, key, value)
+        updated = set_profile_value(text, profile, key, value, source=str(path))
         if updated == text:
             return False
         _replace(target, updated.encode("utf-8"), mode)

@@ -99,7 +99,7 @@ def federation_token(
             Name=safe, Policy=ALLOW_ALL_POLICY, DurationSeconds=duration
         )
     except Exception as exc:
-        raise sts.translate(exc, "GetFederationToken") from None
+        raise sts.translate(exc, "GetFederationToken", master) from None
     c = response["Credentials"]
     return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"])
 

@@ -50,7 +50,7 @@ def caller_identity(creds: Credentials, region: str | None) -> Identity:
     try:
         response = sts.client("sts", creds, region).get_caller_identity()
     except Exception as exc:
-        raise sts.translate(exc, "GetCallerIdentity") from None
+        raise sts.translate(exc, "GetCallerIdentity", creds) from None
     return Identity(account=str(response["Account"]), arn=str(response["Arn"]))
 
 
@@ -64,7 +64,7 @@ def create_access_key(creds: Credentials, region: str | None, user: str) -> Cred
                 f"CreateAccessKey for {user}: the user already has two access keys",
                 "IAM allows two; delete the one broker does not hold",
             ) from None
-        raise sts.translate(exc, f"CreateAccessKey for {user}") from None
+        raise sts.translate(exc, f"CreateAccessKey for {user}", creds) from None
     key = response["AccessKey"]
     return Credentials(str(key["AccessKeyId"]), str(key["SecretAccessKey"]))
 
@@ -74,7 +74,7 @@ def delete_access_key(creds: Credentials, region: str | None, user: str, key_id:
     try:
         sts.client("iam", creds, region).delete_access_key(UserName=user, AccessKeyId=key_id)
     except Exception as exc:
-        raise sts.translate(exc, f"DeleteAccessKey {key_id}") from None
+        raise sts.translate(exc, f"DeleteAccessKey {key_id}", creds) from None
 
 
 def list_access_keys(creds: Credentials, region: str | None, user: str) -> list[AccessKey]:
@@ -82,7 +82,7 @@ def list_access_keys(creds: Credentials, region: str | None, user: str) -> list[
     try:
         response = sts.client("iam", creds, region).list_access_keys(UserName=user)
     except Exception as exc:
-        raise sts.translate(exc, f"ListAccessKeys for {user}") from None
+        raise sts.translate(exc, f"ListAccessKeys for {user}", creds) from None
     return [
         AccessKey(str(m["AccessKeyId"]), str(m.get("Status", "")))
         for m in response.get("AccessKeyMetadata", [])

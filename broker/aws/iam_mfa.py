@@ -65,7 +65,7 @@ class IamMfa:
         try:
             response = self._client("sts").get_caller_identity()
         except Exception as exc:
-            raise sts.translate(exc, "GetCallerIdentity") from None
+            raise sts.translate(exc, "GetCallerIdentity", self.creds) from None
         arn = str(response["Arn"])
         kind, _, path = arn.rsplit(":", 1)[-1].partition("/")
         if kind != "user" or not path:
@@ -83,7 +83,7 @@ class IamMfa:
             if _code(exc) == "EntityAlreadyExists":
                 account = self.caller().account
                 raise DeviceExists(f"arn:aws:iam::{account}:mfa/{name}") from None
-            raise sts.translate(exc, f"CreateVirtualMFADevice {name}") from None
+            raise sts.translate(exc, f"CreateVirtualMFADevice {name}", self.creds) from None
         device = response["VirtualMFADevice"]
         seed = device["Base32StringSeed"]  # a blob: the base32 text as bytes
         if isinstance(seed, bytes):
@@ -94,7 +94,7 @@ class IamMfa:
         try:
             self._client("iam").delete_virtual_mfa_device(SerialNumber=serial)
         except Exception as exc:
-            raise sts.translate(exc, f"DeleteVirtualMFADevice {serial}") from None
+            raise sts.translate(exc, f"DeleteVirtualMFADevice {serial}", self.creds) from None
 
     def user_devices(self, user: str) -> set[str]:
         """Serials of every MFA device enabled for ``user`` (virtual or not)."""
@@ -105,7 +105,7 @@ class IamMfa:
             ):
                 found.update(str(d["SerialNumber"]) for d in page.get("MFADevices", []))
         except Exception as exc:
-            raise sts.translate(exc, f"ListMFADevices for {user}") from None
+            raise sts.translate(exc, f"ListMFADevices for {user}", self.creds) from None
         return found
 
     def status(self, serial: str, user: str) -> str:
@@ -121,7 +121,7 @@ class IamMfa:
                     if device.get("SerialNumber") == serial:
                         return OTHER_USER if device.get("User") else UNASSIGNED
         except Exception as exc:
-            raise sts.translate(exc, "ListVirtualMFADevices") from None
+            raise sts.translate(exc, "ListVirtualMFADevices", self.creds) from None
         return MISSING
 
     def enable(self, user: str, serial: str, code1: str, code2: str) -> None:
@@ -138,4 +138,4 @@ class IamMfa:
                     "check this machine's clock (TOTP needs it right to within seconds), "
                     "then run the same command again: it resumes with the stored seed",
                 ) from None
-            raise sts.translate(exc, f"EnableMFADevice {serial}") from None
+            raise sts.translate(exc, f"EnableMFADevice {serial}", self.creds) from None

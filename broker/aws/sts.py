@@ -1,7 +1,9 @@
-"""STS calls. The only module that imports boto3/botocore, and only when called.
+"""STS calls. boto3/botocore are imported only here and in errors_map, and only when called.
 
-The endpoint comes from the usual AWS variables (``AWS_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_STS``), which botocore honours by itself.
+Clients are made by a botocore session for the profile the command runs for, so the
+endpoint, CA bundle, regional/FIPS/dual-stack and retry settings are that profile's, and
+the usual AWS variables (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_STS``, ``AWS_CA_BUNDLE``)
+take precedence exactly as botocore applies them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from broker.aws.credentials import Credentials
-from broker.errors import AuthenticationError, AWSError, ConfigError, NetworkError
+from broker.errors import ConfigError
 
 #: STS needs a region for its regional endpoint; any works for these calls.
 FALLBACK_REGION = "us-east-1"
@@ -90,39 +92,13 @@ def _from_response(response: dict[str, Any]) -> Credentials:
     return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"])
 
 
-def translate(exc: Exception, action: str) -> Exception:
-    """A botocore exception as a broker error with the next step; never a secret."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+def translate(exc: Exception, action: str, credentials: Credentials | None = None) -> Exception:
+    """A botocore exception as a broker error that keeps AWS's code and message and names the
+    next step (see :func:`broker.aws.errors_map.translate`); never a secret. ``credentials``
+    are those that signed the request, when known."""
+    from broker.aws import errors_map
 
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "")
-        message = (error.get("Message") or "").split("\n")[0][:200]
-        if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
-            return AuthenticationError(
-                f"{action}: AWS rejected the stored access key ({code})",
-                "check it is active in IAM, then re-add it with `broker add PROFILE`",
-            )
-        if code == "ExpiredToken":
-            return AuthenticationError(
-                f"{action}: the session expired", "run `broker clear PROFILE` and try again"
-            )
-        if code == "AccessDenied" and "MultiFactorAuthentication" in message:
-            return AuthenticationError(
-                f"{action}: AWS rejected the MFA code",
-                "wait for the next code (each is accepted once) and check the mfa_serial",
-            )
-        if code == "ValidationError" and "DurationSeconds" in message:
-            return AWSError(f"{action}: {message}", "choose a shorter --duration")
-        return AWSError(f"{action}: {code}: {message}", "check the profile in ~/.aws/config")
-    if isinstance(exc, EndpointConnectionError):
-        return NetworkError(
-            f"{action}: cannot reach {exc.kwargs.get('endpoint_url', 'STS')}",
-            "check the network, the region and AWS_ENDPOINT_URL",
-        )
-    if isinstance(exc, BotoCoreError):
-        return AWSError(f"{action}: {exc}", "check the network and the profile")
-    return exc
+    return errors_map.translate(exc, action, credentials=credentials)
 
 
 def get_session_token(
@@ -146,7 +122,7 @@ def get_session_token(
     try:
         response = _client("sts", master, region, profile).get_session_token(**params)
     except Exception as exc:
-        raise translate(exc, "GetSessionToken") from None
+        raise translate(exc, "GetSessionToken", master) from None
     return _from_response(response)
 
 
@@ -181,5 +157,5 @@ def assume_role(
     try:
         response = _client("sts", source, region, profile).assume_role(**params)
     except Exception as exc:
-        raise translate(exc, f"AssumeRole {role_arn}") from None
+        raise translate(exc, f"AssumeRole {role_arn}", source) from None
     return _from_response(response)

@@ -429,8 +429,8 @@ def check_clock(facts: Facts) -> Check:
     if abs(skew) <= CLOCK_FAIL:
         return Check("clock", WARN, f"{text}: MFA codes near the end of their 30 s may be refused",
                      fix)
-    return Check("clock", FAIL, f"{text}: MFA codes will be refused (and AWS refuses requests "
-                 "beyond 5 minutes)", fix)
+    return Check("clock", FAIL, f"{text}: MFA codes will be refused (and AWS refuses signed "
+                 "requests beyond 15 minutes)", fix)
 
 
 # --- all of it ----------------------------------------------------------------------------
