@@ -1,8 +1,10 @@
 """The whole flow on this machine, with nothing real at stake.
 
-A local STS/IAM endpoint (moto's server on 127.0.0.1), a throwaway GnuPG home and
-password store, a throwaway kernel keyring for sessions, an IAM user with a
-virtual MFA device, and then the user story's daily flow:
+A local STS/IAM endpoint that enforces AWS's rules (moto's server on 127.0.0.1 behind
+broker.testing.local_sts.LocalSTS: MFA codes checked against the device's seed and
+accepted once, trust policies evaluated, role chaining capped, a clock), a throwaway
+GnuPG home and password store, a throwaway kernel keyring for sessions, an IAM user
+with a virtual MFA device, and then the user story's daily flow:
 
     broker backend set pass
     broker add dev
@@ -26,7 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
-from broker.testing.local_sts import local_sts
+from broker.testing.local_sts import enforcing_sts
 
 BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
@@ -56,7 +58,7 @@ def main() -> int:
     gnupghome = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))  # short: agent socket path
     keyring = f"broker-demo-{uuid.uuid4().hex[:8]}"
     stack = contextlib.ExitStack()
-    endpoint = stack.enter_context(local_sts(BIN))
+    endpoint = stack.enter_context(enforcing_sts(BIN)).url
     passphrase = uuid.uuid4().hex  # stands in for the one kept in 1Password
     try:
         env = {
@@ -73,7 +75,7 @@ def main() -> int:
             "BROKER_DEMO_GPG_PASSPHRASE": passphrase,
         }
 
-        step("An IAM user with a virtual MFA device, and a role that trusts it (local STS/IAM)")
+        step("An IAM user with a virtual MFA device, and a role that trusts it only with MFA")
         iam = boto3.client(
             "iam", endpoint_url=endpoint, region_name="us-east-1",
             aws_access_key_id="demo", aws_secret_access_key="demo",  # noqa: S106 - moto

@@ -153,7 +153,7 @@ def test_include_profile_brings_the_mfa_device(home: BrokerHome, sts) -> None:
 
 @pytest.mark.parametrize("key", ["credential_source = Ec2InstanceMetadata",
                                  "web_identity_token_file = /tmp/token",
-                                 "sso_session = corp"])
+                                 "sso_role_name = Admin"])
 def test_keys_broker_does_not_serve_are_refused_by_name(home: BrokerHome, key: str) -> None:
     _append(home, f"\n[profile other]\nrole_arn = {DEV_ROLE}\n{key}\n")
     result = home.run("export", "other", "--format", "json")
@@ -224,3 +224,20 @@ def test_list_and_doctor_show_a_bad_value_on_its_profiles_row(home: BrokerHome) 
     assert checks["profile dev"]["status"] != "fail"
     assert checks["aws config"]["status"] == "warn"
     assert "[profile dev-typo]" in checks["aws config"]["summary"]
+
+
+def test_mfa_process_code_is_not_sent_twice_in_one_step(home: BrokerHome, sts) -> None:
+    """AWS accepts each code once per device: a second MFA call in the same 30 s step
+    must wait for mfa_process's next code instead of being refused."""
+    import time
+
+    home.add_key("dev")
+    left = 30 - time.time() % 30
+    if left < 12:  # both calls must fall in one step for the reuse to arise
+        time.sleep(left + 0.5)
+    _export(home, "dev", "--duration", "2h")  # AssumeRole with the key and a code
+    _export(home, "dev")  # GetSessionToken with the same device: needs the next code
+    assert sts.refusals == []
+    first, second = [c["TokenCode"] for c in sts.actions() if "TokenCode" in c]
+    assert first != second
+    assert len(home.codes_given()) == 3  # the repeated code was asked again, not sent

@@ -13,14 +13,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from broker.aws.iam_mfa import IamMfa
+from broker.aws.iam_mfa import DeviceExists, IamMfa
 from broker.aws.totp import parse_seed
 from broker.backend import Item
-from broker.errors import BackendError, ConfigError, UsageError
+from broker.errors import BackendError, ConfigError, CredentialsNotFound, UsageError
 from broker.services import credentials
 from broker.services import mfa as mfa_service
 from broker.testing.memory import MemoryBackend
-from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
+from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET, follow_clock
 from tests.support.totp_helpers import T0, FakeClock, memory_context, pyotp_code, store_key
 
 SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/moto"  # moto's caller is always user/moto
@@ -79,7 +79,8 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def ctx(in_home, iam, clock):
+def ctx(in_home, iam, clock, sts, monkeypatch):
+    follow_clock(sts, clock.now, monkeypatch)  # the local STS checks codes at the fake time
     in_home.aws_config.write_text(CONFIG)
     context = memory_context(Path(in_home.env["BROKER_CONFIG"]))
     store_key(context, "dev")
@@ -285,8 +286,9 @@ def test_a_profile_using_an_enabled_device_is_left_alone(ctx, sts, iam, in_home)
 
 def test_a_device_name_taken_by_an_enabled_device(ctx, sts, iam):
     mfa_service.enroll(ctx, "dev")
-    with pytest.raises(Exception, match="exists already") as info:
+    with pytest.raises(DeviceExists, match="exists already") as info:
         mfa_service.enroll(ctx, "base")
+    assert type(info.value) is DeviceExists and info.value.exit_code == 10
     assert "--device-name" in str(info.value)
     other = mfa_service.enroll(ctx, "base", device_name="moto-laptop")
     assert other.serial == f"arn:aws:iam::{ACCOUNT}:mfa/moto-laptop"
@@ -300,13 +302,15 @@ def test_a_role_profile_points_at_its_key_profile(ctx, sts):
 
 
 def test_no_key_stored(ctx, sts, in_home):
-    with pytest.raises(Exception, match="no key stored") as info:
+    with pytest.raises(CredentialsNotFound, match="no key stored") as info:
         mfa_service.enroll(ctx, "default")
+    assert type(info.value) is CredentialsNotFound and info.value.exit_code == 5
     assert "broker add default" in str(info.value)
 
 
 @pytest.fixture
-def keyctl_home(in_home, iam, clock):
+def keyctl_home(in_home, iam, clock, sts, monkeypatch):
+    follow_clock(sts, clock.now, monkeypatch)
     from broker_keyctl import KeyctlBackend
 
     if not KeyctlBackend().availability().ok:

@@ -62,8 +62,11 @@ def test_quoted_and_tabbed_profile_headers():
     assert cfg.profiles["my name"].region == "c"
 
 
-@pytest.mark.parametrize("header", ["[profile a b]", "[profiledev]", "[Profile dev]", "[ profile dev]",
-                                    "[profile ]", '[profile "unclosed]'])
+@pytest.mark.parametrize(
+    "header",
+    ["[profile a b]", "[profiledev]", "[Profile dev]", "[ profile dev]", "[profile ]",
+     '[profile "unclosed]'],
+)
 def test_headers_botocore_drops_are_dropped_not_fatal(header):
     cfg = parse(f"{header}\nregion = x\n[profile ok]\nregion = y\n", P)
     assert set(cfg.profiles) == {"ok"}
@@ -134,8 +137,8 @@ def test_include_profile_loop_and_missing_fail_that_profile_only():
     assert resolve_chain(cfg, "d").key_profile.name == "d"
 
 
-@pytest.mark.parametrize("key", ["credential_source", "web_identity_token_file", "sso_start_url",
-                                 "sso_session"])
+@pytest.mark.parametrize("key", ["credential_source", "web_identity_token_file", "sso_account_id",
+                                 "sso_role_name"])
 def test_keys_that_change_how_credentials_are_made_are_refused_by_name(key):
     text = f"[profile r]\nrole_arn = arn:aws:iam::1:role/r\n{key} = x\n[profile ok]\n"
     cfg = parse(text, P)
@@ -236,3 +239,49 @@ def test_credential_process_pointing_back_at_broker_is_refused():
     text = "[profile cp]\ncredential_process = broker export dev --format json\n"
     with pytest.raises(ConfigError, match="from broker itself"):
         resolve_chain(parse(text, P), "cp")
+
+
+def test_sso_keys_without_account_or_role_are_not_refused():
+    cfg = parse("[profile a]\nsso_session = corp\nsso_start_url = https://x\n", P)
+    assert resolve_chain(cfg, "a").key_profile.name == "a"
+
+
+def test_credential_source_without_role_is_ignored_as_by_botocore():
+    cfg = parse("[profile a]\ncredential_source = Environment\n", P)
+    assert resolve_chain(cfg, "a").key_profile.name == "a"
+
+
+def test_static_key_in_the_files_stops_the_chain_as_in_botocore():
+    text = (
+        "[profile top]\nrole_arn = arn:aws:iam::1:role/top\nsource_profile = mid\n"
+        "[profile mid]\nrole_arn = arn:aws:iam::1:role/mid\nsource_profile = base\n"
+        "[profile base]\nregion = x\n"
+    )
+    chain = resolve_chain(parse(text, P, "[mid]\naws_access_key_id = AKIAX\n"
+                                          "aws_secret_access_key = s\n"), "top")
+    assert chain.key_profile.name == "mid"
+    assert [h.name for h in chain.hops] == ["top"]
+
+
+@pytest.mark.parametrize("key", ["role_arn", "source_profile", "mfa_serial", "region"])
+def test_empty_values_are_refused_when_used(key):
+    role = "" if key == "role_arn" else "role_arn = arn:aws:iam::1:role/a\n"
+    cfg = parse(f"[profile a]\n{role}{key} =\n[profile b]\n", P)
+    with pytest.raises(ConfigError, match=f"{key} is empty"):
+        resolve_chain(cfg, "a")
+    resolve_chain(cfg, "b")
+
+
+def test_unreadable_credentials_file_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match="creds-file"):
+        parse("[profile a]\n", P, "[x]\n[x]\n", Path("/y/creds-file"))
+
+
+def test_empty_aws_default_profile_counts_as_in_botocore(monkeypatch):
+    from broker.aws.profiles import default_profile_name
+
+    monkeypatch.setenv("AWS_DEFAULT_PROFILE", "")
+    monkeypatch.setenv("AWS_PROFILE", "dev")
+    assert default_profile_name() == ""
+    with pytest.raises(ProfileNotFound, match="empty"):
+        parse("[profile dev]\n", P).get("")

@@ -23,21 +23,34 @@ def _keyctl(home):
 
 
 def _age_sessions(home, seconds_left: int) -> int:
-    """Rewrite every cached session so that only ``seconds_left`` remain."""
+    """Store every cached session again as if STS had issued it an hour ago and only
+    ``seconds_left`` remained, through the session cache's own put(): the ``issued``
+    field the freshness logic reads is written by broker itself, never forged here."""
+    from types import SimpleNamespace
+    from unittest import mock
+
     from broker_keyctl import KeyctlBackend
 
-    from broker.backend import Item
+    from broker.aws import session_cache
+    from broker.aws.credentials import Credentials
+    from broker.backend import ACCESS_KEY_ID, EXPIRATION, SECRET_ACCESS_KEY, SESSION_TOKEN
 
-    cache = KeyctlBackend(settings={"keyring": home.keyring}, namespace="sessions")
+    backend = KeyctlBackend(settings={"keyring": home.keyring}, namespace="sessions")
+    cache = session_cache.SessionCache(backend, margin=300)
     soon = datetime.now(timezone.utc) + timedelta(seconds=seconds_left)
+    an_hour_ago = SimpleNamespace(time=lambda: time.time() - 3600)
     count = 0
-    for name in cache.list():
-        item = cache.get(name)
+    for name in backend.list():
+        item = backend.get(name)
         assert item is not None
-        fields = dict(item)
-        fields["expiration"] = soon.strftime("%Y-%m-%dT%H:%M:%SZ")
-        fields["issued"] = str(int(time.time()) - 3600)
-        cache.set(name, Item(fields), expires_at=soon)
+        creds = Credentials.from_item(item)
+        creds.expiration = soon
+        meta = {
+            k: v for k, v in item.items()
+            if k not in (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, EXPIRATION, "issued")
+        }
+        with mock.patch.object(session_cache, "time", an_hour_ago):
+            cache.put(name, creds, **meta)
         count += 1
     return count
 
@@ -47,6 +60,7 @@ def test_fifty_concurrent_exports_on_an_expiring_cache(home, sts):
     first = json.loads(home.run("export", "admin", "--format", "json", check=True).stdout)
     assert _age_sessions(home, 120) == 2  # inside the 5-minute refresh margin
     sts.reset()
+    home.next_step()  # the refresh's code is then not the first fill's (AWS takes each once)
 
     def export(_: int):
         return home.run("export", "admin", "--format", "json", timeout=240)

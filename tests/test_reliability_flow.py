@@ -78,12 +78,13 @@ def protected_gnupg_home() -> Path:
 
 @pytest.fixture(params=["keyctl", "pass", "onepassword"])
 def flow_home(request, home, emulator, tmp_path):
+    home.sts.register_mfa_device(f"arn:aws:iam::{ACCOUNT}:mfa/flow-user", SEED)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     home.env["TMPDIR"] = str(tmpdir)
     home.aws_config.write_text(
         "[default]\nregion = ap-northeast-1\n\n"
-        f"[profile dev]\nmfa_serial = arn:aws:iam::{ACCOUNT}:mfa/dev-user\n"
+        f"[profile dev]\nmfa_serial = arn:aws:iam::{ACCOUNT}:mfa/flow-user\n"
         f"role_arn = arn:aws:iam::{ACCOUNT}:role/dev-role\n"
     )
     config = (

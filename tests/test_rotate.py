@@ -10,7 +10,7 @@ import pytest
 
 from broker.aws import iam_keys
 from broker.backend import Item
-from broker.errors import AWSError, BackendError, Interrupted
+from broker.errors import AWSError, BackendError, Interrupted, UsageError
 from broker.services import rotate
 from tests.conftest import ACCOUNT
 from tests.support.ops_helpers import access_keys, create_iam_user, memory_context, require_keyctl
@@ -67,8 +67,9 @@ def test_rotate_with_mfa_keeps_the_item_fields_and_clears_sessions(home, sts, mo
     serial = f"arn:aws:iam::{ACCOUNT}:mfa/{user}"
     _add_profile(home, key_profile, (
         f"mfa_serial = {serial}\nrole_arn = arn:aws:iam::{ACCOUNT}:role/r\n"
-        'mfa_process = cat "$BROKER_TEST_CODE_FILE"\n'
+        f'mfa_process = "$BROKER_TEST_MFA" {serial}\n'
     ))
+    sts.register_mfa_device(serial, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
     _add_profile(home, f"{key_profile}-ro",
                  f"role_arn = arn:aws:iam::{ACCOUNT}:role/ro\nsource_profile = {key_profile}\n")
     home.run("add", key_profile, input=f"{old_id}\n{secret}\n", check=True)
@@ -83,10 +84,11 @@ def test_rotate_with_mfa_keeps_the_item_fields_and_clears_sessions(home, sts, mo
     actions = [c["Action"] for c in sts.actions()]
     assert actions.index("GetSessionToken") < actions.index("CreateAccessKey")
     gst, = sts.actions("GetSessionToken")
-    assert gst["SerialNumber"] == serial and gst["TokenCode"] == "123456"
+    assert gst["SerialNumber"] == serial and [gst["TokenCode"]] == home.codes_given()
 
     # an MFA session is cached (from exec): rotate, named by a role profile on that key,
     # reuses it, then clears every session made from the old key
+    home.next_step()  # rotate cleared the first MFA session: this export needs a new code
     home.run("export", f"{key_profile}-ro", check=True)
     first_new = store.get(key_profile)["aws_access_key_id"]  # type: ignore[index]
     sts.reset()
@@ -299,5 +301,6 @@ def test_progress_names_key_ids_never_secrets(rotation):
 def test_user_name_from_arns():
     assert iam_keys.Identity("1", "arn:aws:iam::1:user/u").user_name == "u"
     assert iam_keys.Identity("1", "arn:aws:iam::1:user/team/dev/u").user_name == "u"
-    with pytest.raises(Exception, match="not to an IAM user"):
+    with pytest.raises(UsageError, match="not to an IAM user") as info:
         _ = iam_keys.Identity("1", "arn:aws:iam::1:root").user_name
+    assert type(info.value) is UsageError and info.value.exit_code == 2

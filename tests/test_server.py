@@ -355,6 +355,7 @@ def test_refresh_through_the_chain_reuses_the_mfa_session(in_home, sts):
 
         # both run out: a new MFA session, with a new code from the profile's source
         clock.advance(3600 - 60)
+        in_home.next_step()  # hours later for broker: the device shows another code
         sessions.delete(hop_session_name(chain, 0, options))
         sessions.delete(mfa_session_name(chain))
         assert server_service.code_needed(ctx, chain, options)
@@ -435,7 +436,7 @@ HARNESS = textwrap.dedent(
     ctx = Context(settings, Registry(extra={"memory": MemoryBackend}))
     ctx.backend("memory").set("typed", Item(aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
                                             aws_secret_access_key="secret"))
-    first = credentials.obtain(ctx, "typed", mfa_code="123456")
+    first = credentials.obtain(ctx, "typed", mfa_code=os.environ["BROKER_TEST_FIRST_CODE"])
     source = server.RefreshingCredentials(
         server.refresher(ctx, "typed"), 300, initial=first.credentials,
         clock=lambda: utcnow() + timedelta(hours=2),
@@ -457,7 +458,11 @@ def test_an_mfa_prompt_during_a_refresh_takes_the_terminal_from_the_shell(home, 
     """An interactive shell puts its jobs in the terminal's foreground; the MFA prompt of a
     refresh must still reach the user, and the terminal go back to the job afterwards."""
     from tests.conftest import ACCOUNT
+    from tests.support.totp_helpers import SEED
 
+    typed = f"arn:aws:iam::{ACCOUNT}:mfa/typed"
+    sts.register_mfa_device(typed, SEED)
+    first_code = sts.code(typed)
     home.aws_config.write_text(
         home.aws_config.read_text()
         + f"\n[profile typed]\nmfa_serial = arn:aws:iam::{ACCOUNT}:mfa/typed\n"
@@ -470,7 +475,8 @@ def test_an_mfa_prompt_during_a_refresh_takes_the_terminal_from_the_shell(home, 
     )
     process = subprocess.Popen(
         [sys.executable, "-c", launcher, os.ttyname(slave), sys.executable, "-c", HARNESS],
-        env={**home.env, "PS1": "READY> "}, start_new_session=True, stdin=subprocess.DEVNULL,
+        env={**home.env, "PS1": "READY> ", "BROKER_TEST_FIRST_CODE": first_code},
+        start_new_session=True, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     output = bytearray()
@@ -479,7 +485,9 @@ def test_an_mfa_prompt_during_a_refresh_takes_the_terminal_from_the_shell(home, 
         # a job in the foreground (bash gave it the terminal) asks for credentials
         os.write(master, b"aws sts get-caller-identity\n")
         _read_until(master, output, b"MFA code for")
-        os.write(master, b"654321\n")
+        sts.advance(30)  # the next code on the user's phone
+        second_code = sts.code(typed)
+        os.write(master, f"{second_code}\n".encode())
         _read_until(master, output, b"assumed-role/typed/")
         _read_until(master, output, b"READY> ")
         os.write(master, b"exit 5\n")
@@ -490,4 +498,4 @@ def test_an_mfa_prompt_during_a_refresh_takes_the_terminal_from_the_shell(home, 
         if process.poll() is None:
             process.kill()
     codes = [c["TokenCode"] for c in sts.actions("GetSessionToken")]
-    assert codes == ["123456", "654321"]
+    assert codes == [first_code, second_code]

@@ -1,5 +1,5 @@
 """End to end: `broker totp ...` and TOTP-driven execs, as subprocesses with the keyctl
-backend, against moto's STS behind the recording proxy (which sees the codes sent)."""
+backend, against the local STS (which checks the codes against the seed, and records them)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ACCOUNT
+from tests.conftest import ACCOUNT, BrokerHome
 from tests.support.totp_helpers import SEED, imported_modules, pyotp_code
 
+OTP_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/otp-user"
 OTP_PROFILES = f"""
 # codes from the seed kept with the key
 [profile otp]
@@ -28,7 +29,13 @@ def home(home):
         pytest.skip("kernel keyring unavailable")
     home.aws_config.write_text(home.aws_config.read_text() + OTP_PROFILES)
     home.add_key("otp")
+    home.sts.register_mfa_device(OTP_SERIAL, SEED)
     return home
+
+
+def short_steps(home: BrokerHome, period: int) -> None:
+    """The device as a seed with ``period``-second steps (the local STS checks them so)."""
+    home.sts.register_mfa_device(OTP_SERIAL, SEED, period=period)
 
 
 def state(home) -> dict:
@@ -65,6 +72,7 @@ def test_set_then_exec_sends_pyotps_code(home, sts):
 
 def test_two_cold_execs_never_send_the_same_code(home, sts):
     # a 3-second period keeps the wait short; AWS devices use 30 s, the logic is the same
+    short_steps(home, 3)
     home.run("totp", "set", "otp", input=f"otpauth://totp/AWS:otp?secret={SEED}&period=3\n",
              check=True)
     start = time.time()
@@ -82,6 +90,7 @@ def test_concurrent_cold_sessions_on_one_device_use_distinct_codes(home, sts):
     """An MFA session and a direct AssumeRole (--no-session) for the same device, made at
     once: the device lock makes the second wait for the next step."""
     home.run("totp", "set", "otp", input=f"otpauth://totp/x?secret={SEED}&period=2\n", check=True)
+    short_steps(home, 2)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
@@ -94,6 +103,7 @@ def test_concurrent_cold_sessions_on_one_device_use_distinct_codes(home, sts):
 
 
 def test_totp_code_for_the_console(home, sts):
+    short_steps(home, 3)
     home.run("totp", "set", "otp", input=f"otpauth://totp/x?secret={SEED}&period=3\n",
              check=True)
     start = time.time()
@@ -108,9 +118,10 @@ def test_totp_code_for_the_console(home, sts):
 
 
 def test_typed_code_reused_is_refused(home, sts):
-    home.run("exec", "--mfa-code", "123456", "otp", "--", "true", check=True)
+    typed = home.code(OTP_SERIAL)
+    home.run("exec", "--mfa-code", typed, "otp", "--", "true", check=True)
     home.run("clear", check=True)
-    again = home.run("exec", "--mfa-code", "123456", "otp", "--", "true")
+    again = home.run("exec", "--mfa-code", typed, "otp", "--", "true")
     assert again.returncode == 8
     assert "already used" in again.stderr and "Traceback" not in again.stderr
     assert len(sts.actions("GetSessionToken")) == 1
@@ -137,7 +148,7 @@ def test_totp_remove(home):
     assert listing["otp"]["mfa_source"] == "prompt"
     nothing = home.run("totp", "code", "otp")
     assert nothing.returncode == 9 and "broker totp set otp" in nothing.stderr
-    assert home.run("export", "otp", "--mfa-code", "112233", check=True)  # the key stayed
+    assert home.run("export", "otp", "--mfa-code", home.code(OTP_SERIAL), check=True)  # key stayed
 
 
 def test_the_seed_never_reaches_a_file_or_the_output(home):
@@ -152,6 +163,7 @@ def test_the_seed_never_reaches_a_file_or_the_output(home):
 def test_cached_exec_imports_no_pyotp(home):
     home.run("totp", "set", "otp", input=f"otpauth://totp/x?secret={SEED}&period=2\n",
              check=True)
+    short_steps(home, 2)
     home.run("export", "otp", check=True)  # cold: computes the code
     names = imported_modules(home.env, "exec", "otp", "--", "true")
     assert "pyotp" not in names and "boto3" not in names

@@ -1,7 +1,9 @@
-"""MFA code sources and the reuse guard, in-process against moto behind the recorder.
+"""MFA code sources and the reuse guard, in-process against the local STS.
 
-moto accepts any code, so these tests assert what broker sends (TokenCode) and when:
-the clock is a fake that advances when broker waits for the next step.
+These tests assert what broker sends (TokenCode) and when: the clock is a fake that
+advances when broker waits for the next step, and the local STS's clock follows it, so
+it checks each code against the device's seed. Tests that send made-up digits to follow
+them through broker turn its MFA check off (``sts.rules.mfa = False``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from broker.errors import AuthenticationError, ConfigError
 from broker.services import backends as backend_service
 from broker.services import credentials, keys
 from broker.services import mfa as mfa_service
-from tests.conftest import ACCOUNT
+from tests.conftest import ACCOUNT, follow_clock
 from tests.support.totp_helpers import (
     OTP_CONFIG,
     SEED,
@@ -42,7 +44,10 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def ctx(in_home, clock):
+def ctx(in_home, clock, sts, monkeypatch):
+    follow_clock(sts, clock.now, monkeypatch)
+    for device in ("otp-user", "ref-user"):
+        sts.register_mfa_device(f"arn:aws:iam::{ACCOUNT}:mfa/{device}", SEED)
     in_home.aws_config.write_text(OTP_CONFIG)
     CountingMemory.reads.clear()
     context = memory_context(Path(in_home.env["BROKER_CONFIG"]), CountingMemory)
@@ -104,6 +109,7 @@ def test_a_computed_code_repeating_a_typed_one_waits(ctx, sts, clock):
 
 
 def test_a_typed_code_equal_to_the_last_accepted_is_refused(ctx, sts, clock):
+    sts.rules.mfa = False  # made-up digits, and the same digits again later
     credentials.obtain(ctx, "otp", mfa_code="123456")
     backend_service.clear_sessions(ctx, "otp")
     clock.t += 45
@@ -121,6 +127,7 @@ def test_a_typed_code_equal_to_the_last_accepted_is_refused(ctx, sts, clock):
 
 
 def test_a_code_counts_as_used_only_once_sts_accepted_it(ctx, sts, clock, monkeypatch):
+    typed = pyotp_code(SEED, int(T0 // 30))
     real = sts_module.get_session_token
     answers = ["refuse", "accept"]
 
@@ -131,20 +138,22 @@ def test_a_code_counts_as_used_only_once_sts_accepted_it(ctx, sts, clock, monkey
 
     monkeypatch.setattr(sts_module, "get_session_token", sometimes)
     with pytest.raises(AuthenticationError):
-        credentials.obtain(ctx, "otp", mfa_code="123456")
+        credentials.obtain(ctx, "otp", mfa_code=typed)
     assert MfaLedger().last(OTP_SERIAL) is None
-    credentials.obtain(ctx, "otp", mfa_code="123456")  # typed again: not a reuse
-    assert token_codes(sts) == ["123456"]
+    credentials.obtain(ctx, "otp", mfa_code=typed)  # typed again: not a reuse
+    assert token_codes(sts) == [typed]
 
 
 def test_mfa_process_comes_before_the_stored_seed(ctx, sts):
+    sts.rules.mfa = False  # mfa_process gives made-up digits
     credentials.obtain(ctx, "proc")
     assert token_codes(sts) == ["246810"]
 
 
 def test_explicit_code_comes_first(ctx, sts):
-    credentials.obtain(ctx, "otp", mfa_code="135790")
-    assert token_codes(sts) == ["135790"]
+    typed = pyotp_code(SEED, int(T0 // 30) + 1)  # not the one the stored seed gives now
+    credentials.obtain(ctx, "otp", mfa_code=typed)
+    assert token_codes(sts) == [typed]
 
 
 def test_the_stored_seed_comes_before_broker_totp(ctx, sts, in_home, monkeypatch):
@@ -159,12 +168,14 @@ def test_the_stored_seed_comes_before_broker_totp(ctx, sts, in_home, monkeypatch
 
 
 def test_broker_totp_giving_a_seed_or_uri(ctx, sts, clock, monkeypatch):
+    sts.register_mfa_device(f"arn:aws:iam::{ACCOUNT}:mfa/ref-user", SEED, period=60)
     monkeypatch.setenv("BROKER_TEST_TOTP", f"otpauth://totp/AWS:ref?secret={SEED}&period=60")
     credentials.obtain(ctx, "ref")
     assert token_codes(sts) == [pyotp_code(SEED, int(T0 // 60), interval=60)]
 
 
 def test_broker_totp_giving_codes_waits_for_a_fresh_one(ctx, sts, clock, monkeypatch):
+    sts.rules.mfa = False  # the reference gives made-up digits
     monkeypatch.setenv("BROKER_TEST_TOTP", "111 111")
     credentials.obtain(ctx, "ref")
     backend_service.clear_sessions(ctx, "ref")
@@ -176,6 +187,7 @@ def test_broker_totp_giving_codes_waits_for_a_fresh_one(ctx, sts, clock, monkeyp
 
 
 def test_broker_totp_stuck_on_a_used_code_gives_up(ctx, sts, clock, monkeypatch):
+    sts.rules.mfa = False  # the reference gives made-up digits
     monkeypatch.setenv("BROKER_TEST_TOTP", "111111")
     credentials.obtain(ctx, "ref")
     backend_service.clear_sessions(ctx, "ref")

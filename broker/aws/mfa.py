@@ -14,8 +14,9 @@ Sources, asked in this order:
 The reuse guard: AWS refuses a code already used for the same device. The last accepted
 step per ``mfa_serial`` is kept in :mod:`broker.aws.mfa_ledger`; a computed code that
 would repeat it waits for the next step (a countdown on the terminal), and a typed or
-explicit code equal to the last accepted one is refused with the reason. Codes from
-``mfa_process`` are passed through as they are. A code counts as used once STS accepted
+explicit code equal to the last accepted one is refused with the reason. ``mfa_process``
+is run again after the next step when it repeats a code just used (AWS would refuse it:
+each code is accepted once per device). A code counts as used once STS accepted
 it: :class:`GuardedSessions` wraps each session refresh in :meth:`MfaCodes.attempt`.
 """
 
@@ -56,15 +57,13 @@ FROM_PROMPT = "prompt"
 class Offer:
     """What a source offers: a code as it is, or a seed to compute one from.
 
-    ``refetch`` asks the source again (a reference to a live code); ``checked`` False
-    passes the code through without the reuse check (``mfa_process``).
+    ``refetch`` asks the source again (a reference to live codes, or ``mfa_process``).
     """
 
     origin: str
     code: str | None = None
     seed: TotpSeed | None = None
     refetch: Callable[[], Offer] | None = None
-    checked: bool = True
 
 
 #: A source returns a 6-digit code, or None when it has nothing for this device.
@@ -214,6 +213,24 @@ class MfaCodes:
         )
         return Offer("broker_totp", seed=seed)
 
+    def _from_source(self, source: CodeSource, serial: str, chain: Chain) -> Offer | None:
+        code = source(serial, chain)
+        if not code:
+            return None
+        origin = _ORIGINS.get(source, "a code source")
+        # mfa_process hands out live codes: one equal to a code just used for this device
+        # would be refused by AWS, so the guard waits for the next step and runs it again.
+        refetch = None
+        if source is mfa_process_source:
+            def again() -> Offer:
+                offer = self._from_source(source, serial, chain)
+                if offer is None:
+                    raise MFARequired(f"mfa_process gave no code for {serial}", "check the command")
+                return offer
+
+            refetch = again
+        return Offer(origin, code=check_code(code, origin), refetch=refetch)
+
     # -- choosing and guarding ----------------------------------------------------------
 
     def code_for(self, serial: str, chain: Chain) -> str:
@@ -280,12 +297,7 @@ class MfaCodes:
             elif source is reference_source:
                 offer = self._reference(chain)
             else:
-                code = source(serial, chain)
-                origin = _ORIGINS.get(source, "a code source")
-                checked = source is not mfa_process_source  # passed through, as before
-                offer = None
-                if code:
-                    offer = Offer(origin, code=check_code(code, origin), checked=checked)
+                offer = self._from_source(source, serial, chain)
             if offer is not None:
                 return offer
         raise MFARequired(
@@ -308,7 +320,7 @@ class MfaCodes:
                 last is not None and offer.code == last.code and now - last.at < REUSE_WINDOW
             )
             if offer.refetch is None:  # a typed code: refused only if STS took it already
-                same = same and offer.checked and last is not None and last.accepted
+                same = same and last is not None and last.accepted
             if not same:
                 return UsedCode(step, totp.DEFAULT_PERIOD, offer.code, now)
             assert last is not None
@@ -357,7 +369,7 @@ class GuardedSessions(SessionCache):
     while creating a session counts as used once that session was created."""
 
     def __init__(self, cache: SessionCache, codes: MfaCodes) -> None:
-        super().__init__(cache.backend, cache.margin)
+        super().__init__(cache.backend, cache.margin, key_profile=cache.key_profile)
         self.codes = codes
 
     def get_or_create(

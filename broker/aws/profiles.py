@@ -34,10 +34,18 @@ from pathlib import Path
 from broker.errors import ConfigError, ProfileNotFound
 
 #: Values of the credentials file that are secrets: never kept in a Profile.
-_SECRET_KEYS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
-#: Keys that make botocore get credentials some other way; broker refuses them rather
-#: than silently serving its stored key instead.
-_REFUSED_KEYS = ("credential_source", "web_identity_token_file")
+_SECRET_KEYS = frozenset(
+    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_security_token"}
+)
+#: Keys botocore takes as a profile's static key (``AssumeRoleProvider._has_static_credentials``).
+_STATIC_KEYS = ("aws_access_key_id", "aws_secret_access_key")
+#: Keys whose empty value botocore would still use (and then fail on): refused when used.
+_NOT_EMPTY = ("role_arn", "source_profile", "mfa_serial", "region", "external_id")
+#: Keys that make botocore get a role's credentials some other way; broker refuses them
+#: rather than silently serving its stored key instead.
+_REFUSED_ROLE_KEYS = ("credential_source", "web_identity_token_file")
+#: With either of these, botocore's SSO provider serves the profile's own credentials.
+_SSO_KEYS = ("sso_account_id", "sso_role_name")
 #: Keys that look like a profile's, used to warn about a bare ``[NAME]`` section.
 _PROFILE_KEYS = frozenset(
     {"region", "role_arn", "source_profile", "mfa_serial", "output", "credential_process"}
@@ -63,14 +71,23 @@ class Profile:
         section: str | None = None,
         path: Path | None = None,
         problems: Mapping[str, str] | None = None,
+        static_keys: bool = False,
     ) -> None:
         self.name = name
         self.values: dict[str, Value] = dict(values or {})
+        #: the files hold a static key for this profile (botocore then stops a chain here)
+        self.static_keys = static_keys
         #: the section header the values came from, e.g. ``profile dev``
         self.section = section or ("default" if name == "default" else f"profile {name}")
         self.path = path
         #: key -> message, for values broker cannot use (raised when the key is used)
         self.problem_by_key: dict[str, str] = dict(problems or {})
+        for key in _NOT_EMPTY:
+            value = self.values.get(key)
+            if isinstance(value, str) and not value.strip():
+                self.problem_by_key.setdefault(
+                    key, f"{self.where} {key} is empty; give a value or remove the line"
+                )
         self.duration_seconds: int | None = None
         raw_duration = self._text("duration_seconds")
         if raw_duration is not None:
@@ -162,11 +179,29 @@ class Profile:
         """Every value (kept for callers that look for keys broker has no attribute for)."""
         return self.values
 
-    def refused_keys(self) -> list[str]:
-        """Keys that make botocore get this profile's credentials another way."""
-        keys = [k for k in _REFUSED_KEYS if self.values.get(k)]
-        keys += sorted(k for k in self.values if k.startswith("sso_") and self.values[k])
+    def refused_keys(self, *, role: bool) -> list[str]:
+        """Keys that make botocore get this profile's credentials another way than broker
+        would: for a role hop (``role``), ``credential_source`` and
+        ``web_identity_token_file``; for the profile whose own key is used, the SSO keys that
+        make botocore's SSO provider serve it (``sso_account_id``, ``sso_role_name``)."""
+        keys = [
+            k for k in _REFUSED_ROLE_KEYS
+            if k in self.values and (role or k == "web_identity_token_file")
+        ]
+        if not role or not self.source_profile:
+            keys += [k for k in _SSO_KEYS if self.values.get(k)]
         return keys
+
+    def unusable(self) -> None:
+        """Raise the first problem that makes this profile unusable in a chain (all but
+        ``duration_seconds``, which fails only when a duration is needed).
+
+        Raises:
+            ConfigError: naming the file, section, key and fix.
+        """
+        for key in self.problem_by_key:
+            if key != "duration_seconds":
+                self.problem(key)
 
     def __repr__(self) -> str:
         return f"Profile({self.name!r}, role_arn={self.role_arn!r})"
@@ -191,7 +226,10 @@ def default_profile_name() -> str:
     """The profile a command uses when none is named, in botocore's order:
     ``AWS_DEFAULT_PROFILE``, then ``AWS_PROFILE``, then ``default``
     (botocore ``configprovider.BOTOCORE_DEFAUT_SESSION_VARIABLES['profile']``)."""
-    return os.environ.get("AWS_DEFAULT_PROFILE") or os.environ.get("AWS_PROFILE") or "default"
+    for variable in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE"):
+        if variable in os.environ:  # set but empty still counts, as in botocore
+            return os.environ[variable]
+    return "default"
 
 
 class AwsConfig:
@@ -221,6 +259,11 @@ class AwsConfig:
             return self.profiles[name]
         except KeyError:
             pass
+        if not name:
+            raise ProfileNotFound(
+                "the profile name is empty",
+                "AWS_DEFAULT_PROFILE or AWS_PROFILE is set but empty: unset it or name a profile",
+            )
         if name in self.ignored:
             raise ProfileNotFound(f"no profile named {name!r} in {self.path}", self.ignored[name])
         import difflib
@@ -369,30 +412,43 @@ def _with_includes(
     return merged, problems
 
 
-def parse(text: str, path: Path, credentials_text: str | None = None) -> AwsConfig:
-    """The profiles in config ``text`` (read from ``path``), plus the profile names and
-    non-secret values of a credentials file's ``credentials_text``.
+def _public(values: Mapping[str, Value]) -> dict[str, Value]:
+    return {k: v for k, v in values.items() if k not in _SECRET_KEYS}
+
+
+def parse(
+    text: str,
+    path: Path,
+    credentials_text: str | None = None,
+    credentials_file: Path | None = None,
+) -> AwsConfig:
+    """The profiles in config ``text`` (read from ``path``), plus the profiles of a
+    credentials file's ``credentials_text`` (read from ``credentials_file``): names and
+    non-secret values, and whether a static key is there. No secret is kept.
 
     Raises:
-        ConfigError: the file cannot be parsed at all (a BOM, a duplicate section or
+        ConfigError: either file cannot be parsed at all (a BOM, a duplicate section or
             option, a broken nested block): the AWS CLI cannot read it either.
     """
     found, warnings, ignored = _profile_sections(_sections(text, path))
     profiles: dict[str, Profile] = {}
-    for name, (section, _values) in found.items():
+    for name, (section, values) in found.items():
         merged, problems = _with_includes(name, found)
-        profiles[name] = Profile(name, merged, section=section, path=path, problems=problems)
+        profiles[name] = Profile(
+            name, _public(merged), section=section, path=path, problems=problems,
+            static_keys=any(k in values for k in _STATIC_KEYS),
+        )
     if credentials_text:
-        try:
-            credentials = _sections(credentials_text, path.with_name("credentials"))
-        except ConfigError:
-            credentials = {}  # its problems are `broker import credentials-file`'s to report
-        for name, values in credentials.items():
-            public = {k: v for k, v in values.items() if k not in _SECRET_KEYS}
+        where = credentials_file or path.with_name("credentials")
+        for name, values in _sections(credentials_text, where).items():
+            static = any(k in values for k in _STATIC_KEYS)
             if name in profiles:
-                profiles[name].values.update(public)
+                profiles[name].values.update(_public(values))
+                profiles[name].static_keys = profiles[name].static_keys or static
             else:
-                profiles[name] = Profile(name, public, section=name, path=path)
+                profiles[name] = Profile(
+                    name, _public(values), section=name, path=where, static_keys=static
+                )
             ignored.pop(name, None)
     for name in profiles:
         ignored.pop(name, None)
@@ -424,13 +480,8 @@ def load(path: Path | None = None) -> AwsConfig:
         ConfigError: the config file cannot be read or parsed.
     """
     path = path or config_path()
-    text = _read(path)
-    credentials_text = None
-    try:  # noqa: SIM105 - contextlib is not worth importing on the fast path
-        credentials_text = _read(credentials_path())
-    except ConfigError:
-        pass
-    return parse(text or "", path, credentials_text)
+    credentials_file = credentials_path()
+    return parse(_read(path) or "", path, _read(credentials_file), credentials_file)
 
 
 class Chain:
@@ -458,10 +509,11 @@ class Chain:
         return [self.key_profile.name] + [h.name for h in self.hops if h is not self.key_profile]
 
 
-def _refuse(profile: Profile) -> None:
-    """Refuse keys that change how botocore makes this profile's credentials."""
-    profile.problem("include_profile")
-    refused = profile.refused_keys()
+def _refuse(profile: Profile, *, role: bool) -> None:
+    """Refuse values broker cannot use and keys that change how botocore makes this
+    profile's credentials (``role``: the profile is a role hop)."""
+    profile.unusable()
+    refused = profile.refused_keys(role=role)
     if not refused:
         return
     key = refused[0]
@@ -493,7 +545,7 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
     current = target
     while current.role_arn:
         hops.insert(0, current)
-        _refuse(current)
+        _refuse(current, role=True)
         source = current.source_profile
         if not source or source == current.name:
             break  # the role's own key, stored under this profile (aws-vault style)
@@ -511,8 +563,11 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
                 f"profile {current.name!r} has source_profile = {source!r}, which does not exist",
                 exc.hint,
             ) from None
+        if current.static_keys:
+            break  # botocore takes a source profile's static key over its own role_arn
     key_profile = current
-    _refuse(key_profile)
+    if key_profile not in hops:
+        _refuse(key_profile, role=False)
     process = key_profile.credential_process or ""
     if process and not key_profile.role_arn and os.path.basename(process.split()[0]) == "broker":
         raise ConfigError(

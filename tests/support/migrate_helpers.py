@@ -7,7 +7,8 @@
   replaced so the process SIGKILLs itself at a chosen step (see ``__main__``).
 * GnuPG / pass set-up for throwaway homes.
 * :class:`Stores`: the test home's backends, set up on demand (or the test is
-  skipped saying why), and the CLI run in-process with the in-memory backends.
+  skipped saying why, when this machine lacks what a backend needs: a plugin that
+  fails to import fails the test), and the CLI run in-process with the in-memory backends.
 """
 
 from __future__ import annotations
@@ -227,10 +228,9 @@ EXTRA: dict[str, type[Backend]] = {
 
 
 def _keyctl_reason() -> str | None:
-    try:
-        from broker_keyctl import KeyctlBackend
-    except ImportError as exc:
-        return f"keyctl plugin not importable: {exc}"
+    # The plugin ships with broker: failing to import it is a failure, never a skip.
+    from broker_keyctl import KeyctlBackend
+
     availability = KeyctlBackend().availability()
     return None if availability.ok else availability.reason
 
@@ -285,10 +285,7 @@ class Stores:
             pytest.skip(f"kernel keyring unavailable: {reason}")
 
     def _provide_pass(self) -> None:
-        try:
-            from broker_pass import PassBackend  # noqa: F401
-        except ImportError:
-            pytest.skip("the pass plugin (broker_pass.PassBackend) is not ready yet")
+        from broker_pass import PassBackend  # noqa: F401 - an import error fails the test
         gnupg = GnupgHome()
         self.cleanups.append(gnupg.close)
         store = self.home.root / ".password-store"
@@ -298,12 +295,10 @@ class Stores:
         self._require_available("pass")
 
     def _provide_onepassword(self) -> None:
-        try:
-            from broker_onepassword import OnePasswordBackend  # noqa: F401
+        # Both ship with broker: an import error fails the test, never skips it.
+        from broker_onepassword import OnePasswordBackend  # noqa: F401
 
-            from broker.testing import onepassword_emulator
-        except ImportError:
-            pytest.skip("the onepassword plugin or its SDK emulator is not ready yet")
+        from broker.testing import onepassword_emulator
         site = Path(app.__file__).resolve().parents[1] / "testing" / "_op_site"
         state = self.tmp_path / "op-state.json"
         self.setenv("BROKER_OP_EMULATOR", str(state))
@@ -314,7 +309,11 @@ class Stores:
         self._require_available("onepassword")
 
     def _require_available(self, name: str) -> None:
-        availability = self.context().registry.availability(name)
+        registry = self.context().registry
+        loaded = registry.load(name)
+        if loaded.broken:  # a plugin that does not import is a failure, never a skip
+            pytest.fail(f"the {name} plugin is broken: {loaded.error}")
+        availability = registry.availability(name)
         if not availability.ok:
             pytest.skip(f"{name} is not usable in the test home: {availability.reason}")
 

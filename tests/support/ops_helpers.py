@@ -14,12 +14,9 @@ from typing import Any
 
 import pytest
 
-from broker import config
-from broker.backend import Item
-from broker.registry import Registry
 from broker.services.context import Context
-from broker.testing.memory import MemoryBackend
 from tests.conftest import TEST_KEY_ID, TEST_SECRET
+from tests.support.keyring_cache import broker_context
 
 
 def require_keyctl() -> None:
@@ -31,19 +28,13 @@ def require_keyctl() -> None:
 
 
 def memory_context(home: Any, keys: dict[str, tuple[str, str]] | None = None) -> Context:
-    """A Context on an in-memory backend (keys and sessions), in the test's home."""
-    settings = config.Settings(
-        path=Path(home.env["BROKER_CONFIG"]),
-        backend="memory",
-        session_cache="memory",
-        backends={"memory": {"store": uuid.uuid4().hex}},
+    """A Context in the test's home: keys in an in-memory backend, sessions in the home's
+    throwaway kernel keyring (the memory backend only where the keyring is unusable)."""
+    return broker_context(
+        Path(home.env["BROKER_CONFIG"]),
+        keys or {"dev": (TEST_KEY_ID, TEST_SECRET)},
+        keyring=home.keyring,
     )
-    registry = Registry(settings_for=settings.backends, extra={"memory": MemoryBackend})
-    ctx = Context(settings, registry)
-    for name, (key_id, secret) in (keys or {"dev": (TEST_KEY_ID, TEST_SECRET)}).items():
-        item = Item(aws_access_key_id=key_id, aws_secret_access_key=secret)
-        ctx.backend("memory").set(name, item)
-    return ctx
 
 
 def iam_client(moto_url: str) -> Any:

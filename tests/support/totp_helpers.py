@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyotp
 
-from broker import config
 from broker.aws.totp import Clock
 from broker.backend import Item
-from broker.registry import Registry
 from broker.services.context import Context
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
+from tests.support.keyring_cache import broker_context
 
 #: An AWS-sized seed (64 base32 characters, 320 bits), made up for the tests.
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -83,14 +81,8 @@ class CountingMemory(MemoryBackend):
 
 
 def memory_context(config_file: Path, backend: type[MemoryBackend] = MemoryBackend) -> Context:
-    settings = config.Settings(
-        path=config_file,
-        backend="memory",
-        session_cache="memory",
-        backends={"memory": {"store": uuid.uuid4().hex}},
-    )
-    registry = Registry(settings_for=settings.backends, extra={"memory": backend})
-    return Context(settings, registry)
+    """Keys in ``backend`` (in memory), sessions in the home's throwaway kernel keyring."""
+    return broker_context(config_file, backend=backend)
 
 
 def store_key(ctx: Context, name: str, **fields: str) -> None:

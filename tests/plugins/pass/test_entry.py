@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pyotp
 import pytest
 from broker_pass.entry import NOTES, format_entry, otpauth_uri, parse_entry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP
 from broker.errors import BackendError
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -132,15 +135,58 @@ def test_any_entry_survives_a_rewrite(lines: list[str], final_newline: bool) -> 
     assert parse_entry(rewritten) == fields
 
 
-_NAME = st.text(alphabet="abcXYZ_-. :ü", min_size=1, max_size=8)
+_SPECIAL = (SECRET_ACCESS_KEY, TOTP, NOTES)
+_NAME = st.one_of(
+    st.text(alphabet="abcXYZ_-. :ü", min_size=1, max_size=8),
+    st.sampled_from([*_SPECIAL, ACCESS_KEY_ID, MFA_SERIAL]),
+)
 _VALUE = st.text(alphabet="abc :/=\r\nü", max_size=10)
+_FIELD_NAME = re.compile(r"[^\s:](?:[^:]*[^\s:])?", re.DOTALL)
+
+
+def _unrepresentable(fields: dict[str, str]) -> list[str]:
+    """Why ``fields`` cannot be a pass entry, by the module's documented rules ([] if it can)."""
+    why = []
+    for name, value in fields.items():
+        if name not in _SPECIAL and not _FIELD_NAME.fullmatch(name):
+            why.append(f"name {name!r}")
+        raw = name != TOTP or value.startswith("otpauth://")  # a bare seed is quoted in a URI
+        if name != NOTES and ("\n" in value or (raw and value.endswith("\r"))):
+            why.append(f"value of {name!r}")
+        if name == NOTES and any(line.endswith("\r") for line in value.split("\n")):
+            why.append("a notes line ending with CR")
+    if fields.get(SECRET_ACCESS_KEY) == "":
+        why.append("an empty secret")
+    return why
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(_NAME, _VALUE, max_size=5))
 def test_any_item_round_trips_or_is_refused(fields: dict[str, str]) -> None:
+    # refused exactly when a documented rule says it cannot be written: a format_entry
+    # refusing everything (or nothing) fails here
+    why = _unrepresentable(fields)
     try:
         text = format_entry(fields, "broker:x")
     except BackendError:
+        assert why, f"refused although representable: {fields!r}"
         return
+    assert not why, f"accepted although {why}: {fields!r}"
     assert parse_entry(text) == fields
+
+
+_GOOD_NAME = st.text(alphabet="abcXYZ_-.ü", min_size=1, max_size=8)
+_GOOD_VALUE = st.text(alphabet="abc :/=ü", max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(_GOOD_NAME, st.sampled_from([*_SPECIAL, ACCESS_KEY_ID, MFA_SERIAL])),
+        _GOOD_VALUE,
+        max_size=6,
+    ).filter(lambda f: f.get(SECRET_ACCESS_KEY) != "")
+)
+def test_every_representable_item_round_trips(fields: dict[str, str]) -> None:
+    """No line breaks, no trailing CR, plain names: never refused, always read back."""
+    assert parse_entry(format_entry(fields, "broker:x")) == fields
