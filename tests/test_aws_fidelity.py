@@ -241,3 +241,15 @@ def test_mfa_process_code_is_not_sent_twice_in_one_step(home: BrokerHome, sts) -
     first, second = [c["TokenCode"] for c in sts.actions() if "TokenCode" in c]
     assert first != second
     assert len(home.codes_given()) == 3  # the repeated code was asked again, not sent
+
+
+def test_clock_two_hours_off_is_named_not_blamed_on_the_key(home: BrokerHome, sts) -> None:
+    """WSL2's clock drifts while the PC sleeps: AWS then refuses every signed request."""
+    home.add_key("dev")
+    sts.rules.clock_offset = 7200  # AWS's clock two hours ahead of this machine's
+    result = home.run("export", "dev", "--format", "json")
+    assert result.returncode == 17, result.stderr
+    assert "Signature expired" in result.stderr  # AWS's own words are kept
+    assert "2 h" in result.stderr and "behind" in result.stderr
+    assert "broker doctor" in result.stderr
+    assert "broker add" not in result.stderr  # the key is not the cause
