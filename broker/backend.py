@@ -162,9 +162,10 @@ class Backend:
         """Resolve a secret reference found in this backend's settings."""
         if self._resolver is None:
             from broker.errors import ConfigError
+            from broker.secrets import shown
 
             raise ConfigError(
-                f"{self.name}: cannot resolve secret reference {reference!r} here",
+                f"{self.name}: cannot resolve secret reference {shown(reference)!r} here",
                 "set the value through the environment instead",
             )
         return self._resolver(reference)

@@ -130,8 +130,8 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         payload = json.dumps({"stamp": stamp, "data": data}, default=str)
         paths.atomic_write(copy, payload.encode("utf-8"))
-    except (OSError, TypeError, ValueError):
-        pass  # dates or a read-only cache only cost the parse next time
+    except (OSError, TypeError, ValueError, paths.UnsafePath):
+        pass  # dates or a read-only (or not safely private) cache only cost the parse next time
     return data
 
 

@@ -99,9 +99,17 @@ def _index() -> dict[str, list[dict[str, str]]]:
     try:
         payload = {"version": _INDEX_VERSION, "stamp": stamp, "groups": groups}
         paths.atomic_write(index_path, json.dumps(payload).encode("utf-8"))
-    except OSError:
-        pass  # a read-only home only costs the scan next time
+    except (OSError, paths.UnsafePath):
+        pass  # a read-only (or not safely private) cache only costs the scan next time
     return groups
+
+
+def reference_schemes() -> frozenset[str]:
+    """The secret-reference schemes installed plugins resolve (``op``, ``pass``...)."""
+    try:
+        return frozenset(e["name"] for e in _index().get(REFERENCES_GROUP, []))
+    except Exception:
+        return frozenset()
 
 
 class Registry:

@@ -15,8 +15,51 @@ from __future__ import annotations
 
 import os
 
-from broker.errors import ConfigError, UsageError
+from broker.errors import BrokerError, ConfigError, UsageError
 from broker.registry import Registry
+
+#: What a message shows instead of a value that does not have a reference's shape.
+NOT_SHOWN = "(a value that is not a secret reference, not shown)"
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _plain(text: str) -> bool:
+    """A name or path as references hold them (``GPG key/password``): printable, and no
+    blank at either end."""
+    return bool(text) and text.isprintable() and text == text.strip()
+
+
+def shown(reference: object) -> str:
+    """``reference`` as a message may show it: itself when it has the shape of a secret
+    reference, else :data:`NOT_SHOWN`.
+
+    A secret typed where a reference belongs (``passphrase = "op:MyPassw0rd"``) must never
+    be echoed back. Shown are ``env:NAME`` (a variable name), ``prompt:`` and its label,
+    ``scheme://...`` (``op://vault/item/field`` and any plugin's URL-shaped references),
+    ``pass:path`` / ``keyctl:name``, and ``scheme:name`` for a scheme an installed plugin
+    resolves; anything else is not.
+    """
+    if not isinstance(reference, str):
+        return NOT_SHOWN
+    head, sep, rest = reference.partition(":")
+    scheme = head.lower()
+    if not sep or not head or not head.replace("-", "").replace("_", "").isalnum():
+        return NOT_SHOWN
+    if scheme == "env":
+        ok = bool(rest) and _NAME_CHARS.issuperset(rest) and not rest[0].isdigit()
+    elif scheme == "prompt":
+        ok = rest.isprintable()
+    elif rest.startswith("//"):
+        ok = _plain(rest[2:])
+    elif scheme in ("pass", "keyctl"):
+        ok = _plain(rest) and "//" not in rest
+    elif scheme in ("op",):  # its references are op://... only
+        ok = False
+    else:
+        from broker.registry import reference_schemes
+
+        ok = _plain(rest) and scheme in reference_schemes()
+    return reference if ok else NOT_SHOWN
 
 
 def scheme_of(reference: str) -> str:
@@ -45,6 +88,12 @@ class ReferenceResolver:
             name = reference[4:]
             value = os.environ.get(name)
             if not value:
+                if shown(reference) != reference:
+                    raise ConfigError(
+                        "a setting's env: reference names no variable that is set "
+                        "(the name is not shown: it is not a variable name)",
+                        "write env:NAME with the name of an exported variable",
+                    )
                 raise ConfigError(
                     f"environment variable {name} is not set",
                     f"export {name}, or point the setting at another secret reference",
@@ -57,6 +106,12 @@ class ReferenceResolver:
             return tty.prompt_secret(f"{label}: ")
         backend_name = self.registry.scheme_backend(scheme)
         if backend_name is None:
+            if shown(reference) != reference:  # its "scheme" may be part of a secret
+                raise ConfigError(
+                    "a setting that must be a secret reference is not one that an installed "
+                    "plugin resolves (its value is not shown)",
+                    "use env:NAME, prompt:, op://vault/item/field, pass:path or keyctl:name",
+                )
             raise ConfigError(
                 f"no installed plugin resolves {scheme}: references",
                 "install the plugin for it, or use env:NAME or prompt:",
@@ -71,7 +126,28 @@ class ReferenceResolver:
             backend = self.registry.create(backend_name, resolver=self)
             try:
                 return backend.resolve(reference)
+            except BrokerError as exc:
+                raise _redacted(exc, reference) from None
             finally:
                 backend.close()
         finally:
             self._depth -= 1
+
+
+def _redacted(error: BrokerError, reference: str) -> BrokerError:
+    """``error`` with ``reference`` cut out of its message and hint when the reference is
+    not one a message may show (a plugin's error might quote a value typed by mistake)."""
+    if shown(reference) == reference or not reference:
+        return error
+    rest = reference.partition(":")[2]
+    forms = [repr(reference), reference, repr(rest), rest] if len(rest) >= 4 else []
+    message, hint = error.message, error.hint
+    for form in forms:  # a plugin may quote the whole value, or what follows its scheme
+        message, hint = message.replace(form, NOT_SHOWN), hint.replace(form, NOT_SHOWN)
+    if message == error.message and hint == error.hint:
+        return error
+    clean = type(error).__new__(type(error))  # same class and exit code, whatever its __init__
+    clean.__dict__.update(error.__dict__)
+    clean.message, clean.hint = message, hint
+    clean.args = (message,)
+    return clean

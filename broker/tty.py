@@ -1,13 +1,15 @@
 """Prompts on the controlling terminal.
 
 An SDK running ``credential_process`` captures the helper's stdout and stderr,
-so every prompt reads and writes ``/dev/tty`` directly.
+so every prompt reads and writes ``/dev/tty`` directly, and so does the stderr of the
+helpers broker runs for the user (:func:`helper_stderr`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 from broker.errors import Interrupted, MFARequired
 
@@ -63,6 +65,23 @@ def prompt(text: str, *, secret: bool = False) -> str:
 
 def prompt_secret(text: str) -> str:
     return prompt(text, secret=True)
+
+
+@contextlib.contextmanager
+def helper_stderr() -> Iterator[int | None]:
+    """Where a helper broker runs for the user (``mfa_process``) writes its stderr: the
+    terminal when there is one, since an SDK running ``credential_process`` captures
+    broker's own stderr; else broker's stderr (None: inherited)."""
+    fd: int | None
+    try:
+        fd = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        fd = None
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def write(text: str) -> None:

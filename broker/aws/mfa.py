@@ -105,13 +105,20 @@ def mfa_process_source(serial: str, chain: Chain) -> str | None:
     command = _nearest(chain, "mfa_process")
     if not command:
         return None
+    # stdout is the code; stderr ("Touch your YubiKey") goes to the terminal, because an
+    # SDK running credential_process captures broker's own stderr.
     try:
-        result = subprocess.run(  # noqa: S602 - a command the user configured, like aws-vault
-            command, shell=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            timeout=120, check=False,
-        )
+        with tty.helper_stderr() as stderr:
+            result = subprocess.run(  # noqa: S602 - a command the user configured, like aws-vault
+                command, shell=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                stderr=stderr, timeout=120, check=False,
+            )
     except subprocess.TimeoutExpired:
         raise MFARequired("mfa_process did not finish in 120 s", "check the command") from None
+    except OSError as exc:
+        raise MFARequired(
+            f"cannot run mfa_process: {exc.strerror or exc}", "check the command"
+        ) from None
     if result.returncode != 0:
         raise MFARequired(
             f"mfa_process exited with status {result.returncode}",
@@ -317,7 +324,8 @@ class MfaCodes:
             step = int(now // totp.DEFAULT_PERIOD)
             last = self.ledger.last(serial)
             same = (
-                last is not None and offer.code == last.code and now - last.at < REUSE_WINDOW
+                last is not None and now - last.at < REUSE_WINDOW
+                and self.ledger.same_code(serial, last, offer.code)
             )
             if offer.refetch is None:  # a typed code: refused only if STS took it already
                 same = same and last is not None and last.accepted
@@ -355,7 +363,8 @@ class MfaCodes:
                 return UsedCode(step, seed.period, code, now)
             if step * seed.period < last.until:  # this step's code (or an older one) was used
                 wait_for = float(last.until)
-            elif code == last.code and now - last.at < REUSE_WINDOW:  # a rare repeat
+            elif now - last.at < REUSE_WINDOW and self.ledger.same_code(serial, last, code):
+                # a rare repeat
                 wait_for = float((step + 1) * seed.period)
             else:
                 return UsedCode(step, seed.period, code, now)

@@ -3,14 +3,20 @@
 Sessions live under names ``<profile>:<kind>:<digest>`` where the digest covers
 everything that makes two sessions different (role ARN, external id, session
 name, MFA serial, the source session), so profiles, roles and MFA devices never
-collide. The kernel keyring is the default store: memory only, with the
+collide. A profile name may itself contain colons (``base:ops``): a name is read
+from the right (:func:`parse_session_name`), where the kind and the 16 hex digits
+never do. The kernel keyring is the default store: memory only, with the
 kernel's own timeout on each key equal to the session's expiry.
+
+Each cached item also records ``key_profile``, the profile whose long-lived key the
+session was made from (through any number of roles), so that removing, replacing or
+rotating that key ends every session built on it (:meth:`SessionCache.revoke`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from broker.aws.credentials import Credentials
 from broker.backend import Backend, Capability, Item
@@ -26,9 +32,29 @@ except ImportError:
         from hashlib import sha256  # type: ignore[assignment, unused-ignore]
 
 
+#: The item field naming the profile whose long-lived key made the session.
+KEY_PROFILE = "key_profile"
+_DIGEST_LENGTH = 16
+_HEX = frozenset("0123456789abcdef")
+
+
 def session_name(profile: str, kind: str, *parts: str | None) -> str:
     digest = sha256("\x1f".join(p or "" for p in (profile, kind, *parts)).encode())
-    return f"{profile}:{kind}:{digest.hexdigest()[:16]}"
+    return f"{profile}:{kind}:{digest.hexdigest()[:_DIGEST_LENGTH]}"
+
+
+def parse_session_name(name: str) -> tuple[str, str] | None:
+    """(profile, kind) of a name :func:`session_name` made, or None for any other name.
+
+    Read from the right: the kind and the digest never contain a colon, the profile may.
+    """
+    profile, sep, rest = name.rpartition(":")
+    owner, sep2, kind = profile.rpartition(":")
+    if not sep or not sep2 or not owner or not kind.isalnum():
+        return None
+    if len(rest) != _DIGEST_LENGTH or not _HEX.issuperset(rest):
+        return None
+    return owner, kind
 
 
 class CachedSession:
@@ -46,9 +72,15 @@ class CachedSession:
 
 
 class SessionCache:
-    """Fresh sessions from ``backend``; ``None`` as backend means caching is off."""
+    """Fresh sessions from ``backend``; ``None`` as backend means caching is off.
 
-    def __init__(self, backend: Backend | None, margin: int) -> None:
+    ``key_profile``: the profile whose key the sessions put through this cache are made
+    from, recorded with each (see :meth:`for_key`).
+    """
+
+    def __init__(
+        self, backend: Backend | None, margin: int, *, key_profile: str | None = None
+    ) -> None:
         if backend is not None and Capability.STORE_SESSIONS not in backend.capabilities:
             raise BackendError(
                 f"backend {backend.name!r} cannot hold STS sessions",
@@ -56,6 +88,11 @@ class SessionCache:
             )
         self.backend = backend
         self.margin = margin
+        self.key_profile = key_profile
+
+    def for_key(self, key_profile: str) -> SessionCache:
+        """The same cache, recording ``key_profile`` with every session put through it."""
+        return SessionCache(self.backend, self.margin, key_profile=key_profile)
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +132,8 @@ class SessionCache:
         if self.backend is None or creds.expiration is None:
             return
         meta.setdefault("issued", str(int(time.time())))
+        if self.key_profile is not None:
+            meta.setdefault(KEY_PROFILE, self.key_profile)
         self.backend.set(name, creds.to_item(**meta), expires_at=creds.expiration)
 
     def get_or_create(
@@ -105,7 +144,9 @@ class SessionCache:
         cached = self.get(name)
         if cached is not None:
             return cached
-        with file_lock(f"session-{name}"):
+        # This lock only spares duplicate STS calls (the MFA device lock guards the code):
+        # where no lock file can be made, the refresh goes on unlocked.
+        with file_lock(f"session-{name}", required=False):
             cached = self.get(name)
             if cached is not None:
                 return cached
@@ -123,21 +164,48 @@ class SessionCache:
             return []
         found = []
         for name in self.backend.list():
-            owner, _, rest = name.partition(":")
-            if profile is not None and owner != profile:
+            parsed = parse_session_name(name)
+            if parsed is None or (profile is not None and parsed[0] != profile):
                 continue
             item = self.backend.get(name)
             if item is None:
                 continue
-            found.append(CachedSession(name, owner, rest.partition(":")[0], item))
+            found.append(CachedSession(name, parsed[0], parsed[1], item))
         return found
 
     def clear(self, profile: str | None = None) -> int:
+        """Delete every cached session, or those of ``profile`` (by exact name)."""
         if self.backend is None:
             return 0
         count = 0
         for name in self.backend.list():
-            if profile is None or name.partition(":")[0] == profile:
+            parsed = parse_session_name(name)
+            if profile is None or (parsed is not None and parsed[0] == profile):
                 count += bool(self.backend.delete(name))
         return count
 
+    def revoke(self, key_profile: str, profiles: Collection[str] = ()) -> int:
+        """End every cached session made from ``key_profile``'s key; how many were.
+
+        A session counts as made from it when its item records that key profile, or,
+        for an item that records none (written before broker recorded it) or cannot be
+        read, when its own profile is ``key_profile`` or one of ``profiles`` (the
+        profiles whose chain starts from that key, as ~/.aws/config says now). A
+        session that records another key profile is left alone.
+        """
+        if self.backend is None:
+            return 0
+        owners = {key_profile, *profiles}
+        count = 0
+        for name in self.backend.list():
+            parsed = parse_session_name(name)
+            if parsed is None:
+                continue
+            try:
+                item = self.backend.get(name)
+            except BrokerError:
+                item = None
+            recorded = item.get(KEY_PROFILE) if item is not None else None
+            if recorded == key_profile or (not recorded and parsed[0] in owners):
+                count += bool(self.backend.delete(name))
+        return count

@@ -60,13 +60,45 @@ def cli(debug: bool) -> None:
         _DEBUG["on"] = True
 
 
+def read_code_line(fd: int = 0, limit: int = 64) -> str:
+    """One line from ``fd``, read a byte at a time: nothing after the newline is taken,
+    so the rest of stdin is left for the command `exec` runs."""
+    data = b""
+    while len(data) < limit:
+        byte = os.read(fd, 1)
+        if not byte or byte == b"\n":
+            break
+        data += byte
+    return data.decode("utf-8", "replace").strip()
+
+
+def _mfa_code(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--mfa-code -``: the code from stdin (a prompt when stdin is a terminal)."""
+    if value != "-":
+        return value
+    if sys.stdin.isatty():
+        return str(click.prompt("MFA code", err=True))
+    code = read_code_line()
+    if not code:
+        raise click.UsageError("--mfa-code -: stdin gave no code")
+    return code
+
+
+#: ``--mfa-code`` for every command that takes one.
+mfa_code_option = click.option(
+    "--mfa-code", callback=_mfa_code,
+    help="The current MFA code, or - to read it from stdin (else mfa_process, a stored "
+         "seed or a prompt). A code written here is visible to other local users (ps).",
+)
+
+
 def _credential_options(func: Any) -> Any:
     for option in reversed(
         [
             click.option("-d", "--duration", help="Lifetime of the credentials: 1h, 90m, 3600."),
             click.option("--region", help="Region (default: env, profile, [default])."),
             click.option("--no-session", is_flag=True, help="Skip GetSessionToken."),
-            click.option("--mfa-code", help="The current MFA code (else mfa_process or a prompt)."),
+            mfa_code_option,
             click.option("--backend", help="Credential backend holding the key."),
         ]
     ):
@@ -107,13 +139,22 @@ def exec_command(profile: str, command: tuple[str, ...], server: bool, **options
     argv = list(command)
     if argv[:1] == ["--"]:  # click keeps the separator once positional parsing stopped
         argv = argv[1:]
+    ctx = _context()
+    if server:  # a process that lives for hours: hardened before any secret is read
+        from broker import hardening
+
+        for problem in hardening.harden():
+            click.echo(f"broker: warning: {problem}", err=True)
+        ctx.long_lived = True
     resolved = _obtain(profile, **options)
     if server:
         from broker.cli.ops_commands import exec_with_server
 
         exec_with_server(profile, resolved, argv, options)
         return
-    present.run(resolved, argv)
+    from broker.childenv import withheld_variables
+
+    present.run(resolved, argv, withheld_variables(ctx.settings, ctx.aws))
 
 
 @cli.command("export")

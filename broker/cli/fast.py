@@ -65,13 +65,17 @@ def try_fast(args: list[str]) -> int | None:
         from broker.services import credentials
         from broker.services.context import Context
 
-        resolved = credentials.cached(Context.load(), profile)
+        ctx = Context.load()
+        resolved = credentials.cached(ctx, profile)
         if resolved is None:
             return None
         from broker.services import present
 
         if args[0] == "exec":
-            present.run(resolved, command)  # replaces this process
+            from broker.childenv import withheld_variables
+
+            withheld = withheld_variables(ctx.settings, ctx.aws)
+            present.run(resolved, command, withheld)  # replaces this process
             return None  # pragma: no cover - run() only returns by raising
         sys.stdout.write(present.render(resolved, fmt))
         sys.stdout.flush()

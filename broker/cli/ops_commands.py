@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from broker.cli.app import _context, _duration, cli, profile_argument
+from broker.cli.app import _context, _duration, cli, mfa_code_option, profile_argument
 from broker.cli.errors import report
 
 TYPE_CHECKING = False
@@ -43,7 +43,7 @@ def exec_with_server(profile: str, resolved: Resolved, argv: list[str], options:
 @profile_argument
 @click.option("--backend", help="Credential backend holding the key.")
 @click.option("--region", help="Region for STS (IAM itself is global).")
-@click.option("--mfa-code", help="The current MFA code (else mfa_process or a prompt).")
+@mfa_code_option
 def rotate_command(
     profile: str, backend: str | None, region: str | None, mfa_code: str | None
 ) -> None:
@@ -69,11 +69,12 @@ def rotate_command(
 @cli.command("login")
 @profile_argument
 @click.option("--stdout", "to_stdout", is_flag=True,
-              help="Print the sign-in URL (a secret for 15 minutes) instead of opening it.")
+              help="Print the sign-in URL instead of opening a browser. It is a secret for "
+                   "15 minutes: whoever has it gets the console session.")
 @click.option("--path", help="Console page to open, e.g. s3/home (default: the console home).")
 @click.option("-d", "--duration", help="Session lifetime when one is made: 1h, 90m, 3600.")
 @click.option("--region", help="Region (default: env, profile, [default]).")
-@click.option("--mfa-code", help="The current MFA code (else mfa_process or a prompt).")
+@mfa_code_option
 @click.option("--backend", help="Credential backend holding the key.")
 def login_command(profile: str, to_stdout: bool, path: str | None, duration: str | None,
                   region: str | None, mfa_code: str | None, backend: str | None) -> None:
@@ -82,18 +83,23 @@ def login_command(profile: str, to_stdout: bool, path: str | None, duration: str
     \b
     A role profile uses its role session; a plain IAM user gets a federation token
     (GetFederationToken, made with the stored key, without MFA context).
+
+    \b
+    The browser is started with http://127.0.0.1:PORT/, which redirects once to the
+    sign-in link, and only for your own user's processes.
     """
     from broker.services import console
 
     signin = console.login(
         _context(), profile, browser=not to_stdout, path=path, duration=_duration(duration),
-        region=region, mfa_code=mfa_code, backend=backend,
+        region=region, mfa_code=mfa_code, backend=backend, report=report,
     )
     if to_stdout:
         click.echo(signin.url)
         return
     until = f" until {signin.expires:%H:%M} UTC" if signin.expires else ""
-    click.echo(f"Opened the AWS console for {profile}{until}.", err=True)
+    click.echo(f"Opened the AWS console for {profile}{until}: your browser has the link.",
+               err=True)
 
 
 _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}

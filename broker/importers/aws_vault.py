@@ -174,7 +174,18 @@ class PassStore(VaultStore):
                 f"the {self.command!r} command is not installed",
                 "install pass (`apt install pass`), which aws-vault's pass backend used too",
             )
-        env = {**os.environ, "PASSWORD_STORE_DIR": str(self.store_dir)}
+        from broker.childenv import (
+            GIT_PREFIXES,
+            GIT_VARIABLES,
+            PASS_PREFIXES,
+            helper_environment,
+        )
+
+        # pass runs gpg and git: none of them gets a secret broker was given
+        env = helper_environment(
+            os.environ, also=GIT_VARIABLES, prefixes=(*GIT_PREFIXES, *PASS_PREFIXES)
+        )
+        env["PASSWORD_STORE_DIR"] = str(self.store_dir)
         # Nothing secret in argv: entry names only; the secret arrives on stdout.
         return subprocess.run([executable, *args], env=env, capture_output=True, check=False)
 
@@ -199,8 +210,21 @@ class PassStore(VaultStore):
             raise BackendError(f"`pass rm {entry}` failed: {reason}", "remove it by hand")
 
 
+#: The largest file the file store reads: an aws-vault item is well under 2 KiB, and
+#: anything this big is not one (nor something to hand a JWE parser).
+MAX_FILE_BYTES = 64 * 1024
+#: What keyring's file backend writes (jose.PBES2_HS256_A128KW, jose.A256GCM); no other
+#: algorithm is accepted from a file.
+JWE_ALGORITHMS = ("PBES2-HS256+A128KW", "A256GCM")
+
+
 class FileStore(VaultStore):
-    """aws-vault's encrypted files, decrypted with jwcrypto under one passphrase."""
+    """aws-vault's encrypted files, decrypted with jwcrypto under one passphrase.
+
+    The files are untrusted input: at most :data:`MAX_FILE_BYTES` is read, only the
+    compact serialization with aws-vault's own algorithms is parsed, compressed
+    payloads are refused, and the plaintext may be no larger than the file.
+    """
 
     kind = "file"
 
@@ -234,17 +258,27 @@ class FileStore(VaultStore):
 
         where = f"file store {self.location()}"
         try:
-            token = self._path(name).read_bytes().decode("ascii").strip()
+            with open(self._path(name), "rb") as stream:
+                raw = stream.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise BackendError(f"aws-vault {where}: cannot read {name!r}: {exc}") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise _malformed(where, name, f"larger than {MAX_FILE_BYTES // 1024} KiB")
+        try:
+            token = raw.decode("ascii").strip()
         except UnicodeDecodeError:
             raise _malformed(where, name, "not a JWE compact serialization") from None
+        if token.count(".") != 4 or token.startswith("{"):
+            raise _malformed(where, name, "not a JWE compact serialization")
         try:
-            envelope = jwe.JWE()
+            envelope = jwe.JWE(algs=list(JWE_ALGORITHMS))
             envelope.deserialize(token)
-            iterations = envelope.jose_header.get("p2c", 0)
-        except (JWException, ValueError):
+            header = envelope.jose_header
+            iterations = header.get("p2c", 0)
+        except (JWException, ValueError, TypeError):
             raise _malformed(where, name, "not a JWE compact serialization") from None
+        if (header.get("alg"), header.get("enc")) != JWE_ALGORITHMS or "zip" in header:
+            raise _malformed(where, name, "not encrypted the way aws-vault encrypts")
         limit = jwa.default_max_pbkdf2_iterations
         if not isinstance(iterations, int) or iterations > limit:
             # aws-vault's library uses 8192; jwcrypto refuses more than its limit
@@ -252,7 +286,7 @@ class FileStore(VaultStore):
         if self._passphrase is None:
             self._passphrase = self._ask()
         try:
-            envelope.decrypt(jwk.JWK.from_password(self._passphrase))
+            envelope.decrypt(jwk.JWK.from_password(self._passphrase), max_plaintext=len(raw))
         except (JWException, ValueError):
             self._passphrase = None
             raise AuthenticationError(

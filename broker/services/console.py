@@ -7,28 +7,47 @@ so that session carries no MFA context), as aws-vault does.
 
 The URL holds a sign-in token, a secret for its 15 minutes: it is returned to
 be printed on stdout (``--stdout``), or handed to the browser through a one-shot
-redirect on 127.0.0.1 so that it never appears in a browser's argv (``ps``).
+redirect on 127.0.0.1 that only the user's own processes get (:class:`Handoff`):
+never in any command line (``ps``), never to another local user who races for it.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import shlex
+import shutil
+import subprocess
 import threading
-import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from broker.aws import federation
 from broker.aws.profiles import resolve_chain
 from broker.errors import BrokerError
+from broker.services import loopback
 from broker.services.context import Context
 from broker.services.credentials import master_key, obtain
+from broker.services.loopback import Address, Request, Response
 
 DEFAULT_FEDERATION_DURATION = 3600
+#: How long the browser has to fetch the sign-in page.
 BROWSER_WAIT = 120.0
+#: A browser sends its request at once: a connection silent this long is dropped.
+LOGIN_HEAD_TIMEOUT = 10.0
+LOGIN_CONNECTIONS = 16
+#: When the launcher says it failed, how long a browser it did start still has.
+LAUNCHER_GRACE = 2.0
+LAUNCHER_TIMEOUT = 30.0
+
+Report = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 @dataclass
@@ -83,66 +102,232 @@ def login(
     profile: str,
     *,
     browser: bool = True,
-    opener: Callable[[str], bool] = webbrowser.open,
+    opener: Callable[[str], bool] | None = None,
     wait: float = BROWSER_WAIT,
+    report: Report = _ignore,
     **options: Any,
 ) -> ConsoleLogin:
-    """Build the sign-in URL and, with ``browser``, open it; options as :func:`signin_url`."""
+    """Build the sign-in URL and, with ``browser``, hand it to the browser; options as
+    :func:`signin_url`. Returns once the user's own browser has the link."""
     signin = signin_url(ctx, profile, **options)
     if browser:
-        open_in_browser(signin.url, opener=opener, wait=wait)
+        open_in_browser(signin.url, opener=opener, wait=wait, report=report)
     return signin
 
 
-def open_in_browser(
-    url: str, *, opener: Callable[[str], bool] = webbrowser.open, wait: float = BROWSER_WAIT
-) -> None:
-    """Open ``url`` through a one-shot redirect on 127.0.0.1.
+# --- handing the link to the browser ------------------------------------------------------
 
-    The browser is started with ``http://127.0.0.1:PORT/<nonce>``, worthless once
-    used, so the sign-in token never shows in a process list.
+
+class Handoff:
+    """The one-shot redirect to the sign-in link, for the user's own processes only.
+
+    Every connection is checked twice, when accepted and again with its request: the
+    socket at the other end must belong to this user (``/proc/net/tcp``). A connection
+    of another user is closed unanswered and counted. Under WSL a Windows browser comes
+    in through WSL's localhost relay, a socket of root's or none at all; such a
+    connection is served only with the ``nonce`` path, which broker hands to the
+    Windows side on a pipe, never in a Linux command line.
+
+    The first request that passes gets the redirect; once it has gone out whole,
+    :attr:`delivered` is set. Any later request gets 404.
     """
+
+    def __init__(
+        self,
+        url: str,
+        nonce: str,
+        *,
+        relayed: bool = False,
+        uid: int | None = None,
+        owner: Callable[[Address, Address], int | None] = loopback.peer_uid,
+    ) -> None:
+        self._url = url
+        self._nonce_path = f"/{nonce}"
+        self._relayed = relayed
+        self._uid = os.getuid() if uid is None else uid
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._claimed = False
+        self.delivered = threading.Event()
+        #: uid (None: unknown) -> connections refused
+        self.refused: dict[int | None, int] = {}
+
+    def _allowed(self, peer: Address, local: Address, path: str | None) -> bool:
+        try:
+            owner = self._owner(peer, local)
+        except (OSError, ValueError):
+            owner = None
+        if owner == self._uid:
+            return True
+        if self._relayed and owner in (0, None) and path in (None, self._nonce_path):
+            return True  # decided again with the path, once the request has come
+        with self._lock:
+            self.refused[owner] = self.refused.get(owner, 0) + 1
+        return False
+
+    def admit(self, peer: Address, local: Address) -> bool:
+        return self._allowed(peer, local, None)
+
+    def handle(self, request: Request) -> Response:
+        if not self._allowed(request.peer, request.local, request.path):
+            return _page(403, "This sign-in link is not yours.")
+        if request.method != "GET":
+            return _page(405, "Only GET.")
+        if request.path not in ("/", self._nonce_path):
+            return _page(404, "Not found.")
+        with self._lock:
+            if self._claimed:
+                return _page(404, "This sign-in link has been used: run broker login again.")
+            self._claimed = True
+        return Response(
+            302,
+            content_type="text/plain; charset=utf-8",
+            headers=(("Location", self._url), ("Referrer-Policy", "no-referrer")),
+            delivered=self._delivered,
+        )
+
+    def _delivered(self, whole: bool) -> None:
+        if whole:
+            self.delivered.set()
+        else:  # the client went away before it had the link: the next one may have it
+            with self._lock:
+                self._claimed = False
+
+    def refused_summary(self) -> str:
+        """"3 connections of uid 1001" for the refused ones ("" when none)."""
+        with self._lock:
+            refused = dict(self.refused)
+        if not refused:
+            return ""
+        count = sum(refused.values())
+        owners = ", ".join(
+            "an unknown owner" if uid is None else f"uid {uid}"
+            for uid in sorted(refused, key=lambda u: -1 if u is None else u)
+        )
+        return f"{count} connection{'s' if count != 1 else ''} of {owners}"
+
+
+def _page(status: int, text: str) -> Response:
+    return Response(status, (text + "\n").encode(), content_type="text/plain; charset=utf-8")
+
+
+def open_in_browser(
+    url: str,
+    *,
+    opener: Callable[[str], bool] | None = None,
+    wait: float = BROWSER_WAIT,
+    report: Report = _ignore,
+) -> None:
+    """Hand ``url`` to the user's browser through a one-shot redirect on 127.0.0.1 that
+    only the user's own processes get (see :class:`Handoff`).
+
+    The browser is started with ``http://127.0.0.1:PORT/``: nothing secret, nothing
+    another user can use, in any command line. Returns once the redirect went out whole
+    to one of the user's processes; raises when that does not happen within ``wait``.
+    ``opener`` replaces how the browser is started (it gets that address).
+    """
+    if not loopback.can_tell_peers():
+        raise BrokerError(
+            "cannot check which user connects to a local port on this system "
+            f"({loopback.TCP_TABLE} is not readable), so the sign-in link is not served",
+            "run with --stdout and paste the URL into your browser",
+        )
     nonce = secrets.token_urlsafe(24)
-    served = threading.Event()
-
-    class Redirect(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the path is a nonce, but nothing here is worth a log line
-
-        def do_GET(self) -> None:
-            if self.path != f"/{nonce}" or served.is_set():
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(302)
-            self.send_header("Location", url)
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Referrer-Policy", "no-referrer")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self.wfile.flush()
-            served.set()
-
-    # One thread handling one request at a time: the redirect is fully written
-    # before shutdown() returns.
-    server = HTTPServer(("127.0.0.1", 0), Redirect)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.daemon = True
-    thread.start()
+    windows = None if opener is not None else windows_launcher()
+    handoff = Handoff(url, nonce, relayed=windows is not None)
+    server = loopback.LoopbackServer(
+        handoff.handle, name="broker-login", report=report, admit=handoff.admit,
+        max_connections=LOGIN_CONNECTIONS, head_timeout=LOGIN_HEAD_TIMEOUT,
+    )
+    server.start()
     try:
-        local = f"http://127.0.0.1:{server.server_address[1]}/{nonce}"
-        if not opener(local):
+        address = f"http://127.0.0.1:{server.port}/"
+        if windows is not None:
+            started = start_windows_browser(windows, address + nonce)
+        else:
+            started = _start(opener, address)
+        if not started and not handoff.delivered.wait(LAUNCHER_GRACE):
             raise BrokerError(
                 "could not start a web browser",
                 "set BROWSER, or run with --stdout and open the URL yourself",
             )
-        if not served.wait(wait):
+        if not handoff.delivered.wait(wait):
+            refused = handoff.refused_summary()
             raise BrokerError(
-                f"the browser did not open the sign-in page within {int(wait)} s",
-                "run with --stdout and open the URL yourself",
+                f"the browser did not open the sign-in page within {int(wait)} s"
+                + (f" ({refused} refused: only your own processes get it)" if refused else ""),
+                "run with --stdout and paste the URL into your browser "
+                "(a browser behind a proxy for 127.0.0.1 does not get it)",
             )
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.stop()
+    refused = handoff.refused_summary()
+    if refused:
+        report(
+            f"the sign-in page was refused to {refused}: another local user may be "
+            "watching for sign-in links"
+        )
+
+
+def _start(opener: Callable[[str], bool] | None, address: str) -> bool:
+    if opener is None:
+        import webbrowser
+
+        opener = webbrowser.open
+    try:
+        return bool(opener(address))
+    except Exception:  # webbrowser.Error, a launcher that cannot run: no browser
+        return False
+
+
+# --- WSL: the Windows browser ---------------------------------------------------------------
+
+#: Where Windows PowerShell is when WSL does not put Windows' PATH on ours.
+POWERSHELL = "/mnt/c/Windows/System32/WindowsPowerShell/v1.0/powershell.exe"
+
+
+def in_wsl(osrelease: str = "/proc/sys/kernel/osrelease") -> bool:
+    try:
+        with open(osrelease, encoding="utf-8", errors="replace") as handle:
+            release = handle.read().lower()
+    except OSError:
+        return False
+    return "microsoft" in release or "wsl" in release
+
+
+def windows_launcher(environ: Mapping[str, str] | None = None) -> str | None:
+    """Under WSL, PowerShell to start the Windows default browser with, unless
+    ``BROWSER`` names a Linux browser; else None (the browser is a Linux process)."""
+    if not in_wsl():
+        return None
+    environ = os.environ if environ is None else environ
+    first = environ.get("BROWSER", "").split(os.pathsep)[0].strip()
+    if first:
+        try:
+            words = shlex.split(first)
+        except ValueError:
+            return None
+        program = os.path.basename(words[0]) if words else ""
+        if program != "wslview" and not program.lower().endswith(".exe"):
+            return None  # a Linux browser (WSLg): the uid check covers it
+    for candidate in (shutil.which("powershell.exe"), POWERSHELL):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def start_windows_browser(powershell: str, address: str) -> bool:
+    """Start the Windows default browser on ``address`` (which holds the nonce): the
+    command goes to PowerShell on its standard input, so no Linux process shows it."""
+    if not re.fullmatch(r"http://127\.0\.0\.1:\d+/[A-Za-z0-9_-]*", address):
+        raise ValueError("not a local address")
+    script = f"Start-Process '{address}'\r\nexit\r\n"
+    try:
+        done = subprocess.run(
+            [powershell, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"],
+            input=script.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=LAUNCHER_TIMEOUT, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0

@@ -23,6 +23,9 @@ class Context:
         self.settings = settings
         self.registry = registry
         self._backends: dict[tuple[str, str], Backend] = {}
+        #: A process that outlives the command (``exec --server``): backends are closed
+        #: after each use, so that no passphrase or token stays in its memory.
+        self.long_lived = False
 
     @classmethod
     def load(cls, registry: Registry | None = None) -> Context:
@@ -104,6 +107,17 @@ class Context:
             or profile.region
             or self.aws.default_region()
         )
+
+    def forget_secrets(self) -> None:
+        """Close and drop every backend but the session cache: resolved passphrases,
+        tokens and SDK clients go with them, and are made again when next needed."""
+        cache = self.__dict__.get("sessions")
+        keep = cache.backend if cache is not None else None
+        for key, backend in list(self._backends.items()):
+            if backend is keep:
+                continue
+            del self._backends[key]
+            backend.close()
 
     def close(self) -> None:
         for backend in self._backends.values():

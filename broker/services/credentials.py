@@ -97,8 +97,13 @@ def obtain(
     )
     key = StoredKey(ctx, chain, backend)
     codes = MfaCodes(explicit=mfa_code, key_item=key.item, resolve=ctx.resolver)
-    producer = CredentialChain(
-        chain, GuardedSessions(ctx.sessions, codes), key.credentials, codes, options
-    )
-    creds = producer.get()
-    return Resolved(profile, creds, resolved_region, chain, producer.calls)
+    sessions = GuardedSessions(ctx.sessions.for_key(chain.key_profile.name), codes)
+    producer = CredentialChain(chain, sessions, key.credentials, codes, options)
+    calls = producer.calls
+    try:
+        creds = producer.get()
+    finally:
+        if ctx.long_lived:  # a long-lived process keeps no secret it can read again
+            del key, codes, sessions, producer
+            ctx.forget_secrets()
+    return Resolved(profile, creds, resolved_region, chain, calls)

@@ -147,7 +147,9 @@ def _import(
         if target is not None and write is not None:
             write_verified(target, candidate.profile, write, keep_source=report.source)
             if outcome.action == OVERWRITTEN:  # as `broker add --replace` does
-                ctx.sessions.clear(candidate.profile)
+                from broker.services.keys import revoke_sessions
+
+                revoke_sessions(ctx, candidate.profile)
         if remove_source and target is not None and candidate.remove is not None:
             outcome.source_removed = candidate.remove()
             if not outcome.source_removed:

@@ -34,6 +34,25 @@ def validate_key(access_key_id: str, secret_access_key: str) -> tuple[str, str]:
     return key_id, secret
 
 
+def profiles_using_key(ctx: Context, key_profile: str) -> list[str]:
+    """Every profile in ~/.aws/config whose credentials are made from ``key_profile``'s
+    key (its own, and each role whose chain starts from it), ``key_profile`` included."""
+    names = {key_profile}
+    for name in ctx.aws.profiles:
+        try:
+            if resolve_chain(ctx.aws, name).key_profile.name == key_profile:
+                names.add(name)
+        except BrokerError:
+            continue
+    return sorted(names)
+
+
+def revoke_sessions(ctx: Context, key_profile: str) -> int:
+    """End every cached session made from ``key_profile``'s key, derived role sessions
+    included; how many were ended."""
+    return ctx.sessions.revoke(key_profile, profiles_using_key(ctx, key_profile))
+
+
 @dataclass
 class AddResult:
     profile: str
@@ -73,18 +92,21 @@ def add(
     if known is not None and known.mfa_serial:
         fields[MFA_SERIAL] = known.mfa_serial
     store.set(profile, Item(fields))
-    cleared = ctx.sessions.clear(profile) if existing is not None else 0
+    # sessions made from the replaced key, the roles built on it included, end with it
+    cleared = revoke_sessions(ctx, profile) if existing is not None else 0
     return AddResult(profile, store.name, existing is not None, cleared)
 
 
 def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[str, int]:
+    """Delete ``profile``'s stored key and end every cached session made from it (the
+    roles built on it included) and the profile's own; (backend, sessions ended)."""
     store = ctx.credential_backend(ctx.aws.profiles.get(profile), backend)
     if not store.delete(profile):
         raise BrokerError(
             f"no key stored for {profile!r} in backend {store.name!r}",
             "see `broker list` for where keys are",
         )
-    return store.name, ctx.sessions.clear(profile)
+    return store.name, revoke_sessions(ctx, profile) + ctx.sessions.clear(profile)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from broker import config, paths
 from broker.backend import Backend, Capability, Item
-from broker.errors import BackendError, BackendUnavailable, UsageError
+from broker.errors import BackendError, BackendUnavailable, BrokerError, UsageError
 from broker.services.context import Context
 
 COPIED = "copied"
@@ -191,6 +191,16 @@ def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -
     return Outcome(step.profile, action, source_deleted=deleted, note=note)
 
 
+def _revoke(ctx: Context, profile: str) -> int:
+    """End the cached sessions made from ``profile``'s key, now gone from the source."""
+    from broker.services.keys import revoke_sessions
+
+    try:
+        return revoke_sessions(ctx, profile)
+    except BrokerError:
+        return 0  # the move itself is done; the sessions only expire
+
+
 def _default_notes(ctx: Context, source: str, target: str) -> list[str]:
     """Settings that would keep pointing at the source after the move."""
     notes = []
@@ -235,10 +245,19 @@ def migrate(
         if dry_run:
             report.outcomes = [_dry_outcome(s, delete_source) for s in steps]
         else:
+            ended = 0
             for index, step in enumerate(steps):
                 if progress is not None:
                     progress(index, len(steps), step.profile)
-                report.outcomes.append(_apply(step, source, target, delete_source))
+                outcome = _apply(step, source, target, delete_source)
+                report.outcomes.append(outcome)
+                if outcome.source_deleted:
+                    ended += _revoke(ctx, step.profile)
+            if ended:
+                report.notes.append(
+                    f"ended {ended} cached session{'s' if ended != 1 else ''} made from the "
+                    f"keys deleted from {source_name}"
+                )
     if set_default:
         if dry_run:
             report.notes.append(f"would make {target_name} the default backend")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from broker.aws.credentials import format_time
+from broker.childenv import withheld_variables
 from broker.errors import NestedSession, UsageError
 from broker.services.credentials import Resolved
 
@@ -61,16 +62,24 @@ def variables(resolved: Resolved) -> dict[str, str]:
     return out
 
 
-def child_environment(resolved: Resolved, environ: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in environ.items() if k not in SCRUBBED}
+def child_environment(
+    resolved: Resolved, environ: Mapping[str, str], withheld: Collection[str] | None = None
+) -> dict[str, str]:
+    """``environ`` less the :data:`SCRUBBED` credential variables and less broker's own
+    secret inputs (``withheld``, by default :func:`broker.childenv.withheld_variables`),
+    plus the credentials, the region and ``BROKER_PROFILE``."""
+    hidden = withheld_variables() if withheld is None else withheld
+    env = {k: v for k, v in environ.items() if k not in SCRUBBED and k not in hidden}
     env.update(variables(resolved))
     env["BROKER_PROFILE"] = resolved.profile
     return env
 
 
-def run(resolved: Resolved, command: list[str]) -> None:
+def run(
+    resolved: Resolved, command: list[str], withheld: Collection[str] | None = None
+) -> None:
     """Replace this process with ``command`` (or $SHELL) holding the credentials."""
-    env = child_environment(resolved, os.environ)
+    env = child_environment(resolved, os.environ, withheld)
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     import sys
 

@@ -85,7 +85,7 @@ def _iam_credentials(
     own = Chain(chain.key_profile, chain.key_profile, (), chain.mfa_serial)
     options = ChainOptions(session_duration=ctx.settings.session_duration, region=region)
     codes = MfaCodes(explicit=mfa_code, key_item=lambda: item, resolve=ctx.resolver)
-    sessions = GuardedSessions(ctx.sessions, codes)
+    sessions = GuardedSessions(ctx.sessions.for_key(chain.key_profile.name), codes)
     return CredentialChain(own, sessions, lambda: old, codes, options).get()
 
 
@@ -97,26 +97,13 @@ def _stored_key_id(store: Backend, name: str) -> str | None:
     return None if item is None else item.get(ACCESS_KEY_ID)
 
 
-def _profiles_using(ctx: Context, key_profile: str) -> list[str]:
-    """Every profile whose credentials are made from ``key_profile``'s key."""
-    names = {key_profile}
-    for name in ctx.aws.profiles:
-        try:
-            if resolve_chain(ctx.aws, name).key_profile.name == key_profile:
-                names.add(name)
-        except BrokerError:
-            continue
-    return sorted(names)
-
-
 def _clear_sessions(ctx: Context, key_profile: str) -> int:
-    cleared = 0
-    for name in _profiles_using(ctx, key_profile):
-        try:
-            cleared += ctx.sessions.clear(name)
-        except BrokerError:
-            continue  # stale sessions only expire; the rotation itself is done
-    return cleared
+    from broker.services.keys import revoke_sessions
+
+    try:
+        return revoke_sessions(ctx, key_profile)
+    except BrokerError:
+        return 0  # stale sessions only expire; the rotation itself is done
 
 
 def wait_until_works(

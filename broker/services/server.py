@@ -8,9 +8,12 @@ Instead of keys in its environment, the child gets the address of an endpoint on
 
 Every AWS SDK and the AWS CLI look there by themselves and ask again before the
 credentials they hold expire; broker answers with fresh ones, refreshed through
-the usual chain (the MFA session reused until it expires). broker stays the
-parent: it relays signals to the child, stops serving when the child exits, and
-exits with the child's status.
+the usual chain (the MFA session reused until it expires). A refresh runs in the
+background: a request never waits on a person answering an MFA prompt while the
+credentials already served are still valid. The endpoint itself
+(:mod:`broker.services.loopback`) bounds every connection in time and in number.
+broker stays the parent: it relays signals to the child, stops serving when the
+child exits, and exits with the child's status.
 """
 
 from __future__ import annotations
@@ -24,18 +27,19 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 from broker.aws.chain import ChainOptions, level_session_names
 from broker.aws.credentials import Credentials, format_time, utcnow
 from broker.aws.profiles import Chain, resolve_chain
 from broker.errors import BrokerError, UsageError
+from broker.services import loopback
 from broker.services.context import Context
 from broker.services.credentials import Resolved, obtain
+from broker.services.loopback import Request, Response
 from broker.services.present import SCRUBBED
 
 #: Signals relayed to the child. SIGTSTP/SIGCONT keep their default: the terminal
@@ -56,13 +60,35 @@ _WAIT_TICK = 0.5
 Report = Callable[[str], None]
 
 
+#: A request waits at most this long for a refresh that needs no person (a role session
+#: assumed again) while the credentials it could get are still valid.
+FRESH_WAIT = 1.0
+#: A request waits at most this long for a refresh when nothing valid is left to serve:
+#: under the 2 s botocore gives the endpoint, so that its retry (1 s later) comes.
+EXPIRED_WAIT = 1.5
+#: After a failed refresh, no new one for this many seconds while the credentials
+#: served are still valid (no hammering STS, no stream of error lines).
+RETRY_AFTER = 5.0
+
+
+class RefreshPending(BrokerError):
+    """A refresh is under way and nothing valid is left to serve meanwhile."""
+
+
 class RefreshingCredentials:
     """The credentials being served, fetched again shortly before they expire.
 
-    Stale when no more than ``margin`` seconds remain, and never later than half
-    their lifetime as seen when fetched: the session cache's rule, so that a margin
-    longer than the sessions STS hands out does not refresh on every request.
-    A failed refresh keeps serving the old credentials while they are still valid.
+    Stale when no more than ``margin`` seconds remain, and never later than half their
+    lifetime as seen when fetched: the session cache's rule, so that a margin longer than
+    the sessions STS hands out does not refresh on every request.
+
+    A refresh runs in a thread of its own, one at a time (at most one MFA prompt). A
+    request never waits on a person: while a refresh that needs an MFA code
+    (``needs_code``) is under way, requests get the current credentials as long as they
+    are valid. Otherwise a request waits for the refresh a bounded time
+    (``fresh_wait``, ``expired_wait``), then gets the current credentials, or
+    :class:`RefreshPending` when none are valid. A failed refresh keeps serving the old
+    credentials while they are still valid, and is reported through ``report``.
     """
 
     def __init__(
@@ -73,14 +99,25 @@ class RefreshingCredentials:
         initial: Credentials | None = None,
         clock: Callable[[], datetime] = utcnow,
         report: Report = lambda _: None,
+        needs_code: Callable[[], bool] | None = None,
+        fresh_wait: float = FRESH_WAIT,
+        expired_wait: float = EXPIRED_WAIT,
     ) -> None:
         self._fetch = fetch
         self._margin = margin
         self._clock = clock
         self._report = report
-        self._lock = threading.Lock()
+        self._needs_code = needs_code
+        self._fresh_wait = fresh_wait
+        self._expired_wait = expired_wait
+        self._cond = threading.Condition()
         self._creds = initial
         self._fetched = clock()
+        self._running = False
+        self._interactive = False
+        self._ended = 0  # refreshes that have ended
+        self._error: BrokerError | None = None  # how the last one ended
+        self._failed_at: float | None = None  # time.monotonic() of the last failure
         self.refreshes = 0
 
     def stale(self, now: datetime) -> bool:
@@ -89,22 +126,93 @@ class RefreshingCredentials:
         lifetime = max(self._creds.seconds_left(self._fetched), 0.0)
         return self._creds.seconds_left(now) <= min(self._margin, lifetime / 2)
 
+    def _valid(self, now: datetime) -> bool:
+        return self._creds is not None and self._creds.seconds_left(now) > 0
+
+    @property
+    def refreshing(self) -> bool:
+        with self._cond:
+            return self._running
+
     def current(self) -> Credentials:
-        with self._lock:  # one refresh (and at most one MFA prompt) at a time
+        with self._cond:
             now = self._clock()
             if not self.stale(now):
                 assert self._creds is not None
                 return self._creds
-            try:
-                fresh = self._fetch()
-            except BrokerError as exc:
-                if self._creds is not None and self._creds.seconds_left(now) > 0:
-                    self._report(f"cannot refresh the credentials, serving the current ones: {exc}")
+            valid = self._valid(now)
+            if not self._running:
+                failed = self._failed_at
+                if valid and failed is not None and time.monotonic() - failed < RETRY_AFTER:
+                    assert self._creds is not None
                     return self._creds
-                raise
-            self._creds, self._fetched = fresh, self._clock()
-            self.refreshes += 1
-            return fresh
+                self._start()
+            ended = self._ended
+            deadline = time.monotonic() + (self._fresh_wait if valid else self._expired_wait)
+            while self._ended == ended and not (valid and self._interactive):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self._ended != ended and self._error is None:
+                assert self._creds is not None
+                return self._creds  # the refresh waited for: fresh credentials
+            if self._valid(self._clock()):
+                assert self._creds is not None
+                return self._creds
+            if self._ended != ended and self._error is not None:
+                raise self._error
+            raise RefreshPending(
+                "the credentials expired and a refresh is under way",
+                "answer broker's MFA prompt if there is one; the SDK asks again",
+            )
+
+    def _start(self) -> None:
+        self._running, self._interactive = True, False
+        thread = threading.Thread(target=self._refresh, name="broker-refresh", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            self._running = False
+            raise BrokerError("cannot start a refresh (no thread left)") from None
+
+    def _refresh(self) -> None:
+        fresh: Credentials | None = None
+        error: BrokerError | None = BrokerError("the refresh was interrupted")
+        try:
+            try:
+                interactive = self._needs_code() if self._needs_code is not None else False
+            except Exception:
+                interactive = True  # cannot tell: assume it may ask a person
+            with self._cond:
+                self._interactive = interactive
+                self._cond.notify_all()
+            try:
+                fresh, error = self._fetch(), None
+            except BrokerError as exc:
+                error = exc
+            except Exception as exc:  # never a traceback in the child's terminal
+                error = BrokerError(f"unexpected {type(exc).__name__} while refreshing")
+        finally:
+            self._ended_with(fresh, error)
+
+    def _ended_with(self, fresh: Credentials | None, error: BrokerError | None) -> None:
+        now = self._clock()
+        if fresh is None:  # said before the requests waiting for this refresh go on
+            with self._cond:
+                serving = ", serving the current ones" if self._valid(now) else ""
+            with contextlib.suppress(Exception):
+                self._report(f"cannot refresh the credentials{serving}: {error}")
+        with self._cond:
+            if fresh is not None:
+                self._creds, self._fetched = fresh, now
+                self.refreshes += 1
+            else:
+                self._failed_at = time.monotonic()
+            self._error = error
+            self._running = self._interactive = False
+            self._ended += 1
+            self._cond.notify_all()
 
 
 def credentials_document(creds: Credentials) -> dict[str, str]:
@@ -117,80 +225,63 @@ def credentials_document(creds: Credentials) -> dict[str, str]:
     }
 
 
+def _json(status: int, document: Mapping[str, str] | None = None,
+          headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    body = json.dumps(document).encode() if document is not None else b""
+    return Response(status, body, headers=headers)
+
+
 def _handler(
     token: str, source: RefreshingCredentials, report: Report
-) -> type[BaseHTTPRequestHandler]:
+) -> Callable[[Request], Response]:
     expected = token.encode("latin-1")
 
-    class CredentialHandler(BaseHTTPRequestHandler):
-        server_version = "broker"
-        sys_version = ""
+    def handle(request: Request) -> Response:
+        # Requests are never logged: nothing about them is worth a line in the terminal.
+        given = request.values("authorization")
+        if not given:
+            return _json(401)
+        if len(given) > 1:
+            return _json(400)
+        # the header's bytes as sent, compared in constant time
+        if not hmac.compare_digest(given[0], expected):
+            return _json(403)
+        if request.method != "GET":
+            return _json(405, {"Message": "only GET"})
+        if request.path != "/":
+            return _json(404, {"Message": "not found"})
+        try:
+            creds = source.current()
+        except RefreshPending as exc:
+            return _json(503, {"Message": exc.message}, (("Retry-After", "1"),))
+        except BrokerError as exc:  # reported by the refresh that failed
+            return _json(500, {"Message": exc.message})
+        return _json(200, credentials_document(creds))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # never log requests: nothing about them is worth a line in the child's terminal
-
-        def _reply(self, status: int, document: Mapping[str, str] | None = None) -> None:
-            body = json.dumps(document).encode() if document is not None else b""
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _handle(self) -> None:
-            given = self.headers.get("Authorization")
-            if given is None:
-                return self._reply(401)
-            # http.server decodes headers as latin-1, so this round-trips any bytes
-            if not hmac.compare_digest(given.encode("latin-1", "replace"), expected):
-                return self._reply(403)
-            if self.command != "GET":
-                return self._reply(405, {"Message": "only GET"})
-            if urlsplit(self.path).path != "/":
-                return self._reply(404, {"Message": "not found"})
-            try:
-                creds = source.current()
-            except BrokerError as exc:
-                report(f"cannot refresh the credentials: {exc}")
-                return self._reply(500, {"Message": exc.message})
-            except Exception as exc:
-                report(f"cannot refresh the credentials: unexpected {type(exc).__name__}")
-                return self._reply(500, {"Message": "unexpected error"})
-            self._reply(200, credentials_document(creds))
-
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
-
-    return CredentialHandler
+    return handle
 
 
 class CredentialServer:
     """The endpoint on 127.0.0.1 (a random port), answering only with the token."""
 
     def __init__(self, source: RefreshingCredentials, report: Report = lambda _: None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, *, max_connections: int = loopback.MAX_CONNECTIONS,
+                 head_timeout: float = loopback.HEAD_TIMEOUT) -> None:
         self.token = token or secrets.token_urlsafe(32)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.token, source, report))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._httpd = loopback.LoopbackServer(
+            _handler(self.token, source, report), name="broker-credential-server",
+            report=report, max_connections=max_connections, head_timeout=head_timeout,
+        )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
+        return f"http://127.0.0.1:{self._httpd.port}/"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-            name="broker-credential-server", daemon=True,
-        )
-        self._thread.start()
+        self._httpd.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-        self._httpd.server_close()
+        self._httpd.stop()
 
     def __enter__(self) -> CredentialServer:
         self.start()
@@ -201,10 +292,16 @@ class CredentialServer:
 
 
 def child_environment(
-    profile: str, region: str | None, url: str, token: str, environ: Mapping[str, str]
+    profile: str, region: str | None, url: str, token: str, environ: Mapping[str, str],
+    withheld: frozenset[str] | None = None,
 ) -> dict[str, str]:
-    """The child's environment: inherited credential variables scrubbed, no keys at all."""
-    env = {k: v for k, v in environ.items() if k not in SCRUBBED}
+    """The child's environment: inherited credential variables scrubbed, broker's own
+    secret inputs withheld (as for `exec`: :func:`broker.childenv.withheld_variables`),
+    no keys at all."""
+    from broker.childenv import withheld_variables
+
+    hidden = withheld_variables() if withheld is None else withheld
+    env = {k: v for k, v in environ.items() if k not in SCRUBBED and k not in hidden}
     env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = url
     env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
     if region:
@@ -255,6 +352,46 @@ def terminal_foreground() -> Iterator[None]:
             os.close(fd)
 
 
+class ChainRefresh:
+    """Makes ``profile``'s credentials again, as `exec` would (call it)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        profile: str,
+        *,
+        region: str | None = None,
+        duration: int | None = None,
+        no_session: bool = False,
+        backend: str | None = None,
+    ) -> None:
+        self._ctx, self._profile, self._region = ctx, profile, region
+        self._duration, self._no_session, self._backend = duration, no_session, backend
+        self._chain = resolve_chain(ctx.aws, profile)
+        self._options = ChainOptions(
+            duration=duration,
+            no_session=no_session,
+            session_duration=ctx.settings.session_duration,
+            region=ctx.region_for(self._chain.target, region),
+        )
+
+    def needs_code(self) -> bool:
+        """Whether the refresh now needs an MFA code (so possibly a person)."""
+        return code_needed(self._ctx, self._chain, self._options)
+
+    def __call__(self) -> Credentials:
+        # A refresh that needs an MFA code may prompt: take the terminal from the
+        # child's foreground job for it (only then: a job reading the terminal while
+        # broker holds it would be stopped).
+        prompting = self.needs_code()
+        foreground = terminal_foreground() if prompting else contextlib.nullcontext()
+        with _signals_unblocked(), foreground:
+            return obtain(
+                self._ctx, self._profile, region=self._region, duration=self._duration,
+                no_session=self._no_session, backend=self._backend,
+            ).credentials
+
+
 def refresher(
     ctx: Context,
     profile: str,
@@ -263,29 +400,11 @@ def refresher(
     duration: int | None = None,
     no_session: bool = False,
     backend: str | None = None,
-) -> Callable[[], Credentials]:
+) -> ChainRefresh:
     """A function producing ``profile``'s credentials again, as `exec` would."""
-    chain = resolve_chain(ctx.aws, profile)
-    options = ChainOptions(
-        duration=duration,
-        no_session=no_session,
-        session_duration=ctx.settings.session_duration,
-        region=ctx.region_for(chain.target, region),
+    return ChainRefresh(
+        ctx, profile, region=region, duration=duration, no_session=no_session, backend=backend
     )
-
-    def fetch() -> Credentials:
-        # A refresh that needs an MFA code may prompt: take the terminal from the
-        # child's foreground job for it (only then: a job reading the terminal while
-        # broker holds it would be stopped).
-        prompting = code_needed(ctx, chain, options)
-        foreground = terminal_foreground() if prompting else contextlib.nullcontext()
-        with _signals_unblocked(), foreground:
-            return obtain(
-                ctx, profile, region=region, duration=duration, no_session=no_session,
-                backend=backend,
-            ).credentials
-
-    return fetch
 
 
 # --- the child ----------------------------------------------------------------------------
@@ -417,12 +536,11 @@ def run(
             "drop --no-session",
         )
     environ = os.environ if environ is None else environ
+    fetch = refresher(ctx, first.profile, region=region, duration=duration,
+                      no_session=no_session, backend=backend)
     source = RefreshingCredentials(
-        refresher(ctx, first.profile, region=region, duration=duration, no_session=no_session,
-                  backend=backend),
-        ctx.settings.refresh_margin,
-        initial=creds,
-        report=report,
+        fetch, ctx.settings.refresh_margin, initial=creds, report=report,
+        needs_code=fetch.needs_code,
     )
     server = CredentialServer(source, report)
     argv = command or [environ.get("SHELL") or "/bin/sh"]

@@ -489,8 +489,10 @@ class KeyctlBackend(Backend):
         """The value of ``keyctl:NAME``: field ``secret`` of NAME in the secrets keyring."""
         scheme, sep, name = reference.partition(":")
         if scheme != "keyctl" or not sep:
+            from broker.secrets import shown
+
             raise ConfigError(
-                f"keyctl: not a keyctl reference: {reference!r}", "write it as keyctl:NAME"
+                f"keyctl: not a keyctl reference: {shown(reference)!r}", "write it as keyctl:NAME"
             )
         name = name.removeprefix("//")
         if not name:

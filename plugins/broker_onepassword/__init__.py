@@ -295,15 +295,18 @@ class OnePasswordBackend(Backend):
             return Availability(True)
         reference = self._setting("token")
         if reference is not None:
+            from broker.secrets import shown
+
             if reference.startswith("env:") and not os.environ.get(reference[4:]):
+                name = reference[4:] if shown(reference) == reference else "that variable"
                 return Availability(
-                    False, f"onepassword: token = {reference!r} but {reference[4:]} is not "
+                    False, f"onepassword: token = {shown(reference)!r} but {name} is not "
                     f"set — export it, or run `broker backend login onepassword`",
                 )
             if reference.startswith("keyctl:") and not self._kept(reference):
                 return Availability(
-                    False, f"onepassword: token = {reference!r} but the kernel keyring has no "
-                    "such token (it expires) — run `broker backend login onepassword`",
+                    False, f"onepassword: token = {shown(reference)!r} but the kernel keyring "
+                    "has no such token (it expires) — run `broker backend login onepassword`",
                 )
             return Availability(True)  # other references are resolved on first use
         token = os.environ.get(TOKEN_VARIABLE, "").strip()
@@ -647,8 +650,10 @@ class OnePasswordBackend(Backend):
 
     def _check_reference(self, reference: str) -> None:
         if not reference.startswith("op://"):
+            from broker.secrets import shown
+
             raise ConfigError(
-                f"onepassword: {reference!r} is not an op:// reference",
+                f"onepassword: {shown(reference)!r} is not an op:// reference",
                 "write it as op://vault/item/[section/]field[?attribute=totp]",
             )
         sdk = self._sdk()
@@ -661,8 +666,10 @@ class OnePasswordBackend(Backend):
 
             error = translate(exc, f"checking {reference}", desktop=False, secrets=[])
             if isinstance(error, ConfigError):
+                from broker.secrets import shown
+
                 raise ConfigError(
-                    f"onepassword: {reference!r} is not a valid 1Password reference: "
+                    f"onepassword: {shown(reference)!r} is not a valid 1Password reference: "
                     f"{error.message.removeprefix('onepassword: ')}", error.hint
                 ) from None
             raise error from None
@@ -704,7 +711,9 @@ class OnePasswordBackend(Backend):
         if self.desktop:
             auth = f"1Password desktop app, account {self._setting('account')}"
         elif self._setting("token"):
-            auth = f"service account (token from {self._setting('token')})"
+            from broker.secrets import shown
+
+            auth = f"service account (token from {shown(self._setting('token'))})"
         else:
             auth = f"service account (token from ${TOKEN_VARIABLE} or {KEPT_TOKEN})"
         return {

@@ -181,7 +181,10 @@ class PassBackend(Backend):
     # -- passphrase and decryption -------------------------------------------------
 
     def _resolve_passphrase(self, reference: str) -> str:
+        from broker.secrets import shown
+
         value = self.resolve_setting(reference)
+        reference = shown(reference)  # from here on only for messages
         # A trailing newline is how files and `echo` end a secret, never part of it.
         value = value.rstrip("\r\n")
         if not value:
@@ -240,8 +243,12 @@ class PassBackend(Backend):
     def _git(self, *args: str, identity: bool = False) -> tuple[int, str]:
         import subprocess
 
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+        from broker.childenv import GIT_PREFIXES, GIT_VARIABLES, helper_environment
+
+        # git, and the hooks it runs from the store, get what they need and nothing else
+        env = helper_environment(os.environ, also=GIT_VARIABLES, prefixes=GIT_PREFIXES)
+        for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+            env.pop(name, None)
         # As pass does: never find a repository above the store.
         env["GIT_CEILING_DIRECTORIES"] = str(self.store.parent)
         command = ["git", "-C", str(self.store)]
@@ -446,7 +453,9 @@ class PassBackend(Backend):
         """Store, prefix, recipients and git state; and entries no key here can decrypt."""
         ids, source = self.recipients(f"{self.folder}/probe")
         if self.passphrase_ref:
-            passphrase = f"{self.passphrase_ref} (after gpg-agent's cache)"
+            from broker.secrets import shown
+
+            passphrase = f"{shown(self.passphrase_ref)} (after gpg-agent's cache)"
         else:
             passphrase = "gpg-agent and pinentry"  # noqa: S105 - a description
         facts = {

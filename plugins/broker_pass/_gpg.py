@@ -86,11 +86,15 @@ def terminal_name() -> str | None:
 
 
 def gpg_environment() -> dict[str, str]:
-    """The environment for gpg: this one, plus GPG_TTY when there is a terminal.
+    """The environment for gpg (and the gpg-agent it may start, which keeps it for its
+    whole life): the short allow-list of :func:`broker.childenv.helper_environment`, never
+    a passphrase or token variable broker was given; plus GPG_TTY when there is a terminal.
 
     Like pass, an exported GPG_TTY wins over what is found here.
     """
-    env = dict(os.environ)
+    from broker.childenv import helper_environment
+
+    env = helper_environment(os.environ)
     if not env.get("GPG_TTY"):
         tty = terminal_name()
         if tty:
@@ -159,7 +163,9 @@ class Decrypted:
         """The user-facing error for a failed decryption of ``what`` (an entry path)."""
         if self.kind == "bad-passphrase":
             if passphrase_from:
-                hint = f"check the secret that passphrase = {passphrase_from!r} points to"
+                from broker.secrets import shown
+
+                hint = f"check the secret that passphrase = {shown(passphrase_from)!r} points to"
             else:
                 hint = "try again, or check which key .gpg-id names"
             return AuthenticationError(
