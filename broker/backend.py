@@ -73,6 +73,14 @@ class Availability:
         return f"Availability(ok={self.ok!r}, reason={self.reason!r})"
 
 
+def unnamed(name: str, reason: str) -> str:
+    """``reason`` without its leading ``"NAME: "``: backends start their reasons and
+    messages with their name, so a line that names the backend already would say it twice
+    ("backend 'pass' is not available here: pass: ...")."""
+    prefix = f"{name}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
 class Item(Mapping[str, str]):
     """An immutable mapping of field name to string value whose repr hides secrets."""
 

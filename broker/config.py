@@ -2,7 +2,7 @@
 
 The file (``$BROKER_CONFIG`` or ``$XDG_CONFIG_HOME/broker/config.toml``) never
 holds a secret: where a setting is secret (a passphrase, a token) it holds a
-secret reference such as ``"op://Private/GPG/password"`` or ``"env:NAME"``.
+secret reference such as ``"op://AWS/GPG key/password"`` or ``"env:NAME"``.
 
     backend = "pass"                # default credential backend
     session_cache = "keyctl"        # or "none"

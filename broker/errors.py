@@ -18,7 +18,25 @@ class BrokerError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return f"{self.message} ({_closing(self.hint)})" if self.hint else self.message
+
+
+def _closing(hint: str) -> str:
+    """``hint`` as it goes inside the parentheses of a message: a parenthesis that would
+    close it twice, "(install GnuPG (`apt install gnupg`))", becomes a dash instead,
+    "(install GnuPG — `apt install gnupg`)"."""
+    if not hint.endswith(")"):
+        return hint
+    depth = 0
+    for at in range(len(hint) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(hint[at], 0)
+        if depth == 0:
+            if at == 0:
+                return hint[1:-1]
+            if hint[at - 1] == " ":
+                return f"{hint[:at - 1]} — {hint[at + 1:-1]}"
+            return hint
+    return hint
 
 
 class UsageError(BrokerError):
@@ -63,6 +81,12 @@ class KeyRejected(AuthenticationError):
     """AWS refuses the stored access key itself: unknown or inactive in IAM, a secret that
     does not match its id, or not a long-lived IAM user key. Only this error's next step is
     to add the key again."""
+
+    exit_code = 8
+
+
+class MFACodeRefused(AuthenticationError):
+    """AWS refused the MFA code itself (a wrong or reused code): another code may do."""
 
     exit_code = 8
 
@@ -128,6 +152,13 @@ class AppLocked(BackendUnavailable):
     exit_code = 16
 
 
+class Unsupported(BrokerError):
+    """This machine lacks something the command needs (a web browser to start, a way to
+    tell which user connects to a local port); the hint names the way around it."""
+
+    exit_code = 18
+
+
 class Interrupted(BrokerError):
     exit_code = 130
 
@@ -139,7 +170,7 @@ EXIT_CODES: dict[int, str] = {
     2: "usage error: a bad flag, argument or duration",
     3: "configuration error: ~/.aws/config or broker's config is malformed",
     4: "unknown profile",
-    5: "no stored credentials for the profile",
+    5: "no stored credentials for the profile (its key, or a TOTP seed kept with it)",
     6: "a backend failed to read or write",
     7: "the chosen backend is not available here",
     8: "authentication failed: passphrase, token, MFA code or access key rejected",
@@ -152,5 +183,6 @@ EXIT_CODES: dict[int, str] = {
     15: "several items match where one was expected",
     16: "a desktop app is locked, missing or did not answer",
     17: "the clock here is too far from AWS's for AWS to accept a request",
+    18: "this machine lacks something the command needs (a web browser, /proc/net/tcp)",
     130: "interrupted (Ctrl-C)",
 }

@@ -39,15 +39,15 @@ def prompt(text: str, *, secret: bool = False) -> str:
 
     fd = _open_tty()
     try:
-        os.write(fd, text.encode())
         old = None
-        if secret:
+        if secret:  # echo off before the prompt shows (as getpass): no answer is echoed
             with contextlib.suppress(termios.error):
                 old = termios.tcgetattr(fd)
                 new = termios.tcgetattr(fd)
                 new[3] &= ~termios.ECHO
                 termios.tcsetattr(fd, termios.TCSAFLUSH, new)
         try:
+            os.write(fd, text.encode())
             with open(fd, "rb", buffering=0, closefd=False) as handle:
                 line = handle.readline()
         except KeyboardInterrupt:

@@ -10,13 +10,22 @@ with a virtual MFA device, and then the user story's daily flow:
     broker add dev
     broker exec dev -- aws sts get-caller-identity
 
-The GPG passphrase comes from a secret reference (here env:, in real life
-op://Private/GPG key/password) and the MFA code from the device's TOTP seed.
+The GPG passphrase comes from a secret reference (here env:, in real life one to a vault
+of its own that a service account can read, such as op://AWS/GPG key/password) and the
+MFA code from the device's TOTP seed.
+
+``--backend onepassword`` runs the same flow with the key kept in 1Password, on the
+1Password emulator (broker.testing.onepassword_emulator: the SDK's real Python layer over
+an emulated native core, a fake account in a file): a service-account token kept with
+`broker backend login onepassword`, the key stored as an API Credentials item in a vault
+named AWS. No 1Password account is needed.
+
 Everything is removed at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -51,7 +60,11 @@ def show(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     return result.stdout
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="broker's demo, on a local STS")
+    parser.add_argument("--backend", choices=("pass", "onepassword"), default="pass",
+                        help="where the IAM user's key is kept (onepassword: the emulator)")
+    backend = parser.parse_args(argv).backend
     import boto3
 
     root = Path(tempfile.mkdtemp(prefix="broker-demo-"))
@@ -113,53 +126,32 @@ def main() -> int:
         )
         print((root / ".aws" / "config").read_text().rstrip())
 
-        step("A throwaway GnuPG key and password store")
-        gnupghome.chmod(0o700)
-        (gnupghome / "gpg-agent.conf").write_text(
-            "allow-loopback-pinentry\ndefault-cache-ttl 0\nmax-cache-ttl 0\n"
-        )
-        (gnupghome / "gpg.conf").write_text("s2k-count 65536\n")
-        subprocess.run(
-            ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-             "--quick-gen-key", "broker demo <demo@example.invalid>", "default", "default",
-             "never"],
-            input=passphrase.encode(), env=env, check=True, capture_output=True,
-        )
-        listing = subprocess.run(
-            ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
-            env=env, check=True, capture_output=True, text=True,
-        ).stdout
-        fingerprint = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr"))
-        show(["pass", "init", fingerprint], env)
-
-        step("broker's config: the pass backend, its passphrase from a secret reference")
+        broker = str(BIN / "broker")
         config = root / ".config" / "broker" / "config.toml"
         config.parent.mkdir(parents=True, mode=0o700)
-        config.write_text(
-            "[backends.pass]\n"
-            "# in real life: passphrase = \"op://Private/GPG key/password\"\n"
-            "passphrase = \"env:BROKER_DEMO_GPG_PASSPHRASE\"\n\n"
-            f"[backends.keyctl]\nkeyring = \"{keyring}\"\n"
-        )
-        config.chmod(0o600)
-        print(config.read_text().rstrip())
-        broker = str(BIN / "broker")
-        show([broker, "backend", "set", "pass"], env)
+        if backend == "pass":
+            setup_pass(env, gnupghome, passphrase, config, keyring)
+        else:
+            setup_onepassword(env, root, config, keyring)
+        show([broker, "backend", "set", backend], env)
         show([broker, "backend", "list"], env)
 
         step("Store the IAM user's key (read from stdin here; a hidden prompt at a terminal)")
         show([broker, "add", "dev"], env,
              stdin=f"{key['AccessKeyId']}\n{key['SecretAccessKey']}\n")
-        show(["pass", "ls"], env)
-        entry = (root / ".password-store" / "broker" / "dev.gpg").read_bytes()
-        print(f"broker/dev.gpg: {len(entry)} bytes of OpenPGP, the secret nowhere in plaintext: "
-              f"{key['SecretAccessKey'].encode() not in entry}")
+        if backend == "pass":
+            show(["pass", "ls"], env)
+            entry = (root / ".password-store" / "broker" / "dev.gpg").read_bytes()
+            print(f"broker/dev.gpg: {len(entry)} bytes of OpenPGP, the secret nowhere in "
+                  f"plaintext: {key['SecretAccessKey'].encode() not in entry}")
+        else:
+            show([broker, "backend", "show", "onepassword"], env)
 
         step("The daily flow: temporary role credentials for a command")
         show([broker, "exec", "dev", "--", "aws", "sts", "get-caller-identity"], env)
         show([broker, "list"], env)
 
-        step("Again: served from the session cache (no GPG, no MFA, no STS call)")
+        step("Again: served from the session cache (no key read, no MFA, no STS call)")
         start = time.perf_counter()
         show([broker, "exec", "dev", "--", "sh", "-c",
               "echo \"$BROKER_PROFILE until $AWS_CREDENTIAL_EXPIRATION\""], env)
@@ -181,5 +173,65 @@ def main() -> int:
         shutil.rmtree(gnupghome, ignore_errors=True)
 
 
+def setup_pass(env: dict[str, str], gnupghome: Path, passphrase: str, config: Path,
+               keyring: str) -> None:
+    step("A throwaway GnuPG key and password store")
+    gnupghome.chmod(0o700)
+    (gnupghome / "gpg-agent.conf").write_text(
+        "allow-loopback-pinentry\ndefault-cache-ttl 0\nmax-cache-ttl 0\n"
+    )
+    (gnupghome / "gpg.conf").write_text("s2k-count 65536\n")
+    subprocess.run(
+        ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+         "--quick-gen-key", "broker demo <demo@example.invalid>", "default", "default",
+         "never"],
+        input=passphrase.encode(), env=env, check=True, capture_output=True,
+    )
+    listing = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    fingerprint = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr"))
+    show(["pass", "init", fingerprint], env)
+
+    step("broker's config: the pass backend, its passphrase from a secret reference")
+    config.write_text(
+        "[backends.pass]\n"
+        "# in real life, from a vault a service account can read:\n"
+        "# passphrase = \"op://AWS/GPG key/password\"\n"
+        "passphrase = \"env:BROKER_DEMO_GPG_PASSPHRASE\"\n\n"
+        f"[backends.keyctl]\nkeyring = \"{keyring}\"\n"
+    )
+    config.chmod(0o600)
+    print(config.read_text().rstrip())
+
+
+def setup_onepassword(env: dict[str, str], root: Path, config: Path, keyring: str) -> None:
+    from broker.testing import onepassword_emulator
+
+    step("1Password, emulated: a fake account with a vault for the keys, and its token")
+    account = onepassword_emulator.OnePasswordEmulator(root / "op-account.json")
+    account.add_vault("AWS")  # the vault shared with the service account
+    # The SDK's native core is replaced in broker's processes by the emulator: its
+    # sitecustomize (on PYTHONPATH) routes the core there while BROKER_OP_EMULATOR is set.
+    site = Path(onepassword_emulator.__file__).parent / "_op_site"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    env["BROKER_OP_EMULATOR"] = str(account.path)
+    print(f"vaults: {', '.join(v['title'] for v in account.snapshot()['vaults'].values())} "
+          "(a service account never sees Private)")
+
+    step("broker's config: the onepassword backend and its vault")
+    config.write_text(
+        "[backends.onepassword]\nvault = \"AWS\"\n\n"
+        f"[backends.keyctl]\nkeyring = \"{keyring}\"\n"
+    )
+    config.chmod(0o600)
+    print(config.read_text().rstrip())
+    # the token is read from stdin here (a hidden prompt at a terminal), kept in the kernel
+    # keyring for the login session, never written to disk
+    show([str(BIN / "broker"), "backend", "login", "onepassword"], env,
+         stdin=account.token + "\n")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -38,6 +38,7 @@ from broker.errors import (
     ClockSkewError,
     ConfigError,
     KeyRejected,
+    MFACodeRefused,
     NetworkError,
     Throttled,
     UsageError,
@@ -256,7 +257,9 @@ def test_a_wrong_secret_is_the_keys_fault():
 )
 def test_a_refused_mfa_code_never_blames_the_key(message, said):
     error = translate(client_error("AccessDenied", message, "GetSessionToken"), "GetSessionToken")
-    assert type(error) is AuthenticationError
+    # only a code AWS refused as wrong is one another code may fix (a prompt asks again)
+    expected = MFACodeRefused if message == MFA_INVALID else AuthenticationError
+    assert type(error) is expected
     assert said in error.message
     assert f"[AWS AccessDenied: {message.strip()}]" in error.message
     assert "mfa_serial" in error.hint
@@ -275,7 +278,7 @@ def test_iam_refusing_the_enrolment_codes_is_an_mfa_refusal():
                      "EnableMFADevice", status=400),
         "EnableMFADevice arn:aws:iam::111111111111:mfa/alice",
     )
-    assert type(error) is AuthenticationError
+    assert type(error) is MFACodeRefused and isinstance(error, AuthenticationError)
     assert "[AWS InvalidAuthenticationCode: Authentication code" in error.message
 
 
@@ -578,7 +581,7 @@ CASES: list[tuple[Exception, Credentials | None, type[Exception]]] = [
     (client_error("InvalidClientTokenId", INVALID_TOKEN), SESSION, AuthenticationError),
     (client_error("SignatureDoesNotMatch", WRONG_SECRET), LONG_LIVED, KeyRejected),
     (client_error("SignatureDoesNotMatch", WRONG_SECRET), SESSION, AuthenticationError),
-    (client_error("AccessDenied", MFA_INVALID), LONG_LIVED, AuthenticationError),
+    (client_error("AccessDenied", MFA_INVALID), LONG_LIVED, MFACodeRefused),
     (client_error("AccessDenied", MFA_UNVALIDATED), LONG_LIVED, AuthenticationError),
     (client_error("AccessDenied", DENIED), SESSION, AWSError),
     (client_error("ExpiredToken", "expired"), SESSION, AuthenticationError),

@@ -216,7 +216,7 @@ def test_list_and_doctor_show_a_bad_value_on_its_profiles_row(home: BrokerHome) 
     listing = home.run("list")
     assert listing.returncode == 0, listing.stderr
     assert "slow: " in listing.stderr and "duration_seconds = '1h'" in listing.stderr
-    assert "[dev-typo] is not a profile" in listing.stderr
+    assert "[dev-typo] is not read as a profile" in listing.stderr
     doctor = home.run("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["profile slow"]["status"] == "fail"
@@ -253,3 +253,52 @@ def test_clock_two_hours_off_is_named_not_blamed_on_the_key(home: BrokerHome, st
     assert "2 h" in result.stderr and "behind" in result.stderr
     assert "broker doctor" in result.stderr
     assert "broker add" not in result.stderr  # the key is not the cause
+
+
+def test_next_steps_name_the_real_profiles_not_a_placeholder() -> None:
+    """A key AWS no longer knows belongs to the chain's key profile: the hint names it
+    (with --replace, since a key is stored); session errors name the profile run."""
+    from botocore.exceptions import ClientError
+
+    from broker.aws import sts
+
+    refused = ClientError(
+        {"Error": {"Code": "InvalidClientTokenId",
+                   "Message": "The security token included in the request is invalid."},
+         "ResponseMetadata": {"HTTPStatusCode": 403}}, "AssumeRole",
+    )
+    error = sts._translated(refused, "GetSessionToken", None, "rX", "me")  # type: ignore[arg-type]
+    assert "`broker add --replace me`" in str(error)
+    assert "PROFILE" not in str(error)
+    expired = ClientError(
+        {"Error": {"Code": "ExpiredToken", "Message": "The security token is expired"},
+         "ResponseMetadata": {"HTTPStatusCode": 403}}, "AssumeRole",
+    )
+    error = sts._translated(expired, "AssumeRole x", None, "rX", "me")  # type: ignore[arg-type]
+    assert "`broker clear rX`" in str(error) and "PROFILE" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("section", "flagged"),
+    [("role_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\n"
+      "duration_seconds = 50000\n", True),  # beyond AWS's 12 h: exec refuses it
+     ("role_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\n"
+      "duration_seconds = 600\n", True),  # under AWS's 15 min
+     ("duration_seconds = 1h\n", False)],  # no role: the key's profile never uses it
+)
+def test_list_and_doctor_agree_with_exec_about_durations(
+    home: BrokerHome, section: str, flagged: bool
+) -> None:
+    _append(home, f"\n[profile odd]\n{section}")
+    home.add_key("base")
+    if not flagged:
+        home.add_key("odd")
+    exec_refuses = home.run("export", "odd", "--format", "json").returncode == 3
+    assert exec_refuses is flagged
+    listing = home.run("list")
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("odd "))
+    assert ("error" in row) is flagged
+    assert ("odd: " in listing.stderr) is flagged
+    doctor = json.loads(home.run("doctor", "--json").stdout)
+    check = next(c for c in doctor["checks"] if c["name"] == "profile odd")
+    assert (check["status"] == "fail") is flagged

@@ -21,7 +21,7 @@ def check_one_line(result, code: int, *needles: str) -> None:
 
 def test_malformed_aws_config(home):
     home.aws_config.write_text("[profile dev\nregion = x\n")
-    check_one_line(home.run("exec", "dev", "--", "true"), 3, "malformed", "fix ")
+    check_one_line(home.run("exec", "dev", "--", "true"), 3, "malformed (line 1)", "fix line 1")
 
 
 def test_unknown_profile_names_close_matches(home):

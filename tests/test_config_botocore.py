@@ -93,7 +93,10 @@ DELIBERATE: dict[str, str] = {
     "(botocore gets credentials from them)",
     "credential-process-broker": "a key profile whose credential_process is broker itself is "
     "refused (botocore would run it)",
+    "default-region": "a profile without region gets [default]'s (botocore: no region); the "
+    "STS calls are compared with the same region on both sides",
     "unusable-value": "an empty role_arn, source_profile, mfa_serial, region or external_id, "
+    "one ending in an inline comment or (role_arn, mfa_serial, region) containing a space, "
     "or a nested block where a value belongs, fails the profile when used (botocore sends "
     "it as it is and AWS or the endpoint refuses it)",
 }
@@ -781,8 +784,10 @@ def _refusal_is_deliberate(
         return report.allow("duration-not-integer")
     if "duration" in error.lower() and any(_duration_breaks_aws_rules(c) for c in ref.calls):
         return report.allow("aws-duration-rules")
-    if ("is empty" in error or "nested block" in error) and any(
-        isinstance(v.get(k), dict) or (isinstance(v.get(k), str) and not v[k].strip())
+    if ("is empty" in error or "nested block" in error or "comment" in error
+            or "contains a space" in error) and any(
+        isinstance(v.get(k), dict)
+        or (isinstance(v.get(k), str) and (not v[k].strip() or len(v[k].split()) > 1))
         for v in walked
         for k in UNUSABLE_KEYS
     ):

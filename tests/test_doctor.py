@@ -43,8 +43,9 @@ def test_json_output_and_a_missing_key(keyctl_home):
     assert document["ok"] is not any(c["status"] == "fail" for c in checks.values())
     assert checks["broker config"]["status"] == "ok"
     assert checks["aws config"]["status"] == "ok"
-    assert checks["default backend"] == {**checks["default backend"], "status": "ok",
-                                         "summary": "keyctl is available"}
+    # keyctl holds keys in memory only: the default backend is said to lose them at reboot
+    assert checks["default backend"]["status"] == "warn"
+    assert "lost at reboot" in checks["default backend"]["summary"]
     assert checks["session cache"]["status"] == "ok"
     assert checks["keyctl"]["status"] == "ok"
     assert checks["clock"]["status"] == "ok", checks["clock"]  # moto's Date header
@@ -57,7 +58,9 @@ def test_json_output_and_a_missing_key(keyctl_home):
     home.add_key("dev")
     after = _by_name(json.loads(home.run("doctor", "--json").stdout))
     assert after["profile dev"]["status"] == "ok"
-    assert after["profile dev"]["summary"] == "dev; key stored in keyctl"
+    assert after["profile dev"]["summary"] == "dev; key stored in keyctl (memory only)"
+    assert after["keys lost at reboot"]["status"] == "warn"
+    assert after["keys lost at reboot"]["summary"].startswith("dev: in keyctl, memory only")
 
 
 def test_a_broken_broker_config_fails_with_the_fix(keyctl_home):
@@ -209,19 +212,38 @@ def test_onepassword_token_sources_and_one_call_at_most(in_home, monkeypatch, tm
 
     checks = _run(in_home, monkeypatch, online=False, token="not-a-token", wsl=False,
                   tmp_path=tmp_path)
-    assert checks["1Password token"].status == "warn"
+    assert checks["1Password token"].status == "fail"  # the plugin refuses it too
     assert "not-a-token" not in checks["1Password token"].summary
 
+    # without a token or an account, no desktop app is used: doctor does not claim one is
+    checks = _run(in_home, monkeypatch, online=False, token=None, wsl=False, tmp_path=tmp_path)
+    assert checks["1Password token"].status == "fail"
+    assert "desktop app is used" not in checks["1Password token"].summary
+    assert "no desktop app account" in checks["1Password token"].summary
 
-def test_gnupg_for_the_pass_backend(in_home, monkeypatch):
+
+def test_gnupg_for_the_pass_backend(in_home, monkeypatch, tmp_path):
     monkeypatch.setenv("BROKER_BACKEND", "pass")
     facts = doctor.Facts(environ={"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]},
-                         which=lambda tool: None)
+                         which=lambda tool: None, terminal=lambda: "/dev/pts/7")
     checks = {c.name: c for c in doctor.run(facts)}
     assert checks["gpg"].status == "fail" and "apt install gnupg" in checks["gpg"].fix
-    assert checks["GPG_TTY"].status == "warn"
-    assert checks["GPG_TTY"].fix == "add `export GPG_TTY=$(tty)` to ~/.bashrc"
-    facts.environ = {**facts.environ, "GPG_TTY": "/dev/pts/3"}
+    # broker tells gpg the terminal itself (README: no .bashrc workarounds)
+    assert checks["GPG_TTY"].status == "ok", checks["GPG_TTY"]
+    assert "bashrc" not in checks["GPG_TTY"].summary + checks["GPG_TTY"].fix
     facts.which = lambda tool: f"/usr/bin/{tool}" if tool == "pass" else None
+    terminal = tmp_path / "pts-7"
+    terminal.touch()
+    facts.terminal = lambda: str(terminal)
+    facts.environ = {**facts.environ, "GPG_TTY": str(terminal)}
     checks = {c.name: c for c in doctor.run(facts)}
     assert checks["GPG_TTY"].status == "ok" and checks["pass"].summary.startswith("/usr/bin/pass")
+    # an exported GPG_TTY wins: a stale one (another terminal's) sends pinentry there
+    other = tmp_path / "pts-3"
+    other.touch()
+    facts.environ = {**facts.environ, "GPG_TTY": str(other)}
+    check = {c.name: c for c in doctor.run(facts)}["GPG_TTY"]
+    assert check.status == "warn" and str(terminal) in check.summary
+    facts.environ = {**facts.environ, "GPG_TTY": str(tmp_path / "gone")}
+    check = {c.name: c for c in doctor.run(facts)}["GPG_TTY"]
+    assert check.status == "warn" and "does not exist" in check.summary

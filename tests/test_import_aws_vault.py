@@ -152,7 +152,7 @@ def test_pass_prefix_from_the_environment_and_delete_source(
     stores.setenv("AWS_VAULT_PASS_PREFIX", "aws-vault")
     stores.setenv("AWS_VAULT_BACKEND", "pass")
 
-    code, out, err = stores.broker("import", "aws-vault", "--delete-source")
+    code, out, err = stores.broker("import", "aws-vault", "--delete-source", "--memory-only")
     assert code == 0, err
     rows = table_rows(out)
     assert rows["dev"].startswith("imported, deleted from aws-vault")
@@ -250,7 +250,7 @@ def test_file_store(stores: Stores, vault_files: Path) -> None:
 
     code, out, err = stores.broker(
         "import", "aws-vault", "--backend", "file", "--file-dir", str(vault_files),
-        "--delete-source", "--profile", "dev",
+        "--delete-source", "--memory-only", "--profile", "dev",
     )
     assert code == 0, err
     assert not (vault_files / "dev").exists() and (vault_files / "base").exists()
@@ -372,7 +372,7 @@ def test_nothing_secret_in_argv_of_pass(stores: Stores, vault_pass: VaultPass, m
     monkeypatch.setattr(subprocess, "run", recording_run)
     code, _, err = stores.broker(
         "import", "aws-vault", "--backend", "pass", "--pass-dir", str(vault_pass.store),
-        "--delete-source",
+        "--delete-source", "--memory-only",
     )
     assert code == 0, err
     assert any(a[-2:] == ["show", "dev"] for a in seen)

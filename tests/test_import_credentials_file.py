@@ -99,7 +99,9 @@ def test_import_keeps_the_file_by_default(stores: Stores, credentials: Path) -> 
 def test_remove_plaintext(stores: Stores, credentials: Path) -> None:
     original = credentials.parent.parent / "original-link"
     original.hardlink_to(credentials)  # keeps the first version if the file is replaced
-    code, out, err = stores.broker("import", "credentials-file", "--remove-plaintext")
+    code, out, err = stores.broker(
+        "import", "credentials-file", "--remove-plaintext", "--memory-only",
+    )
     assert code == 0, err
     assert table_rows(out)["dev"].startswith("imported, plaintext removed")
     assert credentials.read_text() == WITHOUT_DEFAULT_AND_DEV
@@ -112,7 +114,7 @@ def test_remove_plaintext(stores: Stores, credentials: Path) -> None:
 def test_profiles_and_dry_run(stores: Stores, credentials: Path) -> None:
     code, out, err = stores.broker(
         "import", "credentials-file", "--profile", "dev", "--profile", "nosuch",
-        "--remove-plaintext", "--dry-run",
+        "--remove-plaintext", "--memory-only", "--dry-run",
     )
     assert code == 0, err
     assert table_rows(out)["dev"].startswith("would import")
@@ -121,7 +123,7 @@ def test_profiles_and_dry_run(stores: Stores, credentials: Path) -> None:
 
     code, out, err = stores.broker(
         "import", "credentials-file", "--profile", "dev", "--profile", "nosuch",
-        "--remove-plaintext",
+        "--remove-plaintext", "--memory-only",
     )
     assert code == 0, err
     rows = table_rows(out)
@@ -139,7 +141,7 @@ def test_verification_failure_keeps_the_plaintext(stores: Stores, credentials: P
     stores.extra["lossy"] = Lossy
     stores.add_config(f'[backends.lossy]\nstore = "{uuid.uuid4().hex}"')
     code, _, err = stores.broker(
-        "import", "credentials-file", "--remove-plaintext", "--to", "lossy"
+        "import", "credentials-file", "--remove-plaintext", "--memory-only", "--to", "lossy"
     )
     assert code == 6 and "mfa_serial" in err
     text = credentials.read_text()
@@ -149,7 +151,9 @@ def test_verification_failure_keeps_the_plaintext(stores: Stores, credentials: P
 
 def test_conflict_names_fields(stores: Stores, credentials: Path) -> None:
     stores.backend("keyctl").set("dev", item(("AKIAOTHERKEY00000009", "other")))
-    code, _, err = stores.broker("import", "credentials-file", "--remove-plaintext")
+    code, _, err = stores.broker(
+        "import", "credentials-file", "--remove-plaintext", "--memory-only",
+    )
     assert code == 2 and "dev (aws_access_key_id, aws_secret_access_key)" in err
     assert credentials.read_text() == CREDENTIALS
     assert stores.backend("keyctl").get("default") is None
@@ -161,14 +165,16 @@ def test_symlinked_file_is_rewritten_where_it_lives(stores: Stores, tmp_path: Pa
     real.write_text(CREDENTIALS)
     link = Path(stores.home.env["AWS_SHARED_CREDENTIALS_FILE"])
     link.symlink_to(real)
-    code, _, err = stores.broker("import", "credentials-file", "--remove-plaintext")
+    code, _, err = stores.broker(
+        "import", "credentials-file", "--remove-plaintext", "--memory-only",
+    )
     assert code == 0, err
     assert link.is_symlink()
     assert real.read_text() == WITHOUT_DEFAULT_AND_DEV
 
 
 def test_end_to_end_then_export(stores: Stores, credentials: Path, sts) -> None:
-    result = stores.home.run("import", "credentials-file", "--remove-plaintext")
+    result = stores.home.run("import", "credentials-file", "--remove-plaintext", "--memory-only")
     assert result.returncode == 0, result.stderr
     exported = stores.home.run("export", "default", "--format", "json")
     assert exported.returncode == 0, exported.stderr

@@ -3,7 +3,10 @@ translation point (broker/cli/errors.py) keeps it, and Ctrl-C is 130 end to end.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
+import json
 import os
 import pkgutil
 import re
@@ -41,6 +44,11 @@ PINNED = {
     errors.NotFound: 14,
     errors.AmbiguousMatch: 15,
     errors.AppLocked: 16,
+    errors.KeyRejected: 8,
+    errors.MFACodeRefused: 8,
+    errors.ClockSkewError: 17,
+    errors.Throttled: 12,
+    errors.Unsupported: 18,
     errors.Interrupted: 130,
 }
 
@@ -77,6 +85,47 @@ def test_the_documented_table_is_the_code_table():
     assert documented() == errors.EXIT_CODES
 
 
+def test_every_class_of_broker_errors_is_pinned():
+    classes = {obj for _, obj in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(obj, errors.BrokerError)}
+    assert classes == set(PINNED)
+
+
+def test_every_documented_code_is_some_error_classes():
+    """No row of the table is dead: each code but success and "unexpected" is raised as
+    some class (1 is only what an error that is no BrokerError becomes)."""
+    used = {cls.exit_code for cls in _all_error_classes()}
+    assert set(documented()) - used == {0}
+    assert set(documented()) - {0, 1} <= used
+
+
+#: Bare BrokerErrors that are unexpected indeed: (file, the message's first words).
+UNEXPECTED = {("broker/services/server.py", "cannot start a refresh (no thread left)")}
+
+
+def _bare_raises() -> list[str]:
+    """`raise BrokerError(...)` anywhere in broker or its plugins: exit code 1, which the
+    table calls "unexpected error", for an error that was expected."""
+    root = Path(broker.__file__).resolve().parents[1]
+    found = []
+    for path in sorted([*root.joinpath("broker").rglob("*.py"),
+                        *root.joinpath("plugins").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                func = node.exc.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                first = node.exc.args[0] if node.exc.args else None
+                words = first.value if isinstance(first, ast.Constant) else ""
+                where = str(path.relative_to(root))
+                if name == "BrokerError" and (where, words) not in UNEXPECTED:
+                    found.append(f"{where}:{node.lineno}")
+    return found
+
+
+def test_no_expected_failure_is_raised_as_the_unexpected_code():
+    assert _bare_raises() == []
+
+
 @pytest.mark.parametrize("cls", PINNED, ids=lambda c: c.__name__)
 def test_each_error_class_has_its_pinned_code(cls):
     assert cls.exit_code == PINNED[cls]
@@ -105,6 +154,41 @@ def test_the_cli_exits_with_each_classes_code_and_one_line(cls, capsys):
     assert guarded(fail, lambda: False) == cls.exit_code
     err = capsys.readouterr().err
     assert err == "broker: what went wrong (the next step)\n"
+
+
+def _literal_hints() -> list[str]:
+    """Every hint written out in a call like ``SomeError("message", "hint")``."""
+    root = Path(broker.__file__).resolve().parents[1]
+    hints = []
+    for path in [*root.joinpath("broker").rglob("*.py"), *root.joinpath("plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or len(node.args) < 2:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            hint = node.args[1]
+            if isinstance(hint, ast.Constant) and isinstance(hint.value, str) and (
+                name.endswith(("Error", "Unavailable", "NotFound", "Required", "Unsupported"))
+            ):
+                hints.append(hint.value)
+    return hints
+
+
+def test_no_message_closes_its_parentheses_twice(capsys):
+    hints = _literal_hints()
+    assert "install GnuPG (`apt install gnupg`)" in hints
+    for hint in hints:
+        line = str(errors.BackendError("what went wrong", hint))
+        assert "))" not in line and not line.startswith("what went wrong ((")
+        assert line.count("(") == line.count(")"), line
+
+    def fail() -> int:
+        raise errors.BackendUnavailable("pass: gpg not found",
+                                        "install GnuPG (`apt install gnupg`)")
+
+    guarded(fail, lambda: False)
+    assert capsys.readouterr().err == (
+        "broker: pass: gpg not found (install GnuPG — `apt install gnupg`)\n")
 
 
 def test_ctrl_c_is_130(capsys):
@@ -225,3 +309,61 @@ def test_ctrl_c_while_broker_waits_exits_130(home, tmp_path):
     # click turns a Ctrl-C inside a command into an abort: either way one line, 130
     assert stderr.strip().splitlines()[-1] in ("broker: interrupted", "broker: aborted")
     assert "Traceback" not in stderr and out_file.read_text() == ""
+
+
+# --- the codes as the commands exit with them ---------------------------------------------
+
+
+def _doc_row(words: str) -> int:
+    """The code column of the row of docs/errors.md's tables that mentions ``words``."""
+    rows = [line for line in DOC.read_text(encoding="utf-8").splitlines()
+            if line.startswith("|") and words in line]
+    assert len(rows) == 1, rows
+    codes = [cell.strip() for cell in rows[0].split("|") if cell.strip().isdigit()]
+    assert len(codes) == 1, rows[0]
+    return int(codes[0])
+
+
+def test_backend_set_on_an_unavailable_backend_is_7(home, tmp_path):
+    result = home.run("backend", "set", "pass",
+                      env={"PASSWORD_STORE_DIR": str(tmp_path / "no-store")})
+    assert result.returncode == errors.BackendUnavailable.exit_code == 7, result.stderr
+    assert "not available here" in result.stderr
+    assert documented()[7] == "the chosen backend is not available here"
+
+
+def test_an_unreachable_sign_in_endpoint_is_a_network_error_as_documented(home, sts):
+    from broker.aws import federation
+    from broker.testing.local_sts import free_port
+
+    home.add_key("dev")
+    endpoint = f"http://127.0.0.1:{free_port()}/federation"
+    result = home.run("login", "dev", "--stdout", env={federation.ENDPOINT_VARIABLE: endpoint})
+    assert result.returncode == 13, result.stderr
+    assert "cannot reach the sign-in endpoint" in result.stderr
+    assert _doc_row("sign-in endpoint (`broker login`) cannot be reached") == 13
+    assert _doc_row("sign-in endpoint (`broker login`) answers with an HTTP error") == 10
+
+
+def test_no_browser_for_login_is_a_documented_code_not_unexpected(home, sts):
+    from broker.aws import federation
+    from tests.support.ops_helpers import stub_federation
+
+    home.add_key("dev")
+    with stub_federation() as stub:
+        # BROWSER names a launcher that fails: no browser can be started
+        result = home.run("login", "dev", env={federation.ENDPOINT_VARIABLE: stub.url,
+                                               "BROWSER": "false", "DISPLAY": ""})
+    assert result.returncode == errors.Unsupported.exit_code == 18, result.stderr
+    assert "unexpected" not in result.stderr
+    assert "could not start a web browser" in result.stderr and "--stdout" in result.stderr
+    assert json.loads(json.dumps(documented()[18]))  # a documented meaning
+
+
+@pytest.mark.parametrize("args", [[], ["backend"], ["totp"]])
+def test_a_group_without_a_command_prints_its_help_not_an_error_line(args):
+    result = subprocess.run([str(BIN / "broker"), *args], capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Usage: broker {' '.join(args)}".rstrip() + " [OPTIONS]")
+    assert "broker: Usage:" not in result.stderr and "(see `" not in result.stderr

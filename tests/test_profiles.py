@@ -285,3 +285,57 @@ def test_empty_aws_default_profile_counts_as_in_botocore(monkeypatch):
     assert default_profile_name() == ""
     with pytest.raises(ProfileNotFound, match="empty"):
         parse("[profile dev]\n", P).get("")
+
+
+@pytest.mark.parametrize(
+    ("header", "fix"),
+    [("[Profile dev]", "[profile dev]"), ("[PROFILE dev]", "[profile dev]"),
+     ("[Default]", "[default]"), ("[ profile sp ]", "[profile sp]"),
+     ("[profiledev]", "[profile dev]"), ("[profile a b]", '[profile "a b"]'),
+     ("[dev]", "[profile dev]")],
+)
+def test_an_ignored_header_names_the_header_botocore_reads(header, fix):
+    cfg = parse(f"{header}\nregion = x\n", P)
+    assert cfg.warnings == [f"{header} is not read as a profile by the AWS CLI: write {fix}"]
+    # and the fix really is read as that profile
+    fixed = parse(f"{fix}\nregion = x\n", P)
+    name = next(iter(fixed.profiles))
+    with pytest.raises(ProfileNotFound) as info:
+        cfg.get(name)
+    assert fix in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("[profile a]\nregion\n", "line 2): 'region'"),
+     ("region = x\n[profile a]\n", "line 1): 'region = x'")],
+)
+def test_a_line_the_aws_cli_cannot_read_is_named_with_its_number(text, line):
+    with pytest.raises(ConfigError) as info:
+        parse(text, P)
+    assert line in info.value.message
+    assert "Source contains" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("eu-central-1 ; my region", "comment"), ("arn:aws:iam::1:role/a # dev role", "comment"),
+     ("eu central 1", "contains a space")],
+)
+def test_inline_comments_fail_the_profile_naming_the_fix(value, why):
+    key = "role_arn" if value.startswith("arn") else "region"
+    role = "" if key == "role_arn" else "role_arn = arn:aws:iam::1:role/a\n"
+    cfg = parse(f"[profile a]\n{role}{key} = {value}\n[profile b]\n", P)
+    with pytest.raises(ConfigError) as info:
+        resolve_chain(cfg, "a")
+    assert why in info.value.message and key in info.value.message
+    assert cfg.profiles["a"].values[key] == value  # read as botocore reads it
+    resolve_chain(cfg, "b")
+
+
+def test_a_source_profiles_region_is_not_its_problem():
+    cfg = parse("[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n"
+                "[profile b]\nregion = x # comment\n", P)
+    assert resolve_chain(cfg, "a").key_profile.name == "b"
+    with pytest.raises(ConfigError, match="comment"):
+        resolve_chain(cfg, "b")

@@ -19,7 +19,7 @@ from broker.aws.mfa_ledger import MfaLedger, UsedCode
 from broker.aws.profiles import resolve_chain
 from broker.errors import AuthenticationError, ConfigError
 from broker.services import backends as backend_service
-from broker.services import credentials, keys
+from broker.services import credentials, listing
 from broker.services import mfa as mfa_service
 from tests.conftest import ACCOUNT, follow_clock
 from tests.support.totp_helpers import (
@@ -200,7 +200,7 @@ def test_a_malformed_stored_seed_is_a_clear_error(ctx, sts):
     store_key(ctx, "otp", totp="not a seed!")
     with pytest.raises(ConfigError) as info:
         credentials.obtain(ctx, "otp")
-    assert "stored with 'otp'" in info.value.message and "not base32" in info.value.message
+    assert "stored with otp's key" in info.value.message and "not base32" in info.value.message
     assert "broker totp set otp" in info.value.hint
     assert sts.actions("GetSessionToken") == []
 
@@ -228,16 +228,19 @@ def test_damaged_state_is_only_a_lost_memory(ctx, sts, in_home):
 
 
 def test_list_shows_where_codes_come_from(ctx, sts, in_home, monkeypatch):
-    by_name = {i.name: i for i in keys.list_profiles(ctx)}
-    assert by_name["proc"].mfa_source == "mfa_process"
-    assert by_name["ref"].mfa_source == "broker_totp"
-    assert by_name["default"].mfa_source == ""
+    def sources() -> dict[str, str]:
+        return {i.name: i.mfa_source for i in listing.list_profiles(ctx).profiles}
+
+    by_name = sources()
+    assert by_name["proc"] == "mfa_process"
+    assert by_name["ref"] == "broker_totp"
+    assert by_name["default"] == ""
     # not known before the key was read or a seed set through broker: the fallback
-    assert by_name["otp"].mfa_source == "prompt"
+    assert by_name["otp"] == "prompt"
     credentials.obtain(ctx, "otp")
-    assert {i.name: i for i in keys.list_profiles(ctx)}["otp"].mfa_source == "stored totp"
+    assert sources()["otp"] == "stored totp"
     mfa_service.remove_seed(ctx, "otp")
-    assert {i.name: i for i in keys.list_profiles(ctx)}["otp"].mfa_source == "prompt"
+    assert sources()["otp"] == "prompt"
 
 
 def test_source_name_order(ctx):

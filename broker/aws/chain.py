@@ -198,6 +198,16 @@ def plan(chain: Chain, options: ChainOptions) -> list[PlannedCall]:
     return calls
 
 
+def problems(chain: Chain, options: ChainOptions | None = None) -> list[str]:
+    """What would stop ``chain`` before any call, as ``"message; next step"`` lines: the
+    durations :func:`plan` refuses (for `list` and `doctor`, which must agree with `exec`)."""
+    try:
+        plan(chain, options or ChainOptions())
+    except (ConfigError, UsageError) as exc:
+        return [f"{exc.message}; {exc.hint}" if exc.hint else exc.message]
+    return []
+
+
 def check_duration(chain: Chain, options: ChainOptions) -> None:
     """Refuse durations AWS would refuse, before any prompt or call.
 
@@ -307,13 +317,16 @@ class CredentialChain:
         def create() -> Credentials:
             master = self.load_master()
             serial = step.serial
-            code = self.mfa.code_for(serial, self.chain) if serial else None
-            self.calls.append("GetSessionToken")
-            assert step.duration is not None
-            return sts.get_session_token(
-                master, self.options.region, step.duration, serial, code,
-                profile=self.options.profile,
-            )
+
+            def call(code: str | None) -> Credentials:
+                self.calls.append("GetSessionToken")
+                assert step.duration is not None
+                return sts.get_session_token(
+                    master, self.options.region, step.duration, serial, code,
+                    profile=self.options.profile, key_profile=self.chain.key_profile.name,
+                )
+
+            return self._with_code(serial, call)
 
         return self.cache.get_or_create(
             mfa_session_name(self.chain, self.options),
@@ -322,6 +335,28 @@ class CredentialChain:
             profile=self.chain.key_profile.name,
             mfa_serial=self.chain.mfa_serial or "",
         )
+
+    def _with_code(
+        self, serial: str | None, call: Callable[[str | None], Credentials]
+    ) -> Credentials:
+        """``call(code)`` with an MFA code for ``serial`` (None: no code). A code typed at
+        the prompt that AWS refuses is asked for again, up to ``PROMPT_TRIES`` in all."""
+        if not serial:
+            return call(None)
+        from broker import tty
+        from broker.aws.mfa import PROMPT_ORIGIN, PROMPT_TRIES, tries_left
+        from broker.errors import MFACodeRefused
+
+        tries = 0
+        while True:
+            code = self.mfa.code_for(serial, self.chain)
+            try:
+                return call(code)
+            except MFACodeRefused as exc:
+                tries += 1
+                if self.mfa.last_origin != PROMPT_ORIGIN or tries >= PROMPT_TRIES:
+                    raise
+                tty.write(f"broker: {exc.message}; {tries_left(PROMPT_TRIES - tries)}\n")
 
     def _hop(
         self, index: int, roles: list[PlannedCall], session: PlannedCall | None
@@ -332,28 +367,34 @@ class CredentialChain:
         step = roles[index]
 
         def create() -> Credentials:
-            code = None
+            with_code = None  # the MFA device whose code goes with the call
             if step.signed_with == "role":
                 source = self._hop(index - 1, roles, session)
             elif step.signed_with == "key":
                 source = self.load_master()
-                code = self.mfa.code_for(step.serial, self.chain) if step.serial else None
+                with_code = step.serial
             else:
                 assert session is not None
                 source = self._mfa_session(session)
             assert step.role_arn is not None
-            self.calls.append(f"AssumeRole {hop.name}")
-            return sts.assume_role(
-                source,
-                self.options.region,
-                step.role_arn,
-                duration=step.duration,
-                session_name=step.session_name,
-                external_id=step.external_id,
-                serial=step.serial,
-                code=code,
-                profile=self.options.profile,
-            )
+
+            def call(code: str | None) -> Credentials:
+                assert step.role_arn is not None
+                self.calls.append(f"AssumeRole {hop.name}")
+                return sts.assume_role(
+                    source,
+                    self.options.region,
+                    step.role_arn,
+                    duration=step.duration,
+                    session_name=step.session_name,
+                    external_id=step.external_id,
+                    serial=step.serial,
+                    code=code,
+                    profile=self.options.profile,
+                    key_profile=self.chain.key_profile.name,
+                )
+
+            return self._with_code(with_code, call)
 
         return self.cache.get_or_create(
             hop_session_name(self.chain, index, self.options),

@@ -37,6 +37,7 @@ import os
 import re
 import shlex
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +158,39 @@ def set_profile_value(
     return bom + result
 
 
-def _check(profile: str, key: str, value: str) -> None:
+def with_profile_section(text: str, profile: str, *, source: str = "~/.aws/config") -> str:
+    """``text`` with an empty section for ``profile`` at the end, or ``text`` itself when
+    botocore already reads a section for it (``[default]`` or ``[profile NAME]``)."""
+    _check_profile(profile)
+    bom = BOM if text.startswith(BOM) else ""
+    body = text[len(bom):]
+    before = _read(body, source)
+    if profile in _profiles(before):
+        return text
+    lines = split_lines(body)
+    header = _new_header(profile)
+    edited = _with_new_section(lines, classify(lines), header, None, _dominant_ending(lines))
+    result = "".join(edited)
+    after = _read(result, source)
+    expected = copy.deepcopy(before)
+    inherited = {k: _nested(str(v), "", _DEFAULT_SECTION, k) for k, v in before[1].items()}
+    expected[0][header] = inherited
+    if after != expected or profile not in _profiles(after):
+        raise ConfigError(
+            f"cannot add a section for {profile!r} to ~/.aws/config without changing how "
+            "other settings are read",
+            f"add a [{header}] section by hand",
+        )
+    return bom + result
+
+
+def _check_profile(profile: str) -> None:
     if not profile.strip() or any(c in profile for c in "[]\r\n"):
         raise UsageError(f"{profile!r} cannot be a profile name in ~/.aws/config")
+
+
+def _check(profile: str, key: str, value: str) -> None:
+    _check_profile(profile)
     if (
         not key
         or key != key.strip()
@@ -206,7 +237,7 @@ def _new_header(profile: str) -> str:
 
 
 def _with_new_section(
-    lines: list[str], parsed: list[Line], header: str, setting: str, newline: str
+    lines: list[str], parsed: list[Line], header: str, setting: str | None, newline: str
 ) -> list[str]:
     lines = list(lines)
     if lines and not line_ending(lines[-1]):
@@ -214,7 +245,8 @@ def _with_new_section(
     if lines and parsed[-1].kind != BLANK:
         # After a lone "\r", a "\n" would only make it "\r\n": that blank line takes "\r".
         lines.append("\r" if _merge(line_ending(lines[-1]), newline) else newline)
-    return [*lines, f"[{header}]{newline}", f"{setting}{newline}"]
+    added = [f"[{header}]{newline}"] + ([f"{setting}{newline}"] if setting is not None else [])
+    return [*lines, *added]
 
 
 def _with_setting(
@@ -372,6 +404,19 @@ def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
     directory) and its bytes outside the edit; a symlink is followed, so dotfile managers
     keep their link.
     """
+    return _edit(
+        path, lambda text: set_profile_value(text, profile, key, value, source=str(path))
+    )
+
+
+def ensure_profile_section(path: Path, profile: str) -> bool:
+    """Add an empty ``[profile NAME]`` (or ``[default]``) section to the file at ``path``
+    unless botocore reads one for ``profile`` already; True if the file changed. The file
+    is kept as :func:`write_profile_value` keeps it."""
+    return _edit(path, lambda text: with_profile_section(text, profile, source=str(path)))
+
+
+def _edit(path: Path, change: Callable[[str], str]) -> bool:
     target = Path(os.path.realpath(path))
     with paths.file_lock("aws-config"):
         try:
@@ -381,7 +426,7 @@ def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
             text, mode = "", 0o600
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read ({exc})", "check the file") from None
-        updated = set_profile_value(text, profile, key, value, source=str(path))
+        updated = change(text)
         if updated == text:
             return False
         _replace(target, updated.encode("utf-8"), mode)

@@ -48,6 +48,7 @@ from broker.errors import (
     ClockSkewError,
     ConfigError,
     KeyRejected,
+    MFACodeRefused,
     NetworkError,
     Throttled,
     UsageError,
@@ -440,7 +441,7 @@ def _mfa_refused(refusal: _Refusal) -> AuthenticationError:
             refusal.line("AWS could not check the MFA code against the MFA serial"),
             f"{device}; if it is, wait for the next code and try again",
         )
-    return AuthenticationError(
+    return MFACodeRefused(
         refusal.line("AWS refused the MFA code"),
         "wait for the next code and try again (AWS takes each code once); codes made from "
         f"a stored seed need the clock here right (`broker doctor`); {device}",

@@ -39,12 +39,18 @@ from broker.aws.totp import TotpSeed, parse_seed
 from broker.backend import TOTP, Item
 from broker.errors import AuthenticationError, ConfigError, MFARequired
 
-_CODE = re.compile(r"^\d{6}$")
-_CODE_SHAPE = re.compile(r"^\d{6,8}$")
+_CODE = re.compile(r"^[0-9]{6}$")  # ASCII digits only: \d would take any script's digits
+_CODE_SHAPE = re.compile(r"^[0-9]{6,8}$")
 #: A typed code equal to the last accepted one this recently is a reuse, not a coincidence.
 REUSE_WINDOW = 300
 #: How often a reference that returns live codes is asked again for a fresher one.
 REFETCH_LIMIT = 3
+
+#: How many codes a prompt takes before it gives up: a typo (5 digits, a letter, a code
+#: AWS refuses) is asked again, as pinentry asks three times for a passphrase.
+PROMPT_TRIES = 3
+#: Where a code typed at the prompt comes from (:attr:`MfaCodes.last_origin`).
+PROMPT_ORIGIN = "the prompt"
 
 # What `broker list` shows for each source.
 FROM_PROCESS = "mfa_process"
@@ -127,10 +133,23 @@ def mfa_process_source(serial: str, chain: Chain) -> str | None:
     return check_code(result.stdout.decode("utf-8", "replace"), "mfa_process")
 
 
+def tries_left(left: int) -> str:
+    return f"try again ({left} {'try' if left == 1 else 'tries'} left)"
+
+
 def tty_source(serial: str, chain: Chain) -> str | None:
+    """A code typed on the terminal; one that is not 6 digits is asked for again."""
     if not tty.has_tty():
         return None
-    return check_code(tty.prompt(f"MFA code for {serial}: "), "the prompt")
+    for left in reversed(range(PROMPT_TRIES)):
+        typed = tty.prompt(f"MFA code for {serial}: ")
+        try:
+            return check_code(typed, PROMPT_ORIGIN)
+        except AuthenticationError as exc:
+            if not left:
+                raise
+            tty.write(f"broker: {exc.message}; {tries_left(left)}\n")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def stored_seed_source(serial: str, chain: Chain) -> str | None:
@@ -145,7 +164,7 @@ def reference_source(serial: str, chain: Chain) -> str | None:
     return None
 
 
-_ORIGINS: dict[CodeSource, str] = {mfa_process_source: "mfa_process", tty_source: "the prompt"}
+_ORIGINS: dict[CodeSource, str] = {mfa_process_source: "mfa_process", tty_source: PROMPT_ORIGIN}
 
 
 def default_sources() -> list[CodeSource]:
@@ -194,7 +213,7 @@ class MfaCodes:
             return None
         name = chain.key_profile.name
         seed = parse_seed(
-            value, origin=f"the TOTP seed stored with {name!r}'s key", error=ConfigError,
+            value, origin=f"the TOTP seed stored with {name}'s key", error=ConfigError,
             hint=f"store it again with `broker totp set {name}`",
         )
         return Offer("the stored TOTP seed", seed=seed)
@@ -310,7 +329,7 @@ class MfaCodes:
         raise MFARequired(
             f"an MFA code for {serial} is needed and there is no terminal to ask on",
             "pass --mfa-code, set mfa_process in the profile, keep a TOTP seed with the key "
-            "(`broker totp set PROFILE`), or run from a terminal",
+            f"(`broker totp set {chain.key_profile.name}`), or run from a terminal",
         )
 
     def _settle(self, serial: str, offer: Offer) -> UsedCode:

@@ -150,11 +150,16 @@ class MfaLedger:
         value = self._table("seeds").get(f"{backend}/{profile}")
         return value if isinstance(value, bool) else None
 
-    def mark_seed(self, backend: str, profile: str, stored: bool) -> None:
+    def mark_seed(self, backend: str, profile: str, stored: bool | None) -> None:
+        """Remember whether a seed is kept with ``profile``'s key; None forgets it (the key
+        could not be read, so nothing is known about it any more)."""
         if self.seed_stored(backend, profile) is stored:
             return  # the common case: nothing to write
         with self._update() as data:
             seeds = data.setdefault("seeds", {})
             if not isinstance(seeds, dict):
                 seeds = data["seeds"] = {}
-            seeds[f"{backend}/{profile}"] = stored
+            if stored is None:
+                seeds.pop(f"{backend}/{profile}", None)
+            else:
+                seeds[f"{backend}/{profile}"] = stored

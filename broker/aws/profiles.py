@@ -41,6 +41,8 @@ _SECRET_KEYS = frozenset(
 _STATIC_KEYS = ("aws_access_key_id", "aws_secret_access_key")
 #: Keys whose empty value botocore would still use (and then fail on): refused when used.
 _NOT_EMPTY = ("role_arn", "source_profile", "mfa_serial", "region", "external_id")
+#: Of those, the values that can never contain a space (source_profile can: "my name").
+_NO_SPACES = ("role_arn", "mfa_serial", "region")
 #: Keys that make botocore get a role's credentials some other way; broker refuses them
 #: rather than silently serving its stored key instead.
 _REFUSED_ROLE_KEYS = ("credential_source", "web_identity_token_file")
@@ -84,9 +86,21 @@ class Profile:
         self.problem_by_key: dict[str, str] = dict(problems or {})
         for key in _NOT_EMPTY:
             value = self.values.get(key)
-            if isinstance(value, str) and not value.strip():
+            if not isinstance(value, str):
+                continue
+            if not value.strip():
                 self.problem_by_key.setdefault(
                     key, f"{self.where} {key} is empty; give a value or remove the line"
+                )
+            elif any(mark in value for mark in (" #", " ;", "\t#", "\t;")):
+                self.problem_by_key.setdefault(
+                    key, f"{self.where} {key} = {value!r} ends in a comment, which the AWS CLI "
+                    "reads as part of the value; put the comment on a line of its own",
+                )
+            elif key in _NO_SPACES and len(value.split()) > 1:
+                self.problem_by_key.setdefault(
+                    key, f"{self.where} {key} = {value!r} contains a space, which no valid "
+                    f"{key} has; fix the value",
                 )
         self.duration_seconds: int | None = None
         raw_duration = self._text("duration_seconds")
@@ -126,7 +140,7 @@ class Profile:
         """
         message = self.problem_by_key.get(key)
         if message is not None:
-            text, _, hint = message.partition("; ")
+            text, _, hint = message.rpartition("; ")
             raise ConfigError(text, hint or f"fix {self.path}")
 
     # the settings broker uses, by botocore's / aws-vault's key names
@@ -192,15 +206,16 @@ class Profile:
             keys += [k for k in _SSO_KEYS if self.values.get(k)]
         return keys
 
-    def unusable(self) -> None:
-        """Raise the first problem that makes this profile unusable in a chain (all but
-        ``duration_seconds``, which fails only when a duration is needed).
+    def unusable(self, *, target: bool = True) -> None:
+        """Raise the first problem that makes this profile unusable in a chain: all but
+        ``duration_seconds`` (it fails only when a duration is needed) and, for a profile
+        that is not the ``target``, ``region`` (only the target's region is used).
 
         Raises:
             ConfigError: naming the file, section, key and fix.
         """
         for key in self.problem_by_key:
-            if key != "duration_seconds":
+            if key != "duration_seconds" and (target or key != "region"):
                 self.problem(key)
 
     def __repr__(self) -> str:
@@ -314,6 +329,26 @@ def _sections(text: str, path: Path) -> dict[str, dict[str, Value]]:
     parser = configparser.RawConfigParser()
     try:
         parser.read_string(text, source=str(path))
+    except configparser.MissingSectionHeaderError as exc:
+        shown = str(exc.line).strip()
+        what = (
+            "is a section header without its closing ']'" if shown.startswith("[")
+            else "comes before any section header"
+        )
+        raise ConfigError(
+            f"{path} is malformed (line {exc.lineno}): {shown!r} {what}, so the AWS CLI "
+            "cannot read the file either",
+            f"fix line {exc.lineno} of {path}: every setting belongs under a [default] or "
+            "[profile NAME] header",
+        ) from None
+    except configparser.ParsingError as exc:
+        number, shown = exc.errors[0] if getattr(exc, "errors", None) else (0, "''")
+        shown = shown.removesuffix("'").removesuffix("\\n").removeprefix("'").strip()  # repr
+        raise ConfigError(
+            f"{path} is malformed (line {number}): {shown!r} is not a 'key = value' "
+            "line, so the AWS CLI cannot read the file either",
+            f"fix or remove line {number} of {path}",
+        ) from None
     except configparser.Error as exc:
         line = getattr(exc, "lineno", None)
         first = str(exc).splitlines()[0].replace(f"{str(path)!r}", "")
@@ -361,23 +396,37 @@ def _profile_sections(
             if len(parts) == 2:
                 found[parts[1]] = (section, values)
                 continue
-            rest = section[len("profile"):].strip()
-            why = (
-                f"[{section}] is not read as a profile by the AWS CLI"
-                + (f': write [profile "{rest}"]' if rest and " " in rest else "")
-            )
-            warnings.append(why)
-            if rest:
-                ignored.setdefault(rest.strip("\"'"), why)
+            name = section[len("profile"):].strip().strip("\"'").strip()
         elif section == "default":
             found["default"] = (section, values)
+            continue
+        elif section.strip().lower().startswith("profile"):  # [Profile dev], [ profile dev ]
+            name = section.strip()[len("profile"):].strip().strip("\"'").strip()
+        elif section.strip().lower() == "default":  # [Default], [ default ]
+            name = "default"
         elif not section.startswith(("sso-session", "services", "plugins")) and (
             _PROFILE_KEYS & set(values)
         ):
-            why = f"[{section}] is not a profile for the AWS CLI: write [profile {section}]"
-            warnings.append(why)
-            ignored.setdefault(section.strip(), why)
+            name = section.strip()
+        else:
+            continue
+        why = f"[{section}] is not read as a profile by the AWS CLI: " + (
+            f"write {_header_for(name)}" if name else "give it a name: [profile NAME]"
+        )
+        warnings.append(why)
+        if name:
+            ignored.setdefault(name, why)
     return found, warnings, ignored
+
+
+def _header_for(name: str) -> str:
+    """The section header botocore reads as the profile ``name``."""
+    if name == "default":
+        return "[default]"
+    if any(c.isspace() for c in name) or any(c in name for c in "\"'#;"):
+        quote = "'" if '"' in name else '"'
+        return f"[profile {quote}{name}{quote}]"
+    return f"[profile {name}]"
 
 
 def _with_includes(
@@ -509,10 +558,11 @@ class Chain:
         return [self.key_profile.name] + [h.name for h in self.hops if h is not self.key_profile]
 
 
-def _refuse(profile: Profile, *, role: bool) -> None:
+def _refuse(profile: Profile, *, role: bool, target: bool) -> None:
     """Refuse values broker cannot use and keys that change how botocore makes this
-    profile's credentials (``role``: the profile is a role hop)."""
-    profile.unusable()
+    profile's credentials (``role``: the profile is a role hop; ``target``: the profile
+    the command runs for)."""
+    profile.unusable(target=target)
     refused = profile.refused_keys(role=role)
     if not refused:
         return
@@ -545,7 +595,7 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
     current = target
     while current.role_arn:
         hops.insert(0, current)
-        _refuse(current, role=True)
+        _refuse(current, role=True, target=current is target)
         source = current.source_profile
         if not source or source == current.name:
             break  # the role's own key, stored under this profile (aws-vault style)
@@ -567,7 +617,7 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
             break  # botocore takes a source profile's static key over its own role_arn
     key_profile = current
     if key_profile not in hops:
-        _refuse(key_profile, role=False)
+        _refuse(key_profile, role=False, target=key_profile is target)
     process = key_profile.credential_process or ""
     if process and not key_profile.role_arn and os.path.basename(process.split()[0]) == "broker":
         raise ConfigError(

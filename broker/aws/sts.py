@@ -92,13 +92,49 @@ def _from_response(response: dict[str, Any]) -> Credentials:
     return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"])
 
 
-def translate(exc: Exception, action: str, credentials: Credentials | None = None) -> Exception:
+def translate(
+    exc: Exception,
+    action: str,
+    credentials: Credentials | None = None,
+    key_profile: str | None = None,
+) -> Exception:
     """A botocore exception as a broker error that keeps AWS's code and message and names the
     next step (see :func:`broker.aws.errors_map.translate`); never a secret. ``credentials``
-    are those that signed the request, when known."""
+    are those that signed the request, when known; ``key_profile`` the profile holding the
+    long-lived key (default: the profile of :func:`profile_scope`), named in the next step."""
     from broker.aws import errors_map
 
-    return errors_map.translate(exc, action, credentials=credentials)
+    error = errors_map.translate(exc, action, credentials=credentials)
+    return name_profiles(error, profile=_scope.get(), key_profile=key_profile or _scope.get())
+
+
+def _translated(
+    exc: Exception,
+    action: str,
+    credentials: Credentials,
+    profile: str | None,
+    key_profile: str | None,
+) -> Exception:
+    from broker.aws import errors_map
+
+    error = errors_map.translate(exc, action, credentials=credentials)
+    profile = profile or _scope.get()
+    return name_profiles(error, profile=profile, key_profile=key_profile or profile)
+
+
+def name_profiles(error: Exception, *, profile: str | None, key_profile: str | None) -> Exception:
+    """``error`` with the ``PROFILE`` placeholders of its next step replaced by the real
+    names: the key profile for `broker add`, the profile the command ran for otherwise."""
+    from broker.errors import BrokerError
+
+    if isinstance(error, BrokerError) and error.hint:
+        hint = error.hint
+        if key_profile:
+            hint = hint.replace("`broker add PROFILE`", f"`broker add --replace {key_profile}`")
+        if profile:
+            hint = hint.replace("PROFILE`", f"{profile}`")
+        error.hint = hint
+    return error
 
 
 def get_session_token(
@@ -109,6 +145,7 @@ def get_session_token(
     code: str | None = None,
     *,
     profile: str | None = None,
+    key_profile: str | None = None,
 ) -> Credentials:
     """GetSessionToken signed with the long-lived ``master`` key; ``duration`` in seconds;
     ``serial`` and ``code`` add MFA.
@@ -122,7 +159,7 @@ def get_session_token(
     try:
         response = _client("sts", master, region, profile).get_session_token(**params)
     except Exception as exc:
-        raise translate(exc, "GetSessionToken", master) from None
+        raise _translated(exc, "GetSessionToken", master, profile, key_profile) from None
     return _from_response(response)
 
 
@@ -137,6 +174,7 @@ def assume_role(
     serial: str | None = None,
     code: str | None = None,
     profile: str | None = None,
+    key_profile: str | None = None,
 ) -> Credentials:
     """AssumeRole signed with ``source``; ``duration`` in seconds (None: not sent, so AWS
     gives its default of one hour, as botocore does); ``serial`` and ``code`` add MFA.
@@ -157,5 +195,5 @@ def assume_role(
     try:
         response = _client("sts", source, region, profile).assume_role(**params)
     except Exception as exc:
-        raise translate(exc, f"AssumeRole {role_arn}", source) from None
+        raise _translated(exc, f"AssumeRole {role_arn}", source, profile, key_profile) from None
     return _from_response(response)

@@ -10,6 +10,12 @@ import click
 
 from broker.errors import BrokerError
 
+#: click 8.2+ raises this for a group run without a command; its message is the help.
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    getattr(click.exceptions, name) for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
+
 
 def report(message: str) -> None:
     sys.stderr.write(f"broker: {message}\n")
@@ -30,6 +36,9 @@ def guarded(func: Callable[[], int], debug: Callable[[], bool]) -> int:
         report("aborted")
         return 130
     except click.UsageError as exc:
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # `broker`, `broker backend`: the help itself
+            sys.stderr.write(exc.format_message().rstrip("\n") + "\n")
+            return 2
         if debug():
             traceback.print_exc()
         command = exc.ctx.command_path if exc.ctx else "broker"

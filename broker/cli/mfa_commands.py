@@ -7,7 +7,7 @@ import sys
 import click
 
 from broker.aws.totp import TotpSeed
-from broker.cli.app import _context, cli, profile_argument
+from broker.cli.base import _context, cli, profile_argument
 from broker.services import mfa as mfa_service
 
 
@@ -27,19 +27,26 @@ def totp_group() -> None:
 @totp_group.command("set")
 @profile_argument
 @click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
-def totp_set(profile: str, backend: str | None) -> None:
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Prove the seed first: AWS must accept a code made from it (one "
+                   "GetSessionToken for the profile's MFA device, whose session is cached).")
+def totp_set(profile: str, backend: str | None, verify: bool) -> None:
     """Keep a TOTP seed with PROFILE's key (base32 or an otpauth:// URI).
 
     The seed is read from a hidden prompt, or from the first line of stdin when it
-    is not a terminal; it is never taken from the command line.
+    is not a terminal; it is never taken from the command line. Unless --no-verify,
+    nothing is stored when AWS refuses the code the seed makes.
     """
     if sys.stdin.isatty():
         text = click.prompt("TOTP seed or otpauth:// URI", hide_input=True, err=True)
     else:
         text = sys.stdin.readline().rstrip("\r\n")
-    result = mfa_service.set_seed(_context(), profile, text, backend=backend)
+    result = mfa_service.set_seed(_context(), profile, text, backend=backend, verify=verify)
     verb = "Replaced" if result.replaced else "Stored"
-    click.echo(f"{verb} the TOTP seed kept with {profile}'s key in {result.backend}.", err=True)
+    checked = (f"AWS accepted its code for {result.verified}" if result.verified
+               else f"not checked against AWS: {result.unchecked}")
+    click.echo(f"{verb} the TOTP seed kept with {profile}'s key in {result.backend} "
+               f"({checked}).", err=True)
     if result.source and result.source != "stored totp":
         click.echo(f"Note: {profile}'s MFA codes still come from {result.source} first.", err=True)
 

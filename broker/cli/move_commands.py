@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from broker.cli.app import _context, cli
+from broker.cli.base import _context, cli
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,6 +50,11 @@ def _notes(notes: Sequence[str]) -> None:
     "--delete-source", is_flag=True, help="Delete each key from the source once verified."
 )
 @click.option("--set-default", is_flag=True, help="Then make the target the default backend.")
+@click.option(
+    "--memory-only", is_flag=True,
+    help="Allow --delete-source and --set-default with a target that keeps keys in memory "
+         "only (keyctl: lost at reboot).",
+)
 def migrate_command(
     source: str,
     target: str,
@@ -58,6 +63,7 @@ def migrate_command(
     overwrite: bool,
     delete_source: bool,
     set_default: bool,
+    memory_only: bool,
 ) -> None:
     """Copy stored keys (with MFA serial, TOTP seed, every field) between backends.
 
@@ -74,7 +80,8 @@ def migrate_command(
 
     report = migrate.migrate(
         _context(), source, target, profiles=profiles, dry_run=dry_run, overwrite=overwrite,
-        delete_source=delete_source, set_default=set_default, progress=_progress,
+        delete_source=delete_source, set_default=set_default, memory_only_ok=memory_only,
+        progress=_progress,
     )
     if report.outcomes:
         rows = [("PROFILE", "ACTION", "NOTE")]
@@ -135,6 +142,11 @@ def _import_summary(report: ImportReport, removed: str) -> None:
 @click.option(
     "--delete-source", is_flag=True, help="Remove each key from aws-vault once verified in broker."
 )
+@click.option(
+    "--memory-only", is_flag=True,
+    help="Allow --delete-source when the keys go to a backend that keeps them in memory "
+         "only (keyctl: lost at reboot).",
+)
 def import_aws_vault_command(
     kind: str | None,
     pass_dir: str | None,
@@ -147,6 +159,7 @@ def import_aws_vault_command(
     dry_run: bool,
     overwrite: bool,
     delete_source: bool,
+    memory_only: bool,
 ) -> None:
     """Import the access keys aws-vault keeps (its pass, file or keyctl backend).
 
@@ -158,7 +171,7 @@ def import_aws_vault_command(
     where = importers.VaultLocations(pass_dir, pass_prefix, file_dir, keyctl_keyring, keyctl_scope)
     report = importers.import_aws_vault(
         _context(), kind=kind, where=where, to=to, profiles=profiles, dry_run=dry_run,
-        overwrite=overwrite, delete_source=delete_source,
+        overwrite=overwrite, delete_source=delete_source, memory_only_ok=memory_only,
     )
     _import_summary(report, "deleted from aws-vault")
 
@@ -174,23 +187,30 @@ def import_aws_vault_command(
 @click.option("--to", metavar="BACKEND", help="broker backend to store the keys in.")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace different keys broker already holds.")
+@click.option(
+    "--memory-only", is_flag=True,
+    help="Allow --remove-plaintext when the keys go to a backend that keeps them in memory "
+         "only (keyctl: lost at reboot).",
+)
 def import_credentials_file_command(
     profiles: tuple[str, ...],
     remove_plaintext: bool,
     to: str | None,
     dry_run: bool,
     overwrite: bool,
+    memory_only: bool,
 ) -> None:
     """Import plaintext keys from ~/.aws/credentials (or $AWS_SHARED_CREDENTIALS_FILE).
 
     Sections holding session tokens are skipped. With --remove-plaintext the
     file is rewritten atomically without the imported sections, its mode and
-    the rest of its contents kept.
+    the rest of its contents kept; each section's other settings (region,
+    output...) move to ~/.aws/config first.
     """
     from broker.services import importers
 
     report = importers.import_credentials_file(
         _context(), profiles=profiles, remove_plaintext=remove_plaintext, to=to,
-        dry_run=dry_run, overwrite=overwrite,
+        dry_run=dry_run, overwrite=overwrite, memory_only_ok=memory_only,
     )
     _import_summary(report, "plaintext removed")

@@ -1,4 +1,4 @@
-"""Operations: `exec --server`, `rotate`, `login` and `doctor`.
+"""Operations: `rotate`, `login` and `doctor`.
 
 The services are imported inside each command: http.server, webbrowser and urllib
 would cost every other command ~30 ms of start-up.
@@ -9,34 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
 
 import click
 
-from broker.cli.app import _context, _duration, cli, mfa_code_option, profile_argument
+from broker.cli.base import _context, _duration, cli, mfa_code_option, profile_argument
 from broker.cli.errors import report
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from broker.services.credentials import Resolved
-
-
-def exec_with_server(profile: str, resolved: Resolved, argv: list[str], options: Any) -> None:
-    """`exec --server`: run the child against a local credential endpoint; exit as it did."""
-    from broker.services import server as server_service
-
-    code = server_service.run(
-        _context(),
-        resolved,
-        argv,
-        region=options["region"],
-        duration=_duration(options["duration"]),
-        no_session=options["no_session"],
-        backend=options["backend"],
-        report=report,
-    )
-    # SystemExit, not click's Exit: app.run() drops the code click returns for an Exit.
-    sys.exit(server_service.exit_status(code))
 
 
 @cli.command("rotate")
@@ -51,6 +28,7 @@ def rotate_command(
 
     \b
     The key rotated is the one of the profile at the bottom of PROFILE's chain.
+    Every backend holding that key (a copy `migrate` kept) gets the new one.
     A failure at any step leaves a working key stored and says what IAM holds.
     """
     from broker.services import rotate
@@ -61,7 +39,8 @@ def rotate_command(
     )
     click.echo(
         f"Rotated the key of {result.profile}: {result.old_key_id} -> {result.new_key_id} "
-        f"(IAM user {result.user}; {result.sessions_cleared} cached sessions cleared).",
+        f"(IAM user {result.user}; stored in {', '.join(result.backends)}; "
+        f"{result.sessions_cleared} cached sessions cleared).",
         err=True,
     )
 

@@ -21,6 +21,10 @@ from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
 from broker.errors import ConfigError
 
 _HEADER = re.compile(r"^\[(?P<name>.+)\]$")
+#: Keys whose values are secret (botocore reads aws_security_token as the session token).
+_SECRET_KEYS = frozenset(
+    {ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, "aws_security_token"}
+)
 
 
 def credentials_path() -> Path:
@@ -36,6 +40,9 @@ class Section:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     has_session_token: bool = False
+    #: The section's other, non-secret settings (``region``, ``output``...), as written; a
+    #: nested block's value starts with a newline.
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def _read_text(path: Path) -> str:
@@ -65,6 +72,7 @@ def parse(text: str, path: Path) -> list[Section]:
                 access_key_id=values.get(ACCESS_KEY_ID, "").strip(),
                 secret_access_key=values.get(SECRET_ACCESS_KEY, "").strip(),
                 has_session_token=bool(values.get(SESSION_TOKEN, "").strip()),
+                settings={k: v for k, v in values.items() if k not in _SECRET_KEYS},
             )
         )
     return sections

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from broker import config
-from broker.backend import Backend, Item
-from broker.errors import BackendUnavailable, ConfigError, UsageError
+from broker.aws.profiles import Profile
+from broker.backend import Backend, Capability, Item, unnamed
+from broker.errors import BackendUnavailable, UsageError
 from broker.services.context import Context
+
+#: What a memory-only backend means for a long-lived key; said wherever one lands there.
+LOST_AT_REBOOT = "memory only: lost at reboot or `wsl --shutdown`"
 
 
 @dataclass
@@ -62,15 +68,78 @@ def list_backends(ctx: Context) -> list[BackendInfo]:
     return [describe(ctx, name) for name in ctx.registry.names()]
 
 
-def set_default(ctx: Context, name: str) -> Path:
+def set_default(ctx: Context, name: str, *, memory_only_ok: bool = False) -> Path:
+    """Make ``name`` the default credential backend. A memory-only backend (no
+    ``PERSISTENT`` capability) needs ``memory_only_ok``: keys added there are lost at reboot."""
     ctx.registry.backend_class(name)  # raises for unknown, disabled or broken plugins
     availability = ctx.registry.availability(name)
     if not availability.ok:
-        raise ConfigError(
-            f"backend {name!r} is not available here: {availability.reason}",
+        raise BackendUnavailable(
+            f"backend {name!r} is not available here: {unnamed(name, availability.reason)}",
             "fix that first; `broker backend list` shows every backend's state",
         )
+    if memory_only(ctx, name) and not memory_only_ok:
+        raise UsageError(
+            f"backend {name!r} keeps keys in {LOST_AT_REBOOT}",
+            f"to make it the default anyway: `broker backend set {name} --yes`; for keys "
+            f"that last, {persistent_setup(ctx)}",
+        )
     return config.set_value("backend", name, ctx.settings.path)
+
+
+def memory_only(ctx: Context, name: str) -> bool:
+    """Whether backend ``name`` forgets what it holds at reboot (its class does not declare
+    ``Capability.PERSISTENT``). Only imports the plugin; False for one that is broken."""
+    try:
+        cls = ctx.registry.backend_class(name)
+    except Exception:
+        return False
+    return Capability.PERSISTENT not in cls.capabilities
+
+
+def persistent_setup(ctx: Context) -> str:
+    """How to set up a persistent credential backend here, in words for a hint: the
+    first installed one that is available, else what the ``pass`` backend (one command
+    away: `pass init`) or the first persistent one says it needs."""
+    candidates: list[tuple[str, str]] = []
+    for name in ctx.registry.preference_order():
+        if memory_only(ctx, name):
+            continue
+        availability = ctx.registry.availability(name)
+        if availability.ok:
+            return f"use {name}: `broker backend set {name}`"
+        candidates.append((name, availability.reason))
+    if not candidates:
+        return "install a backend plugin that keeps keys on disk or in a vault"
+    name, reason = next((c for c in candidates if c[0] == "pass"), candidates[0])
+    prefix = f"{name}: "
+    reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+    reason = re.sub(r"\s*\([^()]*\)$", "", reason)  # "(password store ...)": a detail
+    return f"set up {name}: {reason}"
+
+
+def key_destination(
+    ctx: Context, profile: Profile | None, explicit: str | None,
+    *, knowingly: Callable[[str], str],
+) -> str:
+    """The credential backend a long-lived key is about to be stored in.
+
+    A backend nobody chose (the best available one) that keeps keys in memory only is
+    refused: the key would be lost at reboot without the user ever having said so.
+    ``knowingly(name)`` is the command that makes that choice explicit, for the hint.
+
+    Raises:
+        BackendUnavailable: no persistent backend is available and none was chosen.
+    """
+    name, origin = ctx.backend_choice(profile, explicit)
+    if not origin and memory_only(ctx, name):
+        raise BackendUnavailable(
+            f"no persistent backend is set up here, and {name}, the one available, keeps "
+            f"keys in {LOST_AT_REBOOT}",
+            f"{persistent_setup(ctx)}, then run this again; or, to keep the key in memory "
+            f"knowingly: {knowingly(name)}",
+        )
+    return name
 
 
 def clear_sessions(ctx: Context, profile: str | None = None) -> int:
@@ -112,7 +181,8 @@ def _keyring(ctx: Context) -> Backend:
     availability = keyring.availability()
     if not availability.ok:
         raise BackendUnavailable(
-            f"cannot keep the token in the kernel keyring: {availability.reason}",
+            f"cannot keep the token in the kernel keyring: "
+            f"{unnamed('keyctl', availability.reason)}",
             "provide the token through the environment instead",
         )
     return keyring

@@ -27,7 +27,7 @@ from typing import Any
 
 from broker.aws import federation
 from broker.aws.profiles import resolve_chain
-from broker.errors import BrokerError
+from broker.errors import BrokerError, Unsupported
 from broker.services import loopback
 from broker.services.context import Context
 from broker.services.credentials import master_key, obtain
@@ -89,7 +89,10 @@ def signin_url(
             via, arn = "GetFederationToken", chain.mfa_serial
         partition = federation.partition_for(arn, where)
         endpoint = federation.endpoint(partition)
-        token = federation.signin_token(endpoint, creds)
+        try:
+            token = federation.signin_token(endpoint, creds)
+        except BrokerError as exc:
+            raise sts.name_profiles(exc, profile=profile, key_profile=None) from None
         target = federation.destination(partition, where, path)
         return ConsoleLogin(
             profile, via, partition.name, target, creds.expiration,
@@ -227,7 +230,7 @@ def open_in_browser(
     ``opener`` replaces how the browser is started (it gets that address).
     """
     if not loopback.can_tell_peers():
-        raise BrokerError(
+        raise Unsupported(
             "cannot check which user connects to a local port on this system "
             f"({loopback.TCP_TABLE} is not readable), so the sign-in link is not served",
             "run with --stdout and paste the URL into your browser",
@@ -247,13 +250,13 @@ def open_in_browser(
         else:
             started = _start(opener, address)
         if not started and not handoff.delivered.wait(LAUNCHER_GRACE):
-            raise BrokerError(
+            raise Unsupported(
                 "could not start a web browser",
                 "set BROWSER, or run with --stdout and open the URL yourself",
             )
         if not handoff.delivered.wait(wait):
             refused = handoff.refused_summary()
-            raise BrokerError(
+            raise Unsupported(
                 f"the browser did not open the sign-in page within {int(wait)} s"
                 + (f" ({refused} refused: only your own processes get it)" if refused else ""),
                 "run with --stdout and paste the URL into your browser "

@@ -52,21 +52,29 @@ class Context:
         self, profile: profiles.Profile | None = None, explicit: str | None = None
     ) -> str:
         """--backend > BROKER_BACKEND > the profile's broker_backend > config file > best."""
-        for choice in (
-            explicit,
-            os.environ.get("BROKER_BACKEND"),
-            profile.broker_backend if profile else None,
-            self.settings.backend,
+        return self.backend_choice(profile, explicit)[0]
+
+    def backend_choice(
+        self, profile: profiles.Profile | None = None, explicit: str | None = None
+    ) -> tuple[str, str]:
+        """The credential backend and who chose it: ``"explicit"`` (a --backend or --to
+        flag), ``"BROKER_BACKEND"``, ``"broker_backend"`` (the profile's), ``"config"``
+        (broker's config file), or ``""`` when nobody did (the best available one)."""
+        for choice, origin in (
+            (explicit, "explicit"),
+            (os.environ.get("BROKER_BACKEND"), "BROKER_BACKEND"),
+            (profile.broker_backend if profile else None, "broker_backend"),
+            (self.settings.backend, "config"),
         ):
             if choice:
-                return choice
+                return choice, origin
         best = self.registry.best_available(Capability.NONE)
         if best is None:
             raise BackendUnavailable(
                 "no credential backend is available here",
                 "see `broker backend list` for the reasons, then `broker backend set NAME`",
             )
-        return best
+        return best, ""
 
     def credential_backend(
         self, profile: profiles.Profile | None = None, explicit: str | None = None

@@ -6,7 +6,7 @@ from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import Chain, resolve_chain
 from broker.backend import TOTP, Item
-from broker.errors import CredentialsNotFound
+from broker.errors import BrokerError, CredentialsNotFound
 from broker.services.context import Context
 
 
@@ -40,16 +40,23 @@ class StoredKey:
 
     def item(self) -> Item:
         if self._item is None:
+            from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
+
             store = self.ctx.credential_backend(self.profile, self.backend)
-            item = store.get(self.profile.name)
+            try:
+                item = store.get(self.profile.name)
+            except BrokerError:
+                # unreadable (a lost GPG key, a locked vault): whether a seed is kept with
+                # it is no longer known
+                MfaLedger().mark_seed(store.name, self.profile.name, None)
+                raise
             if item is None:
+                MfaLedger().mark_seed(store.name, self.profile.name, False)
                 raise CredentialsNotFound(
                     f"no key stored for profile {self.profile.name!r} in backend {store.name!r}",
                     f"run `broker add {self.profile.name}`",
                 )
             self._item = item
-            from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
-
             MfaLedger().mark_seed(store.name, self.profile.name, bool(item.get(TOTP)))
         return self._item
 

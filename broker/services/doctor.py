@@ -23,10 +23,12 @@ from pathlib import Path
 
 from broker import config, paths
 from broker.aws import profiles
+from broker.aws.chain import problems as chain_problems
 from broker.aws.credentials import utcnow
-from broker.backend import Capability
+from broker.backend import Capability, unnamed
 from broker.errors import BrokerError, ConfigError
 from broker.registry import Registry
+from broker.services import backends, listing
 from broker.services.context import SESSION_CACHE_DEFAULT, Context
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -54,6 +56,7 @@ class Facts:
     clock: Callable[[], datetime] = utcnow
     online: bool = False
     timeout: float = 3.0
+    terminal: Callable[[], str | None] = field(default=lambda: _terminal())
 
     @property
     def wsl(self) -> int:
@@ -65,6 +68,17 @@ class Facts:
         if "microsoft" not in text:
             return 0
         return 2 if ("wsl2" in text or "microsoft-standard" in text) else 1
+
+
+def _terminal() -> str | None:
+    """This process's terminal device (``/dev/pts/3``), if a standard stream is one."""
+    for fd in (0, 2, 1):
+        try:
+            if os.isatty(fd):
+                return os.ttyname(fd)
+        except OSError:
+            continue
+    return None
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -130,9 +144,13 @@ def check_plaintext_credentials(facts: Facts) -> Check:
 class Backends:
     """Which backends are in use, and the names they hold (listed once each)."""
 
-    def __init__(self, ctx: Context, aws: profiles.AwsConfig | None, online: bool) -> None:
+    def __init__(
+        self, ctx: Context, aws: profiles.AwsConfig | None, online: bool,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.online = online
+        self.environ: Mapping[str, str] = environ if environ is not None else os.environ
         self._listed: dict[str, tuple[set[str] | None, str]] = {}
         try:
             self.default: str | None = ctx.credential_backend_name()
@@ -148,8 +166,15 @@ class Backends:
             used.add(profile.broker_backend)
         self.used = {n for n in used if n}
 
+        #: Backends that failed to list for a problem of their own: name -> the reason.
+        self.problems: dict[str, str] = {}
+        #: Backends whose problem a row already says.
+        self.said: set[str] = set()
+
     def listed(self, name: str) -> tuple[set[str] | None, str]:
-        """The names stored in ``name``, or None and why they were not listed."""
+        """The names stored in ``name``, or None and why they were not listed: a few words
+        for a profile's row. A problem with the backend itself (unavailable, failing) is
+        also kept in :attr:`problems`, to be said once, in a row of its own."""
         if name not in self._listed:
             self._listed[name] = self._list(name)
         return self._listed[name]
@@ -158,20 +183,23 @@ class Backends:
         try:
             backend = self.ctx.backend(name)
         except BrokerError as exc:
-            return None, exc.message
+            self.problems[name] = exc.message
+            return None, f"{name} cannot be loaded"
         availability = backend.availability()
         if not availability.ok:
-            return None, f"{name} is unavailable: {availability.reason}"
+            self.problems[name] = unnamed(name, availability.reason)
+            return None, f"{name} is unavailable"
         if Capability.LIST not in backend.capabilities:
             return None, f"{name} cannot list its items"
         if Capability.SHARED in backend.capabilities and not self.online:
-            return None, f"{name} is remote: listed with --online"
+            return None, "listed with --online"
         try:
             return set(backend.list()), ""
         except BrokerError as exc:
-            return None, exc.message
+            self.problems[name] = unnamed(name, exc.message)
         except Exception as exc:
-            return None, f"{name} failed to list: {type(exc).__name__}"
+            self.problems[name] = f"listing failed: {type(exc).__name__}"
+        return None, f"{name} failed to list its items"
 
 
 def check_plugins(ctx: Context) -> list[Check]:
@@ -195,8 +223,14 @@ def check_default_backend(ctx: Context, used: Backends) -> Check:
                      "see `broker backend list`, then `broker backend set NAME`")
     availability = ctx.registry.availability(used.default)
     if not availability.ok:
-        return Check("default backend", FAIL, f"{used.default}: {availability.reason}",
+        used.said.add(used.default)  # the profile rows only refer to it
+        return Check("default backend", FAIL,
+                     f"{used.default}: {unnamed(used.default, availability.reason)}",
                      "fix that, or choose another with `broker backend set NAME`")
+    if backends.memory_only(ctx, used.default):
+        return Check("default backend", WARN,
+                     f"{used.default} keeps keys in {backends.LOST_AT_REBOOT}",
+                     f"for keys that last, {backends.persistent_setup(ctx)}")
     return Check("default backend", OK, f"{used.default} is available")
 
 
@@ -213,13 +247,17 @@ def check_session_cache(ctx: Context, used: Backends) -> Check:
                      "see the keyctl check below")
     availability = ctx.registry.availability(used.cache)
     if not availability.ok:
-        return Check("session cache", FAIL, f"{used.cache}: {availability.reason}",
+        return Check("session cache", FAIL,
+                     f"{used.cache}: {unnamed(used.cache, availability.reason)}",
                      'fix it, or set session_cache = "none"')
     return Check("session cache", OK, f"sessions are kept in {used.cache}")
 
 
 def check_profiles(ctx: Context, aws: profiles.AwsConfig, used: Backends) -> list[Check]:
-    checks = []
+    """One short row per profile; a backend's own problem in one row of its own (before
+    the profiles it concerns), keys held in memory only in one row naming them all."""
+    checks: list[Check] = []
+    memory: dict[str, list[str]] = {}
     for name in sorted(aws.profiles):
         profile = aws.profiles[name]
         label = f"profile {name}"
@@ -227,7 +265,7 @@ def check_profiles(ctx: Context, aws: profiles.AwsConfig, used: Backends) -> lis
             checks.append(Check(label, OK, "uses IAM Identity Center (SSO), not broker"))
             continue
         if profile.credential_process and not profile.role_arn:
-            checks.append(Check(label, OK, "served by its credential_process"))
+            checks.append(_process_check(ctx, aws, name, profile, used))
             continue
         try:
             chain = profiles.resolve_chain(aws, name)
@@ -235,25 +273,60 @@ def check_profiles(ctx: Context, aws: profiles.AwsConfig, used: Backends) -> lis
         except BrokerError as exc:
             checks.append(Check(label, FAIL, exc.message, exc.hint))
             continue
-        problems = [p for level in (chain.key_profile, *chain.hops) for p in level.problems]
+        problems = chain_problems(chain)  # what `exec` would refuse before any call
         if problems:
-            text, _, hint = problems[0].partition("; ")
+            text, _, hint = problems[0].rpartition("; ")
             checks.append(Check(label, FAIL, text, hint))
             continue
         key = chain.key_profile.name
         route = " -> ".join(chain.names)
         stored, why = used.listed(backend)
-        bare = not (profile.role_arn or profile.mfa_serial or profile.source_profile)
+        if name == "default" and listing.settings_only(profile) and not (stored and key in stored):
+            continue  # [default] usually only carries the region: no key expected
         if stored is None:
-            checks.append(Check(label, OK, f"{route}; key in {backend} not checked ({why})"))
+            problem = backend in used.problems
+            checks.append(Check(label, WARN if problem else OK,
+                                f"{route}; key in {backend} not checked ({why})"))
         elif key in stored:
-            checks.append(Check(label, OK, f"{route}; key stored in {backend}"))
-        elif name == "default" and bare:
-            continue  # [default] usually only carries the region
+            if backends.memory_only(ctx, backend):
+                if key == name:
+                    memory.setdefault(backend, []).append(name)
+                checks.append(Check(label, OK, f"{route}; key stored in {backend} (memory only)"))
+            else:
+                checks.append(Check(label, OK, f"{route}; key stored in {backend}"))
         else:
             checks.append(Check(label, WARN, f"{route}; no key stored for {key!r} in {backend}",
                                 f"run `broker add {key}`"))
-    return checks
+    first = [Check(f"backend {name}", FAIL, reason, "fix that, or see `broker backend list`")
+             for name, reason in sorted(used.problems.items()) if name not in used.said]
+    used.said.update(used.problems)
+    last = [Check("keys lost at reboot", WARN,
+                  f"{', '.join(names)}: in {backend}, {backends.LOST_AT_REBOOT}",
+                  listing.keep_keys_hint(ctx, backend))
+            for backend, names in sorted(memory.items())]
+    return first + checks + last
+
+
+def _process_check(
+    ctx: Context, aws: profiles.AwsConfig, name: str, profile: profiles.Profile, used: Backends
+) -> Check:
+    """A profile served by its credential_process: by `broker export TARGET` (the AWS CLI
+    then needs a region in this profile: a named profile does not inherit [default]'s)."""
+    label = f"profile {name}"
+    target = listing.broker_export_target(profile.credential_process or "")
+    if target is None:
+        return Check(label, OK, "served by its credential_process")
+    if target == name or target not in aws.profiles:
+        return Check(label, FAIL, f"credential_process runs `broker export {target}`, "
+                     + ("itself" if target == name else "a profile that does not exist"),
+                     "point it at the profile whose key broker holds, e.g. `broker export dev`")
+    if not profile.region and not any(
+        used.environ.get(v) for v in ("AWS_REGION", "AWS_DEFAULT_REGION")
+    ):
+        return Check(label, WARN, f"served by `broker export {target}` but has no region: "
+                     "the AWS CLI and SDKs do not take [default]'s for a named profile",
+                     f"add `region = ...` to [profile {name}]")
+    return Check(label, OK, f"served by `broker export {target}`")
 
 
 # --- tools and the kernel -----------------------------------------------------------------
@@ -288,16 +361,30 @@ def check_gnupg(facts: Facts, used: Backends) -> list[Check]:
     else:
         checks.append(Check("pass", OK, "the pass CLI is not installed (optional: broker "
                                         "reads its store itself)"))
-    tty_var = facts.environ.get("GPG_TTY")
-    if not needed:
-        checks.append(Check("GPG_TTY", OK, "not needed (the pass backend is not in use)"))
-    elif tty_var:
-        checks.append(Check("GPG_TTY", OK, f"set ({tty_var})"))
-    else:
-        checks.append(Check("GPG_TTY", WARN, "not set: pinentry may not find your terminal "
-                            "when gpg asks for the passphrase",
-                            "add `export GPG_TTY=$(tty)` to ~/.bashrc"))
+    checks.append(_gpg_tty(facts, needed))
     return checks
+
+
+def _gpg_tty(facts: Facts, needed: bool) -> Check:
+    """GPG_TTY as broker uses it: it tells gpg the terminal itself when GPG_TTY is unset
+    (the pass backend finds it even under an SDK's credential_process), and an exported
+    GPG_TTY wins, so only a stale one can send pinentry to the wrong terminal."""
+    if not needed:
+        return Check("GPG_TTY", OK, "not needed (the pass backend is not in use)")
+    value = facts.environ.get("GPG_TTY")
+    if not value:
+        return Check("GPG_TTY", OK, "not set: not needed, broker tells gpg this terminal")
+    if not os.path.exists(value):
+        return Check("GPG_TTY", WARN, f"{value} does not exist: pinentry cannot ask there",
+                     "unset GPG_TTY (broker finds the terminal itself), or export it from "
+                     "each shell: `export GPG_TTY=$(tty)` in ~/.bashrc")
+    here = facts.terminal()
+    if here and os.path.realpath(here) != os.path.realpath(value):
+        return Check("GPG_TTY", WARN, f"{value}, but this terminal is {here}: pinentry would "
+                     "ask for the passphrase on the other one",
+                     "unset GPG_TTY (broker finds the terminal itself), or export it from "
+                     "each shell: `export GPG_TTY=$(tty)` in ~/.bashrc")
+    return Check("GPG_TTY", OK, f"{value} (broker would find the terminal without it too)")
 
 
 def check_keyctl(ctx: Context, facts: Facts, used: Backends) -> Check:
@@ -310,7 +397,7 @@ def check_keyctl(ctx: Context, facts: Facts, used: Backends) -> Check:
         note = " (WSL2: memory only, cleared by `wsl --shutdown`)" if facts.wsl == 2 else ""
         return Check("keyctl", OK, f"the kernel keyring works here{note}")
     status = FAIL if "keyctl" in used.used else WARN
-    return Check("keyctl", status, availability.reason,
+    return Check("keyctl", status, unnamed("keyctl", availability.reason),
                  "sessions are not cached without it; use WSL2 or a VM with the keyring, "
                  "or `broker backend set pass` for keys")
 
@@ -329,9 +416,13 @@ def check_wsl(facts: Facts) -> Check:
 # --- 1Password ----------------------------------------------------------------------------
 
 
-def _references_op(settings: config.Settings) -> bool:
-    return any(isinstance(v, str) and v.startswith("op://")
-               for table in settings.backends.values() for v in table.values())
+def _op_references(settings: config.Settings) -> list[str]:
+    return [v for table in settings.backends.values() for v in table.values()
+            if isinstance(v, str) and v.startswith("op://")]
+
+
+#: Vaults a 1Password service account can never be given (1Password's rule).
+SERVICE_ACCOUNT_NEVER = ("private", "personal", "employee", "shared")
 
 
 def _kept_token(ctx: Context) -> bool:
@@ -346,48 +437,89 @@ def _kept_token(ctx: Context) -> bool:
         return False
 
 
-def check_onepassword(ctx: Context, facts: Facts, used: Backends) -> list[Check]:
-    in_use = ONEPASSWORD in used.used or _references_op(ctx.settings)
-    if not in_use:
-        return [Check("1Password", OK, "not used")]
-    checks = []
-    token = facts.environ.get(TOKEN_VARIABLE, "")
-    setting = ctx.settings.backend_settings(ONEPASSWORD).get("token")
+def _token_check(ctx: Context, facts: Facts) -> tuple[Check, bool]:
+    """How the onepassword backend authenticates, in the order it looks (the ``token``
+    setting, ``account`` for the desktop app, the environment, the kernel keyring); and
+    whether that is a service account."""
+    settings = ctx.settings.backend_settings(ONEPASSWORD)
+    setting, account = settings.get("token"), settings.get("account")
+    token = facts.environ.get(TOKEN_VARIABLE, "").strip()
+    name = "1Password token"
+    if isinstance(setting, str) and setting:
+        from broker.secrets import shown
+
+        return Check(name, OK, f"from the reference {shown(setting)}"), True
+    if isinstance(account, str) and account:
+        if facts.wsl:
+            return Check(name, FAIL, f"account = {account!r} asks the desktop app, which is not "
+                         "reachable from inside WSL",
+                         "use a service-account token: `broker backend login onepassword`, "
+                         "and remove `account` from [backends.onepassword]"), False
+        return Check(name, OK, f"the desktop app, account {account!r} (it asks for approval "
+                     "in each new process)"), False
     if token:
         if token.startswith("ops_"):
-            checks.append(Check("1Password token", OK, f"from {TOKEN_VARIABLE}"))
-        else:
-            checks.append(Check("1Password token", WARN, f"{TOKEN_VARIABLE} does not look like a "
-                                "service-account token (ops_...)", "copy the token again"))
-    elif _kept_token(ctx):
-        checks.append(Check("1Password token", OK, "kept in the kernel keyring "
-                            "(keyctl:onepassword-token, `broker backend login onepassword`)"))
-    elif isinstance(setting, str) and setting:
-        checks.append(Check("1Password token", OK, f"from the reference {setting}"))
-    elif facts.wsl:
-        checks.append(Check("1Password token", FAIL, "no service-account token, and the desktop "
-                            "app is not reachable from inside WSL",
-                            f"`broker backend login onepassword`, or export {TOKEN_VARIABLE}"))
-    else:
-        checks.append(Check("1Password token", WARN, "no service-account token: the desktop app "
-                            "is used, and asks for approval in each new process",
-                            "`broker backend login onepassword` keeps a token for this login"))
+            return Check(name, OK, f"from {TOKEN_VARIABLE}"), True
+        return Check(name, FAIL, f"{TOKEN_VARIABLE} does not look like a service-account "
+                     "token (ops_...)", "copy the token again"), True
+    if _kept_token(ctx):
+        return Check(name, OK, "kept in the kernel keyring (`broker backend login "
+                     "onepassword`)"), True
+    return Check(name, FAIL, "no service-account token"
+                 + (" (the desktop app is not reachable from inside WSL)" if facts.wsl
+                    else ", and no desktop app account set"),
+                 f"`broker backend login onepassword`, or export {TOKEN_VARIABLE}"
+                 + ("" if facts.wsl else "; or account = \"...\" under [backends.onepassword]")
+                 ), True
+
+
+def _vault_checks(ctx: Context) -> list[Check]:
+    """Vaults a service account can never read, named in broker's config."""
+    named = []
+    vault = ctx.settings.backend_settings(ONEPASSWORD).get("vault")
+    if isinstance(vault, str) and vault.lower() in SERVICE_ACCOUNT_NEVER:
+        named.append(f"vault = {vault!r}")
+    for reference in _op_references(ctx.settings):
+        head = reference[len("op://"):].split("/", 1)[0]
+        if head.lower() in SERVICE_ACCOUNT_NEVER:
+            named.append(reference)
+    if not named:
+        return []
+    return [Check("1Password vault", FAIL, f"{', '.join(named)}: a service account can never "
+                  "read the Private, Personal, Employee or default Shared vault",
+                  "keep these items in a vault of their own (e.g. AWS) shared with the "
+                  "service account, and name it there")]
+
+
+def check_onepassword(ctx: Context, facts: Facts, used: Backends) -> list[Check]:
+    in_use = ONEPASSWORD in used.used or bool(_op_references(ctx.settings))
+    if not in_use:
+        return [Check("1Password", OK, "not used")]
+    token, service_account = _token_check(ctx, facts)
+    checks = [token]
+    if service_account:
+        checks += _vault_checks(ctx)
     if ONEPASSWORD not in ctx.registry.names():
         checks.append(Check("1Password reachability", FAIL, "the onepassword plugin is not "
                             "installed", "reinstall broker"))
         return checks
     availability = ctx.registry.availability(ONEPASSWORD)
     if not availability.ok:
-        checks.append(Check("1Password reachability", FAIL, availability.reason,
-                            "fix the token or the app as the reason says"))
+        if token.status == OK:  # a problem the token row does not already say
+            checks.append(Check("1Password reachability", FAIL,
+                                unnamed(ONEPASSWORD, availability.reason),
+                                "fix the token or the app as the reason says"))
+        used.said.add(ONEPASSWORD)
     elif not facts.online:
         checks.append(Check("1Password reachability", OK, "not checked (`broker doctor "
                             "--online` makes one API call)"))
     else:
         names, why = used.listed(ONEPASSWORD)  # the one API call, shared with the key checks
         if names is None:
-            checks.append(Check("1Password reachability", FAIL, why,
+            checks.append(Check("1Password reachability", FAIL,
+                                used.problems.get(ONEPASSWORD, why),
                                 "check the token, the network and the vault settings"))
+            used.said.add(ONEPASSWORD)
         else:
             checks.append(Check("1Password reachability", OK, f"reachable ({len(names)} items)"))
     return checks
@@ -449,7 +581,7 @@ def run(facts: Facts | None = None, registry: Registry | None = None) -> list[Ch
     try:
         checks = [broker_check, aws_check, check_plaintext_credentials(facts)]
         checks += check_plugins(ctx)
-        used = Backends(ctx, aws, facts.online)
+        used = Backends(ctx, aws, facts.online, facts.environ)
         checks.append(check_default_backend(ctx, used))
         checks.append(check_session_cache(ctx, used))
         if aws is not None:

@@ -6,6 +6,12 @@ key in broker (unless ``overwrite``); write each key, read it back and
 compare; only then, and only when asked, remove it from where it came from.
 ``mfa_serial`` comes from the profile in ``~/.aws/config``; the region is
 reported, not stored (broker reads it from the profile at run time).
+
+Every key imported leaves a profile `broker exec` can use: a name with no section in
+``~/.aws/config`` gets an empty one, and a section of ``~/.aws/credentials`` removed with
+``--remove-plaintext`` first has its other settings (``region``, ``output``...) moved to
+``~/.aws/config``. A backend nobody chose that keeps keys in memory only is refused, and
+removing a persistent copy so that the only one left is in memory needs ``memory_only_ok``.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from broker import paths
 from broker.aws.profiles import Profile, resolve_chain
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Backend, Item
 from broker.errors import AuthenticationError, BrokerError, UsageError
 from broker.importers import aws_vault, credentials_file
+from broker.services.backends import LOST_AT_REBOOT, key_destination, memory_only
 from broker.services.context import Context
-from broker.services.keys import validate_key
+from broker.services.keys import ensure_profile, validate_key
 from broker.services.migrate import Conflict, MigrationConflict, open_backend, write_verified
 
 IMPORTED = "imported"
@@ -58,14 +66,19 @@ class _Candidate:
     profile: str
     item: Item | None = None
     note: str = ""  # why it is skipped, when item is None
-    remove: Callable[[], bool] | None = None  # removes it from the source; False: left there
+    #: Removes it from the source: True; False: changed meanwhile, left there; a str: why
+    #: it was left there.
+    remove: Callable[[], bool | str] | None = None
 
 
-def _profile_facts(ctx: Context, name: str) -> tuple[Profile | None, str, str]:
+def _profile_facts(
+    ctx: Context, name: str, dry_run: bool = False
+) -> tuple[Profile | None, str, str]:
     """(the profile, its region, a note) for a key imported under ``name``."""
     profile = ctx.aws.profiles.get(name)
     if profile is None:
-        return None, "", f"no [profile {name}] in {ctx.aws.path}"
+        section = "default" if name == "default" else f"profile {name}"
+        return None, "", f"no [{section}] in {ctx.aws.path}: {'to be ' if dry_run else ''}added"
     region = profile.region or ctx.aws.default_region() or ""
     try:
         key_profile = resolve_chain(ctx.aws, name).key_profile.name
@@ -94,6 +107,25 @@ def _candidate(ctx: Context, name: str, key_id: str, secret: str, token: bool) -
     return _Candidate(name, _key_item(ctx, name, key_id, secret))
 
 
+def _target(
+    ctx: Context, profile: Profile | None, to: str | None, *, remove_source: bool,
+    source_persistent: bool, memory_only_ok: bool, removal_flag: str,
+) -> str:
+    """The backend an imported key goes to; refuses a memory-only one nobody chose, and
+    removing a persistent source into one unasked."""
+    name = key_destination(ctx, profile, to, knowingly=lambda b: f"run it again with --to {b}")
+    if (
+        remove_source and source_persistent and not memory_only_ok and memory_only(ctx, name)
+    ):
+        raise UsageError(
+            f"{removal_flag} would leave the keys only in {name}, which keeps keys in "
+            f"{LOST_AT_REBOOT}",
+            f"import without {removal_flag} so that the source keeps its copy, import --to a "
+            "persistent backend, or add --memory-only to do it anyway",
+        )
+    return name
+
+
 def _import(
     ctx: Context,
     report: ImportReport,
@@ -102,21 +134,34 @@ def _import(
     to: str | None,
     overwrite: bool,
     remove_source: bool,
+    source_persistent: bool = True,
+    memory_only_ok: bool = False,
+    removal_flag: str = "--delete-source",
 ) -> None:
     """Plan, check for conflicts, then write, verify and (if asked) remove each key."""
     backends: dict[str, Backend] = {}
+    targets: dict[str | None, str] = {}  # a profile's broker_backend -> the backend chosen
     planned: list[tuple[_Candidate, ImportOutcome, Backend | None, Item | None]] = []
     conflicts: list[Conflict] = []
     conflict_backends: set[str] = set()
     for candidate in candidates:
-        profile, region, note = _profile_facts(ctx, candidate.profile)
+        profile, region, note = _profile_facts(ctx, candidate.profile, report.dry_run)
         if candidate.item is None:
             outcome = ImportOutcome(candidate.profile, SKIPPED, region=region, note=candidate.note)
             planned.append((candidate, outcome, None, None))
             continue
-        name = ctx.credential_backend_name(profile, to)
+        pinned = profile.broker_backend if profile is not None else None
+        if pinned not in targets:
+            targets[pinned] = _target(
+                ctx, profile, to, remove_source=remove_source and not report.dry_run,
+                source_persistent=source_persistent, memory_only_ok=memory_only_ok,
+                removal_flag=removal_flag,
+            )
+        name = targets[pinned]
         if name not in backends:
             backends[name] = open_backend(ctx, name, "target")
+            if memory_only(ctx, name):
+                report.notes.append(f"{name} keeps the keys in {LOST_AT_REBOOT}")
         backend = backends[name]
         existing = backend.get(candidate.profile)
         item = candidate.item
@@ -144,6 +189,8 @@ def _import(
             )
             report.outcomes.append(outcome)
             continue
+        if target is not None and ctx.aws.profiles.get(candidate.profile) is None:
+            ensure_profile(ctx, candidate.profile)  # `exec` needs a section to find it
         if target is not None and write is not None:
             write_verified(target, candidate.profile, write, keep_source=report.source)
             if outcome.action == OVERWRITTEN:  # as `broker add --replace` does
@@ -151,9 +198,11 @@ def _import(
 
                 revoke_sessions(ctx, candidate.profile)
         if remove_source and target is not None and candidate.remove is not None:
-            outcome.source_removed = candidate.remove()
-            if not outcome.source_removed:
-                outcome.note = "; ".join(filter(None, [outcome.note, "changed meanwhile: kept"]))
+            removed = candidate.remove()
+            outcome.source_removed = removed is True
+            if removed is not True:
+                kept = removed or "changed meanwhile: kept"
+                outcome.note = "; ".join(filter(None, [outcome.note, kept]))
         report.outcomes.append(outcome)
 
 
@@ -272,6 +321,7 @@ def import_aws_vault(
     dry_run: bool = False,
     overwrite: bool = False,
     delete_source: bool = False,
+    memory_only_ok: bool = False,
 ) -> ImportReport:
     """Import the long-lived keys aws-vault keeps; its sessions and SSO tokens are skipped."""
     where = where or VaultLocations()
@@ -295,7 +345,10 @@ def import_aws_vault(
             candidates.append(candidate)
         for missing in [p for p in wanted if p not in names]:
             candidates.append(_Candidate(missing, note="not in aws-vault's store"))
-        _import(ctx, report, candidates, to=to, overwrite=overwrite, remove_source=delete_source)
+        _import(
+            ctx, report, candidates, to=to, overwrite=overwrite, remove_source=delete_source,
+            source_persistent=chosen_kind != "keyctl", memory_only_ok=memory_only_ok,
+        )
     if left_out.get("session") or left_out.get("oidc"):
         report.notes.append(
             f"left out {left_out.get('session', 0)} cached session(s) and "
@@ -310,8 +363,8 @@ def import_aws_vault(
     return report
 
 
-def _vault_remover(store: aws_vault.VaultStore, name: str) -> Callable[[], bool]:
-    def remove() -> bool:
+def _vault_remover(store: aws_vault.VaultStore, name: str) -> Callable[[], bool | str]:
+    def remove() -> bool | str:
         store.delete(name)
         return True
 
@@ -329,8 +382,13 @@ def import_credentials_file(
     to: str | None = None,
     dry_run: bool = False,
     overwrite: bool = False,
+    memory_only_ok: bool = False,
 ) -> ImportReport:
-    """Import the plaintext keys of ``~/.aws/credentials`` (or $AWS_SHARED_CREDENTIALS_FILE)."""
+    """Import the plaintext keys of ``~/.aws/credentials`` (or $AWS_SHARED_CREDENTIALS_FILE).
+
+    A section removed with ``remove_plaintext`` first has its other settings moved to
+    ``~/.aws/config``, where botocore then reads them as it read them before.
+    """
     path = credentials_file.credentials_path()
     if not path.exists():
         raise UsageError(f"{path} does not exist", "nothing to import")
@@ -357,10 +415,13 @@ def import_credentials_file(
             )
             key_id = section.access_key_id
             candidate.remove = (
-                lambda name=name, key_id=key_id: credentials_file.remove_section(path, name, key_id)
+                lambda name=name, key_id=key_id: _move_then_remove(ctx, path, name, key_id)
             )
             candidates.append(candidate)
-        _import(ctx, report, candidates, to=to, overwrite=overwrite, remove_source=remove_plaintext)
+        _import(
+            ctx, report, candidates, to=to, overwrite=overwrite, remove_source=remove_plaintext,
+            memory_only_ok=memory_only_ok, removal_flag="--remove-plaintext",
+        )
     if not dry_run and not remove_plaintext and any(
         o.action in (IMPORTED, OVERWRITTEN, ALREADY_THERE) for o in report.outcomes
     ):
@@ -369,3 +430,25 @@ def import_credentials_file(
             "profiles, run again with --remove-plaintext"
         )
     return report
+
+
+def _move_then_remove(ctx: Context, path: Path, name: str, key_id: str) -> bool | str:
+    """Move the non-secret settings of section ``name`` (``region``, ``output``...) to
+    ``~/.aws/config``, then remove the section if it still holds ``key_id``. botocore lays
+    the credentials file over the config file, so a value moved replaces the config's.
+    A section whose settings cannot be moved (a nested block) is left as it is."""
+    from broker.aws.config_writer import ensure_profile_section, write_profile_value
+
+    section = {s.name: s for s in credentials_file.load(path)}.get(name)
+    if section is None or section.access_key_id != key_id:
+        return False
+    nested = sorted(k for k, v in section.settings.items() if "\n" in v)
+    if nested:
+        return (f"kept: move {', '.join(nested)} to {ctx.aws.path} by hand, then run "
+                "again with --remove-plaintext")
+    config = ctx.aws.path
+    ensure_profile_section(config, name)
+    for key, value in section.settings.items():
+        write_profile_value(config, name, key, value)
+    ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    return credentials_file.remove_section(path, name, key_id)

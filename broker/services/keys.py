@@ -1,16 +1,21 @@
-"""Managing stored keys: add, remove, list."""
+"""Managing stored keys: add and remove (`broker list` is broker.services.listing)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
-from broker.aws.credentials import utcnow
 from broker.aws.profiles import resolve_chain
-from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Capability, Item
-from broker.errors import BrokerError, ConfigError, ProfileNotFound, UsageError
+from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Item
+from broker.errors import (
+    BrokerError,
+    ConfigError,
+    CredentialsNotFound,
+    UsageError,
+)
+from broker.services.backends import key_destination, memory_only
 from broker.services.context import Context
-from broker.services.mfa import code_source
 
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 
@@ -59,6 +64,10 @@ class AddResult:
     backend: str
     replaced: bool
     sessions_cleared: int
+    #: The backend keeps keys in memory only: the key is lost at reboot.
+    memory_only: bool = False
+    #: ~/.aws/config, when a section for the profile was added to it (`exec` needs one).
+    config_written: Path | None = None
 
 
 def add(
@@ -80,13 +89,20 @@ def add(
                 f"{chain.key_profile.name!r}",
                 f"add the key to that profile instead: `broker add {chain.key_profile.name}`",
             )
-    store = ctx.credential_backend(known, backend)
+    name = key_destination(
+        ctx, known, backend, knowingly=lambda b: f"`broker add {profile} --backend {b}`"
+    )
+    store = ctx.backend(name)
     existing = store.get(profile)
     if existing is not None and not replace:
         raise UsageError(
             f"profile {profile!r} already has a key in backend {store.name!r}",
             "pass --replace to overwrite it, or `broker remove` it first",
         )
+    # `exec` reads profiles from ~/.aws/config: a key stored under a name with no section
+    # there would be listed as stored, yet unusable. The section comes first: a failure
+    # afterwards leaves only an empty section behind.
+    written = ensure_profile(ctx, profile) if known is None else None
     fields = dict(existing or {})
     fields.update({ACCESS_KEY_ID: key_id, SECRET_ACCESS_KEY: secret})
     if known is not None and known.mfa_serial:
@@ -94,7 +110,21 @@ def add(
     store.set(profile, Item(fields))
     # sessions made from the replaced key, the roles built on it included, end with it
     cleared = revoke_sessions(ctx, profile) if existing is not None else 0
-    return AddResult(profile, store.name, existing is not None, cleared)
+    return AddResult(
+        profile, store.name, existing is not None, cleared, memory_only(ctx, store.name), written
+    )
+
+
+def ensure_profile(ctx: Context, profile: str) -> Path | None:
+    """Add an empty section for ``profile`` to ~/.aws/config unless it has one; the file's
+    path if it was changed."""
+    from broker.aws.config_writer import ensure_profile_section
+
+    path = ctx.aws.path
+    if not ensure_profile_section(path, profile):
+        return None
+    ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    return path
 
 
 def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[str, int]:
@@ -102,89 +132,11 @@ def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[s
     roles built on it included) and the profile's own; (backend, sessions ended)."""
     store = ctx.credential_backend(ctx.aws.profiles.get(profile), backend)
     if not store.delete(profile):
-        raise BrokerError(
+        raise CredentialsNotFound(
             f"no key stored for {profile!r} in backend {store.name!r}",
             "see `broker list` for where keys are",
         )
+    from broker.aws.mfa_ledger import MfaLedger  # no key, so no seed kept with it
+
+    MfaLedger().mark_seed(store.name, profile, False)
     return store.name, revoke_sessions(ctx, profile) + ctx.sessions.clear(profile)
-
-
-@dataclass
-class SessionInfo:
-    kind: str
-    seconds_left: int
-    role_arn: str = ""
-
-
-@dataclass
-class ProfileInfo:
-    name: str
-    chain: list[str]
-    key_profile: str
-    backend: str
-    stored: bool | None  # None: could not tell
-    mfa_serial: str | None
-    role_arn: str | None
-    sessions: list[SessionInfo] = field(default_factory=list)
-    error: str = ""
-    #: Where MFA codes come from: mfa_process, stored totp, broker_totp, prompt ("": no MFA).
-    mfa_source: str = ""
-    #: Values in the profile's chain broker cannot use (they fail it when used).
-    problems: list[str] = field(default_factory=list)
-
-
-def list_profiles(ctx: Context, *, backend: str | None = None) -> list[ProfileInfo]:
-    """Every profile in ~/.aws/config and every stored key, with chains and sessions."""
-    stored_by_backend: dict[str, set[str] | None] = {}
-
-    def stored_names(name: str) -> set[str] | None:
-        if name not in stored_by_backend:
-            store = ctx.backend(name)
-            if Capability.LIST in store.capabilities:
-                try:
-                    stored_by_backend[name] = set(store.list())
-                except BrokerError:
-                    stored_by_backend[name] = None
-            else:
-                stored_by_backend[name] = None
-        return stored_by_backend[name]
-
-    sessions: dict[str, list[SessionInfo]] = {}
-    now = utcnow()
-    for entry in ctx.sessions.entries():
-        creds = entry.credentials
-        left = int(creds.seconds_left(now))
-        if left > 0:
-            sessions.setdefault(entry.profile, []).append(
-                SessionInfo(entry.kind, left, entry.item.get("role_arn", ""))
-            )
-
-    infos: list[ProfileInfo] = []
-    for name in sorted(ctx.aws.profiles):
-        profile = ctx.aws.profiles[name]
-        try:
-            chain = resolve_chain(ctx.aws, name)
-            backend_name = ctx.credential_backend_name(chain.key_profile, backend)
-            names = stored_names(backend_name)
-            stored = None if names is None else chain.key_profile.name in names
-            problems = [
-                problem
-                for level in (chain.key_profile, *chain.hops)
-                for problem in level.problems
-            ]
-            info = ProfileInfo(
-                name, chain.names, chain.key_profile.name, backend_name, stored,
-                chain.mfa_serial, profile.role_arn, sessions.get(name, []),
-                mfa_source=code_source(chain, backend_name), problems=problems,
-            )
-        except (ConfigError, ProfileNotFound, BrokerError) as exc:
-            info = ProfileInfo(name, [name], name, "", None, None, None, error=exc.message)
-        infos.append(info)
-    # keys stored for names that have no section in ~/.aws/config
-    default_backend = ctx.credential_backend_name(None, backend)
-    for orphan in sorted((stored_names(default_backend) or set()) - set(ctx.aws.profiles)):
-        infos.append(
-            ProfileInfo(orphan, [orphan], orphan, default_backend, True, None, None,
-                        sessions.get(orphan, []))
-        )
-    return infos

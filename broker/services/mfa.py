@@ -7,6 +7,7 @@ Plain functions for the CLI's `totp` and `mfa` commands; no click, no printing (
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from broker.aws.profiles import Chain, Profile, resolve_chain
 from broker.aws.totp import TotpSeed, looks_like_uri, parse_seed
 from broker.backend import MFA_SERIAL, TOTP, Backend, Item
 from broker.errors import (
+    AuthenticationError,
     AWSError,
     BackendError,
     BrokerError,
     ConfigError,
     CredentialsNotFound,
+    MFACodeRefused,
     MFARequired,
     UsageError,
 )
@@ -92,19 +95,117 @@ class SeedResult:
     source: str
     period: int
     digits: int
+    #: The MFA device AWS accepted a code made from the seed for ("": not checked).
+    verified: str = ""
+    #: Why the seed was not checked against AWS ("" when it was).
+    unchecked: str = ""
 
 
-def set_seed(ctx: Context, profile: str, text: str, *, backend: str | None = None) -> SeedResult:
-    """Keep a TOTP seed (base32 or otpauth URI) in the Item of ``profile``'s key."""
+def set_seed(
+    ctx: Context,
+    profile: str,
+    text: str,
+    *,
+    backend: str | None = None,
+    verify: bool = True,
+    clock: totp.Clock | None = None,
+) -> SeedResult:
+    """Keep a TOTP seed (base32 or otpauth URI) in the Item of ``profile``'s key.
+
+    With ``verify`` (the default) the seed is proven first: a code made from it must get
+    a GetSessionToken for the profile's MFA device, or nothing is stored. A wrong seed
+    would otherwise only show at the next `broker exec`, as codes AWS refuses.
+    """
     known = _own_key_profile(ctx, profile, "totp set")
     seed = parse_seed(text, origin="that seed")
     store = ctx.credential_backend(known, backend)
     item = _stored_item(store, profile)
     value = seed.uri() if looks_like_uri(text) else seed.secret
-    store.set(profile, item.replace(**{TOTP: value}))
+    updated = item.replace(**{TOTP: value})
+    verified, unchecked = "", "not asked to"
+    if verify:
+        serial = _device_of(ctx, profile, item)
+        if serial:
+            _prove_seed(ctx, profile, known, serial, updated, clock or totp.CLOCK)
+            verified, unchecked = serial, ""
+        else:
+            unchecked = (f"no mfa_serial is set for {profile} (or a role built on its key), "
+                         "so there is no device to check it against")
+    store.set(profile, updated)
     MfaLedger().mark_seed(store.name, profile, True)
     source = code_source(_chain(ctx, profile), store.name)
-    return SeedResult(profile, store.name, bool(item.get(TOTP)), source, seed.period, seed.digits)
+    return SeedResult(
+        profile, store.name, bool(item.get(TOTP)), source, seed.period, seed.digits,
+        verified, unchecked,
+    )
+
+
+def _device_of(ctx: Context, profile: str, item: Item) -> str | None:
+    """The MFA device whose codes ``profile``'s key sends: the profile's ``mfa_serial``,
+    the one stored with the key, or the one of a role built on the key."""
+    from broker.services.keys import profiles_using_key
+
+    if profile in ctx.aws.profiles:
+        own = resolve_chain(ctx.aws, profile).mfa_serial
+        if own:
+            return own
+    if item.get(MFA_SERIAL):
+        return item[MFA_SERIAL]
+    for name in profiles_using_key(ctx, profile) if profile in ctx.aws.profiles else []:
+        try:
+            serial = resolve_chain(ctx.aws, name).mfa_serial
+        except BrokerError:
+            continue
+        if serial:
+            return serial
+    return None
+
+
+def _prove_seed(
+    ctx: Context, profile: str, known: Profile | None, serial: str, item: Item,
+    clock: totp.Clock,
+) -> None:
+    """GetSessionToken with the stored key and a code made from the seed in ``item``: AWS
+    accepts the code only if the seed is the device's. The session is cached as the
+    profile's MFA session, the one `exec` makes, so the next command needs no new code
+    (AWS takes each code once); the code is recorded as used."""
+    from broker.aws import sts
+    from broker.aws.chain import ChainOptions, CredentialChain
+    from broker.aws.mfa import GuardedSessions, MfaCodes, stored_seed_source
+
+    class Fresh(GuardedSessions):
+        """Always asks AWS (a cached session would answer without checking the code); the
+        new session replaces the cached one only once AWS accepted the code."""
+
+        def get(self, name: str) -> Credentials | None:
+            return None
+
+    key_profile = known or Profile(profile)
+    own = Chain(key_profile, key_profile, (), serial)
+    creds = Credentials.from_item(item, what=f"the stored key of {profile!r}")
+    codes = MfaCodes(sources=[stored_seed_source], key_item=lambda: item, clock=clock)
+    sessions = Fresh(ctx.sessions.for_key(profile), codes)
+    options = ChainOptions(
+        session_duration=ctx.settings.session_duration,
+        region=ctx.region_for(known) if known else None, profile=profile,
+    )
+    with sts.profile_scope(profile):
+        try:
+            CredentialChain(own, sessions, lambda: creds, codes, options).get()
+        except MFACodeRefused:
+            raise AuthenticationError(
+                f"AWS refused the code made from that seed for {serial}: it is not that "
+                "device's seed, or the clock here is off",
+                "check the seed, the secret shown when the device was set up, and this "
+                "machine's clock with `broker doctor`; nothing was stored",
+            ) from None
+        except BrokerError as exc:
+            clone = copy.copy(exc)
+            clone.hint = "; ".join(filter(None, [
+                exc.hint, f"nothing was stored: `broker totp set {profile} --no-verify` stores "
+                "the seed without asking AWS",
+            ]))
+            raise clone from None
 
 
 def remove_seed(ctx: Context, profile: str, *, backend: str | None = None) -> str:
@@ -114,8 +215,8 @@ def remove_seed(ctx: Context, profile: str, *, backend: str | None = None) -> st
     item = _stored_item(store, profile)
     if not item.get(TOTP):
         MfaLedger().mark_seed(store.name, profile, False)
-        raise BrokerError(
-            f"no TOTP seed is kept with {profile!r}'s key in backend {store.name!r}",
+        raise CredentialsNotFound(
+            f"no TOTP seed is kept with {profile}'s key in backend {store.name!r}",
             "nothing to remove",
         )
     store.set(profile, item.replace(**{TOTP: None}))
@@ -161,7 +262,7 @@ def current_code(
     except MFARequired:
         name = chain.key_profile.name
         raise MFARequired(
-            f"no TOTP seed is kept with {name!r}'s key and the profile has no broker_totp",
+            f"no TOTP seed is kept with {name}'s key and the profile has no broker_totp",
             f"store one with `broker totp set {name}`, or enrol with `broker mfa enroll {name}`",
         ) from None
     issued = codes.last_issued
@@ -244,7 +345,7 @@ def enroll(
                 progress(f"The stored seed belongs to {stored_serial}, which no longer exists.")
             else:
                 raise UsageError(
-                    f"a TOTP seed is kept with {profile!r}'s key already, for a device broker "
+                    f"a TOTP seed is kept with {profile}'s key already, for a device broker "
                     "did not enrol",
                     f"if it is no longer used, `broker totp remove {profile}` first; to use that "
                     "device, set its mfa_serial in ~/.aws/config",
@@ -281,7 +382,7 @@ def enroll(
                 with contextlib.suppress(Exception):
                     iam.delete_device(serial)  # unassigned and seedless: of no use to anyone
                 raise
-            progress(f"Created {serial}; its seed is kept with {profile!r}'s key in {store.name}.")
+            progress(f"Created {serial}; its seed is kept with {profile}'s key in {store.name}.")
 
         code1, code2, step2 = _two_consecutive_codes(seed, clock)
         iam.enable(user, serial, code1, code2)
@@ -292,7 +393,7 @@ def enroll(
 
 def _stored_seed(value: str, profile: str) -> TotpSeed:
     return parse_seed(
-        value, origin=f"the TOTP seed stored with {profile!r}'s key", error=ConfigError,
+        value, origin=f"the TOTP seed stored with {profile}'s key", error=ConfigError,
         hint=f"`broker totp remove {profile}`, then enrol again",
     )
 

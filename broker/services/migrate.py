@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker import config, paths
-from broker.backend import Backend, Capability, Item
+from broker.aws.mfa_ledger import MfaLedger
+from broker.backend import TOTP, Backend, Capability, Item, unnamed
 from broker.errors import BackendError, BackendUnavailable, BrokerError, UsageError
 from broker.services.context import Context
 
@@ -99,7 +100,8 @@ def open_backend(ctx: Context, name: str, role: str) -> Backend:
     availability = backend.availability()
     if not availability.ok:
         raise BackendUnavailable(
-            f"the {role} backend {name!r} is not available here: {availability.reason}",
+            f"the {role} backend {name!r} is not available here: "
+            f"{unnamed(name, availability.reason)}",
             "fix that first; `broker backend list` shows every backend's state",
         )
     return backend
@@ -183,10 +185,14 @@ def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -
         note = f"replaced: {', '.join(step.differing)}" if step.differing else ""
     else:
         action, note = ALREADY_THERE, ""
+    # `broker list` shows a seed moved with the key at once, not after the next exec
+    ledger = MfaLedger()
+    ledger.mark_seed(target.name, step.profile, bool(step.item.get(TOTP)))
     deleted = False
     if delete_source:
         source.delete(step.profile)
         checkpoint("deleted", step.profile)
+        ledger.mark_seed(source.name, step.profile, False)
         deleted = True
     return Outcome(step.profile, action, source_deleted=deleted, note=note)
 
@@ -215,6 +221,37 @@ def _default_notes(ctx: Context, source: str, target: str) -> list[str]:
     return notes
 
 
+def _memory_only_target(
+    ctx: Context, source: str, target: str, delete_source: bool, set_default: bool,
+    memory_only_ok: bool, dry_run: bool,
+) -> list[str]:
+    """Notes about a target that keeps keys in memory only; refuses (before anything is
+    read) to make it the only copy of keys kept persistently, or the default, unasked."""
+    from broker.services.backends import LOST_AT_REBOOT, memory_only
+
+    if not memory_only(ctx, target):
+        return []
+    risky = []
+    if delete_source and not memory_only(ctx, source):
+        risky.append(f"--delete-source would leave the keys only in {target}")
+    if set_default:
+        risky.append(f"--set-default would make {target} the default backend for new keys")
+    if risky and not memory_only_ok and not dry_run:
+        raise UsageError(
+            f"{' and '.join(risky)}, which keeps keys in {LOST_AT_REBOOT}",
+            f"keep the copies in {source} by leaving out --delete-source and --set-default, "
+            "or add --memory-only to do it anyway",
+        )
+    notes = [f"{target} keeps the keys in {LOST_AT_REBOOT}"]
+    if not delete_source:
+        notes[0] += f"; the copies in {source} stay"
+    if risky and dry_run and not memory_only_ok:
+        notes.append("a real run needs --memory-only for " + " and ".join(
+            flag for flag in ("--delete-source", "--set-default") if flag in " ".join(risky)
+        ))
+    return notes
+
+
 def migrate(
     ctx: Context,
     source_name: str,
@@ -225,9 +262,15 @@ def migrate(
     overwrite: bool = False,
     delete_source: bool = False,
     set_default: bool = False,
+    memory_only_ok: bool = False,
     progress: Progress | None = None,
 ) -> MigrationReport:
-    """Copy credential items from one backend to another, verified; see the module doc."""
+    """Copy credential items from one backend to another, verified; see the module doc.
+
+    A target that keeps keys in memory only (no ``PERSISTENT`` capability) loses them at
+    reboot: deleting them from a persistent source, or making that target the default,
+    needs ``memory_only_ok``.
+    """
     if source_name == target_name:
         raise UsageError(
             f"--from and --to are both {source_name!r}", "name two different backends"
@@ -235,6 +278,10 @@ def migrate(
     source = open_backend(ctx, source_name, "source")
     target = open_backend(ctx, target_name, "target")
     report = MigrationReport(source_name, target_name, dry_run)
+    report.notes.extend(
+        _memory_only_target(ctx, source_name, target_name, delete_source, set_default,
+                            memory_only_ok, dry_run)
+    )
     # One migration at a time: two runs interleaving copy and delete could
     # each see the other's half-done state.
     with paths.file_lock("migrate"):

@@ -8,19 +8,25 @@ state IAM is left in and the command that finishes the job:
    ``mfa_serial`` (policies often require MFA for iam:*), else the key itself.
 3. iam:CreateAccessKey.
 4. Store the new key in the same backend, keeping the item's other fields
-   (``mfa_serial``, ``totp``...). Storing before the wait means an interrupted
-   wait never loses the new secret.
+   (``mfa_serial``, ``totp``...), and in every other backend that holds the same
+   access key id under the same name (``broker migrate`` keeps the source's copy by
+   default): deleting the old key must not break a copy left behind. Storing before
+   the wait means an interrupted wait never loses the new secret. If a copy cannot be
+   updated, the others are put back and the new key deleted.
 5. Wait until the new key works (IAM is eventually consistent): GetCallerIdentity
-   with backoff. If it never does, the old item is put back and the new key deleted.
+   with backoff. If it never does, the old items are put back and the new key deleted.
 6. Clear the sessions made from the old key, then iam:DeleteAccessKey the old key
    (with the credentials of step 2).
+
+Before step 3 every available backend is asked for the profile's item; one that cannot
+be read stops the rotation, since it might hold a copy that step 6 would break.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker.aws import iam_keys
 from broker.aws.credentials import Credentials
@@ -56,6 +62,16 @@ class RotationResult:
     new_key_id: str
     verify_attempts: int
     sessions_cleared: int
+    #: Every backend that held the old key and now holds the new one, ``backend`` first.
+    backends: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Copy:
+    """One backend's item holding the key being rotated."""
+
+    store: Backend
+    item: Item
 
 
 def _delete_command(user: str, key_id: str) -> str:
@@ -104,6 +120,89 @@ def _clear_sessions(ctx: Context, key_profile: str) -> int:
         return revoke_sessions(ctx, key_profile)
     except BrokerError:
         return 0  # stale sessions only expire; the rotation itself is done
+
+
+def _other_copies(
+    ctx: Context, store: Backend, name: str, key_id: str, progress: Callable[[str], None]
+) -> list[_Copy]:
+    """The items under ``name`` in every other available credential backend that hold
+    ``key_id`` too (a copy `broker migrate` kept, say).
+
+    Raises:
+        RotationFailed: a backend that is available cannot be read, so whether it holds a
+            copy (that deleting the old key would break) cannot be told.
+    """
+    copies = []
+    for other in ctx.registry.names():
+        if other == store.name:
+            continue
+        try:
+            backend = ctx.backend(other)
+            if not backend.availability().ok:
+                continue
+        except Exception:  # noqa: S112 - a backend that cannot start holds nothing usable
+            continue
+        try:
+            item = backend.get(name)
+        except (Exception, KeyboardInterrupt) as exc:
+            raise _failed(
+                exc,
+                f"cannot tell whether backend {other!r} holds a copy of {name}'s key too; "
+                f"nothing was changed: the stored key {key_id} is still in use",
+                f"deleting the old key would break a copy left there: fix {other} first "
+                "(`broker doctor`), or remove its copy, then rotate again",
+            ) from None
+        if item is None:
+            continue
+        if item.get(ACCESS_KEY_ID) == key_id:
+            copies.append(_Copy(backend, item))
+        else:
+            held = item.get(ACCESS_KEY_ID) or "no key"
+            progress(f"Backend {other} holds another key ({held}) for {name}: left alone")
+    return copies
+
+
+def _store_everywhere(
+    copies: list[_Copy], name: str, new: Credentials, iam_creds: Credentials,
+    region: str | None, user: str, old_id: str,
+) -> None:
+    """Store the new key in every copy, each keeping its other fields. On a failure the
+    copies already updated get the old item back and the new key is deleted again."""
+    new_id = new.access_key_id
+    fields = {ACCESS_KEY_ID: new_id, SECRET_ACCESS_KEY: new.secret_access_key}
+    updated: list[_Copy] = []
+    for copy in copies:
+        try:
+            copy.store.set(name, copy.item.replace(**fields))
+        except (Exception, KeyboardInterrupt) as exc:
+            if _stored_key_id(copy.store, name) == new_id:
+                updated.append(copy)
+                continue
+            where = f" in backend {copy.store.name}" if len(copies) > 1 else ""
+            stuck = _put_back(updated, name)
+            if stuck:
+                raise _failed(
+                    exc,
+                    f"the new key {new_id} could not be stored{where}, and backends "
+                    f"{', '.join(stuck)} hold it but could not get the old key {old_id} back; "
+                    f"both keys still exist in IAM",
+                    f"store the new key{where} too (`broker migrate --from {stuck[0]} --to "
+                    f"{copy.store.name} --profile {name} --overwrite`); then, once `broker "
+                    f"exec` works, delete the old key with {_delete_command(user, old_id)}",
+                ) from None
+            raise _store_failed(exc, iam_creds, region, user, old_id, new_id, where) from None
+        updated.append(copy)
+
+
+def _put_back(copies: list[_Copy], name: str) -> list[str]:
+    """Store each copy's original item again; the backends where that failed."""
+    stuck = []
+    for copy in copies:
+        try:
+            copy.store.set(name, copy.item)
+        except Exception:
+            stuck.append(copy.store.name)
+    return stuck
 
 
 def wait_until_works(
@@ -174,25 +273,27 @@ def rotate(
         progress(f"Rotating access key {old_id} of IAM user {user} (profile {name}, "
                  f"backend {store.name})")
 
+        copies = [_Copy(store, item), *_other_copies(ctx, store, name, old_id, progress)]
+        stores = ", ".join(c.store.name for c in copies)
+        if len(copies) > 1:
+            progress(f"Backends {stores} hold this key: each gets the new one")
+
         # 2. and 3. a new key, made with credentials allowed to manage keys
         iam_creds = _iam_credentials(ctx, chain, item, old, mfa_code, where)
         try:
             new = iam_keys.create_access_key(iam_creds, where, user)
         except iam_keys.KeyLimitReached as exc:
-            raise _failed(exc, unchanged, _limit_hint(iam_creds, where, user, old_id)) from None
+            hint = _limit_hint(ctx, iam_creds, where, user, old_id)
+            raise _failed(exc, unchanged, hint) from None
         except BrokerError as exc:
             raise _failed(exc, f"no new key was created; {unchanged}", _hint(exc)) from None
         new_id = new.access_key_id
         progress(f"Created access key {new_id}")
 
-        # 4. store it next to the old item's other fields
-        updated = item.replace(**{ACCESS_KEY_ID: new_id, SECRET_ACCESS_KEY: new.secret_access_key})
-        try:
-            store.set(name, updated)
-        except (Exception, KeyboardInterrupt) as exc:
-            if _stored_key_id(store, name) != new_id:
-                raise _store_failed(exc, iam_creds, where, user, old_id, new_id) from None
-        progress(f"Stored the new key in backend {store.name}; waiting until AWS accepts it")
+        # 4. store it next to each old item's other fields, in every backend holding it
+        _store_everywhere(copies, name, new, iam_creds, where, user, old_id)
+        kind = "backends" if len(copies) > 1 else "backend"
+        progress(f"Stored the new key in {kind} {stores}; waiting until AWS accepts it")
 
         # 5. wait until AWS accepts it
         try:
@@ -206,7 +307,7 @@ def rotate(
             ) from None
         except BrokerError as exc:
             raise _verify_failed(
-                exc, store, name, item, iam_creds, where, user, old_id, new_id
+                exc, copies, name, iam_creds, where, user, old_id, new_id
             ) from None
 
         # 6. forget sessions made from the old key, then delete it
@@ -220,7 +321,10 @@ def rotate(
                 f"delete it with {_delete_command(user, old_id)}",
             ) from None
         progress(f"Deleted the old key {old_id}")
-        return RotationResult(name, profile, store.name, user, old_id, new_id, tries, cleared)
+        return RotationResult(
+            name, profile, store.name, user, old_id, new_id, tries, cleared,
+            [c.store.name for c in copies],
+        )
 
 
 def _hint(exc: BrokerError) -> str:
@@ -230,51 +334,86 @@ def _hint(exc: BrokerError) -> str:
     return exc.hint
 
 
-def _limit_hint(iam_creds: Credentials, region: str | None, user: str, old_id: str) -> str:
+def _limit_hint(
+    ctx: Context, iam_creds: Credentials, region: str | None, user: str, old_id: str
+) -> str:
     try:
         others = [k.access_key_id for k in iam_keys.list_access_keys(iam_creds, region, user)
                   if k.access_key_id != old_id]
     except BrokerError:
         others = []
-    if len(others) == 1:
-        return (f"IAM allows two keys per user; {others[0]} is not the one broker holds: "
-                f"delete it with {_delete_command(user, others[0])} and rotate again")
-    return f"IAM allows two keys per user: delete the one that is not {old_id}, then rotate again"
+    if len(others) != 1:
+        return (f"IAM allows two keys per user: delete the one that is not {old_id} once no "
+                "store holds it, then rotate again")
+    held = _holders(ctx, others[0])
+    if held is None:
+        return (f"IAM allows two keys per user; the other one is {others[0]}: once you are "
+                f"sure no store holds it (some could not be read), delete it with "
+                f"{_delete_command(user, others[0])} and rotate again")
+    if held:
+        return (f"IAM allows two keys per user, and the other one, {others[0]}, is stored too "
+                f"({', '.join(held)}): rotate that one, or remove it from there first")
+    return (f"IAM allows two keys per user; {others[0]} is not one broker holds: "
+            f"delete it with {_delete_command(user, others[0])} and rotate again")
+
+
+def _holders(ctx: Context, key_id: str) -> list[str] | None:
+    """Where the credential backends hold ``key_id`` (``PROFILE in BACKEND``); None when
+    some available backend could not be searched."""
+    from broker.backend import Capability
+
+    found: list[str] = []
+    complete = True
+    for name in ctx.registry.names():
+        try:
+            backend = ctx.backend(name)
+            if not backend.availability().ok:
+                continue
+            if Capability.LIST not in backend.capabilities:
+                complete = False
+                continue
+            for stored in backend.list():
+                item = backend.get(stored)
+                if item is not None and item.get(ACCESS_KEY_ID) == key_id:
+                    found.append(f"{stored} in {name}")
+        except Exception:
+            complete = False
+    return found if found or complete else None
 
 
 def _store_failed(
     exc: BaseException, iam_creds: Credentials, region: str | None, user: str,
-    old_id: str, new_id: str,
+    old_id: str, new_id: str, where: str = "",
 ) -> RotationFailed:
     try:
         iam_keys.delete_access_key(iam_creds, region, user, new_id)
     except BrokerError:
         return _failed(
             exc,
-            f"the new key {new_id} was created but could not be stored (its secret is lost) and "
-            f"could not be deleted again; the stored key {old_id} still works",
+            f"the new key {new_id} was created but could not be stored{where} (its secret is "
+            f"lost) and could not be deleted again; the stored key {old_id} still works",
             f"delete the new key with {_delete_command(user, new_id)}",
         )
     return _failed(
         exc,
-        f"the new key {new_id} could not be stored and was deleted again; the stored key "
-        f"{old_id} is unchanged",
+        f"the new key {new_id} could not be stored{where} and was deleted again; the stored "
+        f"key {old_id} is unchanged",
         "fix the backend (`broker doctor`), then rotate again",
     )
 
 
 def _verify_failed(
-    exc: BrokerError, store: Backend, name: str, item: Item, iam_creds: Credentials,
+    exc: BrokerError, copies: list[_Copy], name: str, iam_creds: Credentials,
     region: str | None, user: str, old_id: str, new_id: str,
 ) -> RotationFailed:
-    try:
-        store.set(name, item)
-    except Exception:
+    stuck = _put_back(copies, name)
+    if stuck:
         return _failed(
             exc,
             f"the new key {new_id} is stored but AWS has not accepted it yet, and the old key "
-            f"{old_id} (still active in IAM) could not be put back",
-            f"try `broker exec {name}` in a minute; once it works, delete the old key with "
+            f"{old_id} (still active in IAM) could not be put back in {', '.join(stuck)}",
+            f"try `broker exec {name}` in a minute; once it works (and every backend holding "
+            f"{name}'s key has the new one), delete the old key with "
             f"{_delete_command(user, old_id)}",
         )
     try:

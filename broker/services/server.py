@@ -78,9 +78,9 @@ class RefreshPending(BrokerError):
 class RefreshingCredentials:
     """The credentials being served, fetched again shortly before they expire.
 
-    Stale when no more than ``margin`` seconds remain, and never later than half their
-    lifetime as seen when fetched: the session cache's rule, so that a margin longer than
-    the sessions STS hands out does not refresh on every request.
+    Stale when no more than ``margin`` seconds remain, and never earlier than halfway
+    through their lifetime as seen when fetched: the session cache's rule, so that a
+    margin longer than the sessions STS hands out does not refresh on every request.
 
     A refresh runs in a thread of its own, one at a time (at most one MFA prompt). A
     request never waits on a person: while a refresh that needs an MFA code

@@ -67,10 +67,11 @@ class VersionConflict(BackendError):
 
 
 def integration_version() -> str:
+    """broker's version, as 1Password's activity log shows the integration."""
     try:
-        from importlib.metadata import version
+        from broker import __version__
 
-        return version("broker")
+        return __version__
     except Exception:
         return "0"
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, ClassVar
 
-    from broker_pass._gpg import Gpg
+    from broker_pass._gpg import Decrypted, Gpg
 
 __all__ = ["PassBackend"]
 
@@ -39,6 +39,8 @@ SESSIONS = "sessions"
 #: Where `broker backend show` and the errors send people who lost their key.
 RECOVERY_DOCS = "docs/backends/pass.md, 'Recovering from a lost GPG key'"
 _INIT_HINT = "run `pass init <gpg-id>`"
+#: Tries a passphrase typed at a ``prompt:`` gets, as pinentry gives.
+_PROMPT_TRIES = 3
 # Inside the class, `list` is the method of that name.
 _Names = list[str]
 
@@ -120,7 +122,7 @@ class PassBackend(Backend):
         if passphrase is not None and (not isinstance(passphrase, str) or ":" not in passphrase):
             raise ConfigError(
                 "pass: the `passphrase` setting must be a secret reference, not a value",
-                'e.g. passphrase = "op://Private/GPG key/password" or "env:NAME"',
+                'e.g. passphrase = "op://AWS/GPG key/password" or "env:NAME"',
             )
         self.passphrase_ref: str | None = passphrase or None
         binary = self.settings.get("gpg", "gpg")
@@ -199,6 +201,27 @@ class PassBackend(Backend):
             )
         return value
 
+    def _decrypt_asking(self, gpg: Gpg, data: bytes, reference: str) -> Decrypted:
+        """Decrypt with the passphrase ``reference`` gives. A passphrase typed at a
+        ``prompt:`` may be wrong (or empty) twice and asked for again, as pinentry allows
+        three tries; any other reference gives the same value again, so it is asked once."""
+        typed = reference.partition(":")[0].strip().lower() == "prompt"
+        for left in reversed(range(_PROMPT_TRIES if typed else 1)):
+            try:
+                passphrase = self._resolve_passphrase(reference)
+            except AuthenticationError as exc:
+                if not left:
+                    raise
+                _try_again(exc.message, left)
+                continue
+            outcome = gpg.decrypt(data, passphrase=passphrase)
+            if outcome.kind == "ok":
+                self._passphrase = passphrase
+            if outcome.kind != "bad-passphrase" or not left:
+                return outcome
+            _try_again("pass: the GPG passphrase was rejected", left)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _decrypt(self, data: bytes, what: str) -> bytes:
         gpg = self._gpg_tool()
         reference = self.passphrase_ref
@@ -211,10 +234,7 @@ class PassBackend(Backend):
             # has none), which spares a 1Password round trip or a prompt.
             outcome = gpg.decrypt(data, ask=False)
             if outcome.kind != "ok" and outcome.needs_passphrase:
-                passphrase = self._resolve_passphrase(reference)
-                outcome = gpg.decrypt(data, passphrase=passphrase)
-                if outcome.kind == "ok":
-                    self._passphrase = passphrase
+                outcome = self._decrypt_asking(gpg, data, reference)
         if outcome.kind == "bad-passphrase":
             self._passphrase = None
         if outcome.kind != "ok" or outcome.data is None:
@@ -511,3 +531,9 @@ class PassBackend(Backend):
     def close(self) -> None:
         """Forget the resolved passphrase."""
         self._passphrase = None
+
+
+def _try_again(problem: str, left: int) -> None:
+    from broker import tty
+
+    tty.write(f"{problem}; try again ({left} {'try' if left == 1 else 'tries'} left)\n")

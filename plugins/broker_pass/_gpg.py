@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 _BAD_PASSPHRASE = 11
 _NO_SECKEY = 17
 _NO_PINENTRY = 85
+#: ENOTTY as libgpg-error numbers it (GPG_ERR_SYSTEM_ERROR | 102): pinentry-curses found no
+#: terminal to draw on. gpg then says "Inappropriate ioctl for device" and, last, "decryption
+#: failed: No secret key", although the secret key is right here.
+_NO_TTY = 32870
 _CANCELED = 99
 _FULLY_CANCELED = 198
 _TIMEOUT = 62
@@ -252,7 +256,7 @@ class Gpg:
         message = _last_message(result.stderr or "")
         if _BAD_PASSPHRASE in codes or "BAD_PASSPHRASE" in keywords:
             return Decrypted(None, "bad-passphrase", no_seckey, message)
-        if _NO_PINENTRY in codes or "MISSING_PASSPHRASE" in keywords:
+        if {_NO_PINENTRY, _NO_TTY} & set(codes) or "MISSING_PASSPHRASE" in keywords:
             return Decrypted(None, "no-pinentry", no_seckey, message)
         if {_CANCELED, _FULLY_CANCELED, _TIMEOUT, _NOT_CONFIRMED} & set(codes):
             return Decrypted(None, "cancelled", no_seckey, message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -106,6 +107,39 @@ def test_without_pinentry_or_passphrase_the_error_says_what_to_do(store: Any) ->
         PassBackend().get("dev")  # gpg-agent would need pinentry; the tests forbid it
     assert "could not ask" in raised.value.message
     assert "passphrase =" in raised.value.hint
+
+
+NO_TERMINAL_PROBE = """\
+from broker_pass import PassBackend
+from broker.errors import BrokerError
+try:
+    PassBackend().get("dev")
+except BrokerError as exc:
+    print(exc.exit_code, exc)
+"""
+
+
+def test_no_terminal_for_pinentry_is_named_as_such(store: Any) -> None:
+    """The real pinentry-curses, no terminal anywhere: gpg says "Inappropriate ioctl for
+    device", then "decryption failed: No secret key"; broker names the cause."""
+    pinentry = shutil.which("pinentry-curses")
+    if pinentry is None:
+        pytest.skip("pinentry-curses is not installed")
+    store.backend().set("dev", ITEM)
+    home = Path(store.gnupghome)
+    (home / "gpg.conf").write_text("auto-key-locate local\nno-auto-key-retrieve\n")
+    with open(home / "gpg-agent.conf", "a") as conf:
+        conf.write(f"pinentry-program {pinentry}\n")
+    subprocess.run(["gpgconf", "--homedir", store.gnupghome, "--kill", "gpg-agent"],
+                   capture_output=True, timeout=30, check=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("GPG_TTY", "DISPLAY")}
+    done = subprocess.run([sys.executable, "-c", NO_TERMINAL_PROBE], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60, check=True, start_new_session=True)
+    code, _, message = done.stdout.strip().partition(" ")
+    assert code == "8", done.stdout + done.stderr
+    assert "gpg-agent could not ask for the GPG passphrase" in message
+    assert "No secret key" not in message
 
 
 def test_unusable_passphrase_values_are_refused_without_echo(store: Any) -> None:

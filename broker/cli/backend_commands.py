@@ -1,0 +1,110 @@
+"""`broker backend ...`: list, choose, inspect, and keep a backend's token."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+import click
+
+from broker.backend import unnamed
+from broker.cli.base import _context, cli
+from broker.config import parse_duration
+from broker.services import backends as backend_service
+
+
+@cli.group("backend")
+def backend_group() -> None:
+    """Credential backends: list, choose the default, inspect."""
+
+
+@backend_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backend_list(as_json: bool) -> None:
+    """Every installed backend, whether it works here, and why not."""
+    infos = backend_service.list_backends(_context())
+    if as_json:
+        click.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    for info in infos:
+        marks = "".join(["*" if info.default else " ", "s" if info.session_cache else " "])
+        state = "available" if info.available else f"unavailable: {unnamed(info.name, info.reason)}"
+        if info.broken:
+            state = info.reason
+        click.echo(f"{marks} {info.name:<12} {state}")
+        click.echo(f"    {info.description or '-'}; capabilities: "
+                   f"{', '.join(info.capabilities) or '-'}; from {info.distribution or '?'}")
+    click.echo("(* default for keys, s session cache)")
+
+
+@backend_group.command("set")
+@click.argument("name")
+@click.option("--yes", is_flag=True,
+              help="Do not ask before making a memory-only backend (keyctl: keys lost at "
+                   "reboot) the default.")
+def backend_set(name: str, yes: bool) -> None:
+    """Make NAME the default credential backend (saved in broker's config)."""
+    ctx = _context()
+    memory_only = backend_service.memory_only(ctx, name)
+    if memory_only and not yes and sys.stdin.isatty():
+        yes = click.confirm(
+            f"{name} keeps keys in {backend_service.LOST_AT_REBOOT}. Make it the default?",
+            abort=True, err=True,
+        )
+    path = backend_service.set_default(ctx, name, memory_only_ok=yes)
+    click.echo(f"Default backend is now {name} (saved in {path}).", err=True)
+    if memory_only:
+        click.echo(f"warning: keys added to {name} are lost at reboot or `wsl --shutdown`.",
+                   err=True)
+
+
+@backend_group.command("show")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backend_show(name: str | None, as_json: bool) -> None:
+    """Details of NAME (default: the default backend)."""
+    ctx = _context()
+    info = backend_service.describe(ctx, name or ctx.credential_backend_name(), details=True)
+    if as_json:
+        click.echo(json.dumps(asdict(info), indent=2))
+        return
+    click.echo(f"name:          {info.name}")
+    click.echo(f"provided by:   {info.distribution} ({info.entry_point})")
+    available = "yes" if info.available else f"no: {unnamed(info.name, info.reason)}"
+    click.echo(f"available:     {available}")
+    click.echo(f"capabilities:  {', '.join(info.capabilities) or '-'}")
+    click.echo(f"default:       {'yes' if info.default else 'no'}")
+    click.echo(f"session cache: {'yes' if info.session_cache else 'no'}")
+    for key, value in info.details.items():
+        click.echo(f"{key + ':':<15}{value}")
+
+
+@backend_group.command("login")
+@click.argument("name")
+@click.option("--ttl", default="8h", show_default=True, help="How long the token is kept.")
+def backend_login(name: str, ttl: str) -> None:
+    """Keep NAME's access token in the kernel keyring for this login session.
+
+    The token is read from a hidden prompt, or from stdin when it is not a terminal,
+    and found again through the secret reference keyctl:NAME-token (the onepassword
+    backend looks there by default). It is never written to disk.
+    """
+    seconds = parse_duration(ttl, what="--ttl")
+    if sys.stdin.isatty():
+        secret = click.prompt(f"{name} token", hide_input=True, err=True)
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    reference, expires = backend_service.login(_context(), name, secret, seconds)
+    click.echo(
+        f"Token kept in the kernel keyring until {expires:%Y-%m-%d %H:%M} UTC ({reference}).",
+        err=True,
+    )
+
+
+@backend_group.command("logout")
+@click.argument("name")
+def backend_logout(name: str) -> None:
+    """Forget NAME's token kept by `broker backend login`."""
+    removed = backend_service.logout(_context(), name)
+    click.echo("Token removed." if removed else "No token was kept.", err=True)

@@ -1,0 +1,139 @@
+"""Keys: `broker add`, `remove`, `list` and `clear`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import click
+
+from broker.cli.base import _context, _human, cli, complete_profiles, profile_argument
+from broker.services import backends as backend_service
+from broker.services import keys
+from broker.services import listing as list_service
+from broker.services.context import Context
+
+
+def _read_key(from_env: bool) -> tuple[str, str]:
+    if from_env:
+        key_id = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        if not key_id or not secret:
+            raise click.UsageError("--env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set")
+        return key_id, secret
+    if sys.stdin.isatty():
+        key_id = click.prompt("Access key ID", err=True)
+        secret = click.prompt("Secret access key", hide_input=True, err=True)
+        return key_id, secret
+    lines = sys.stdin.read().splitlines()
+    if len(lines) < 2:
+        raise click.UsageError(
+            "expected the access key id and the secret access key on two lines of stdin"
+        )
+    return lines[0], lines[1]
+
+
+@cli.command("add")
+@profile_argument
+@click.option("--backend", help="Store in this backend instead of the default.")
+@click.option("--env", "from_env", is_flag=True, help="Read AWS_ACCESS_KEY_ID/SECRET from env.")
+@click.option("--replace", is_flag=True, help="Overwrite a key already stored.")
+def add_command(profile: str, backend: str | None, from_env: bool, replace: bool) -> None:
+    """Store PROFILE's long-lived access key (prompted, the secret hidden; or stdin)."""
+    ctx = _context()
+    key_id, secret = _read_key(from_env)
+    result = keys.add(ctx, profile, key_id, secret, backend=backend, replace=replace)
+    verb = "Replaced" if result.replaced else "Added"
+    click.echo(f"{verb} the key for {profile} in backend {result.backend}.", err=True)
+    if result.config_written is not None:
+        click.echo(f"Added a section for {profile} to {result.config_written}, where "
+                   "`broker exec` finds profiles.", err=True)
+    if result.memory_only:
+        click.echo(
+            f"warning: {result.backend} keeps this key in {backend_service.LOST_AT_REBOOT}; "
+            "keep another copy until `broker migrate --from "
+            f"{result.backend} --to BACKEND` has put it in a persistent store.", err=True,
+        )
+
+
+@cli.command("remove")
+@profile_argument
+@click.option("--backend", help="Remove from this backend instead of the profile's.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def remove_command(profile: str, backend: str | None, force: bool) -> None:
+    """Delete PROFILE's stored key and its cached sessions."""
+    ctx = _context()
+    if not force:
+        if not sys.stdin.isatty():
+            raise click.UsageError("refusing to delete without confirmation: pass --force")
+        click.confirm(f"Delete the stored key for {profile}?", abort=True, err=True)
+    name, cleared = keys.remove(ctx, profile, backend=backend)
+    click.echo(f"Removed the key for {profile} from {name} ({cleared} sessions cleared).", err=True)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--backend", help="Look for keys in this backend.")
+def list_command(as_json: bool, backend: str | None) -> None:
+    """Profiles, their chains, where their keys are, and cached sessions."""
+    ctx = _context()
+    listing = list_service.list_profiles(ctx, backend=backend)
+    infos = listing.profiles
+    if as_json:
+        click.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    rows = [("PROFILE", "CHAIN", "BACKEND", "KEY", "MFA", "SESSIONS")]
+    for info in infos:
+        sessions = ", ".join(f"{s.kind} {_human(s.seconds_left)}" for s in info.sessions) or "-"
+        rows.append((
+            info.name, " -> ".join(info.chain), info.backend or "-", _key_cell(info),
+            info.mfa_source or "-", sessions,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]))
+    for line in _notes(ctx, listing):
+        click.echo(line, err=True)
+
+
+def _key_cell(info: list_service.ProfileInfo) -> str:
+    if info.error or info.problems:
+        return "error"  # the message is a note below the table
+    if info.key_profile != info.name:
+        return f"via {info.key_profile}"
+    if not info.key_needed:
+        return "-"
+    if info.stored and info.persistent is False:
+        return "stored, lost at reboot"
+    return {True: "stored", False: "missing", None: "?"}[info.stored]
+
+
+def _notes(ctx: Context, listing: list_service.Listing) -> list[str]:
+    """What the table cannot say in a cell: errors, unusable values, backends that could
+    not list, keys lost at reboot; each said once, naming every profile it concerns."""
+    said: dict[str, list[str]] = {}
+    for info in listing.profiles:
+        for problem in [info.error] if info.error else info.problems:
+            said.setdefault(problem, []).append(info.name)
+    lines = [f"{', '.join(names)}: {problem}" for problem, names in said.items()]
+    for name, reason in sorted(listing.unlisted.items()):
+        lines.append(f"{name}: keys not listed: {reason}")
+    memory: dict[str, list[str]] = {}
+    for info in listing.profiles:
+        if info.stored and info.persistent is False and info.key_profile == info.name:
+            memory.setdefault(info.backend, []).append(info.name)
+    for name, profiles in sorted(memory.items()):
+        lines.append(f"note: {list_service.lost_at_reboot_note(ctx, name, profiles)}")
+    lines += [f"warning: {warning}" for warning in ctx.aws.warnings]
+    return lines
+
+
+@cli.command("clear")
+@click.argument("profile", required=False, shell_complete=complete_profiles)
+def clear_command(profile: str | None) -> None:
+    """Remove cached STS sessions (all, or PROFILE's)."""
+    count = backend_service.clear_sessions(_context(), profile)
+    click.echo(f"Cleared {count} session{'s' if count != 1 else ''}.", err=True)

@@ -1,0 +1,228 @@
+"""`broker list`: every profile, how its credentials are made, where its key is.
+
+Listing reads no secret: which keys a backend holds comes from its ``list()``, whether
+a TOTP seed is kept with a key from broker's state (updated whenever a key is read,
+stored, migrated or removed).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from broker.aws.chain import problems as chain_problems
+from broker.aws.credentials import utcnow
+from broker.errors import BackendUnavailable
+from broker.aws.mfa_ledger import MfaLedger
+from broker.aws.profiles import Chain, Profile, resolve_chain
+from broker.backend import Capability, unnamed
+from broker.errors import BrokerError
+from broker.services.backends import LOST_AT_REBOOT, memory_only, persistent_setup
+from broker.services.context import Context
+
+#: ``broker export``'s options that take a value (to find its PROFILE argument).
+_EXPORT_VALUE_OPTIONS = frozenset(
+    {"-f", "--format", "-d", "--duration", "--region", "--mfa-code", "--backend"}
+)
+
+
+@dataclass
+class SessionInfo:
+    kind: str
+    seconds_left: int
+    role_arn: str = ""
+
+
+@dataclass
+class ProfileInfo:
+    name: str
+    chain: list[str]
+    key_profile: str
+    backend: str
+    stored: bool | None  # None: could not tell
+    mfa_serial: str | None
+    role_arn: str | None
+    sessions: list[SessionInfo] = field(default_factory=list)
+    error: str = ""
+    #: Where MFA codes come from: mfa_process, stored totp, broker_totp, prompt ("": no
+    #: MFA; "?": a seed may be kept with a key that cannot be listed now).
+    mfa_source: str = ""
+    #: Values in the profile's chain broker cannot use (they fail it when used).
+    problems: list[str] = field(default_factory=list)
+    #: The profile's credential_process, when that is how its credentials are made.
+    credential_process: str = ""
+    #: Whether a key is expected at all (False: a section with only settings, such as a
+    #: ``[default]`` holding the region).
+    key_needed: bool = True
+    #: Whether the backend keeps the key across reboots (None: no backend involved).
+    persistent: bool | None = None
+
+
+@dataclass
+class Listing:
+    profiles: list[ProfileInfo]
+    #: backend -> why its keys could not be listed (said once, not on every row).
+    unlisted: dict[str, str] = field(default_factory=dict)
+
+
+def broker_export_target(command: str) -> str | None:
+    """The profile a ``credential_process = broker export PROFILE ...`` serves, else None."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if len(words) < 2 or words[0].rsplit("/", 1)[-1] != "broker" or words[1] != "export":
+        return None
+    i = 2
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return words[i + 1] if i + 1 < len(words) else None
+        if word in _EXPORT_VALUE_OPTIONS:
+            i += 2
+            continue
+        if not word.startswith("-"):
+            return word
+        i += 1
+    return None
+
+
+def keep_keys_hint(ctx: Context, source: str) -> str:
+    """How to move the keys out of memory-only ``source`` into a backend that keeps them."""
+    lasting = [n for n in ctx.registry.preference_order() if not memory_only(ctx, n)]
+    for name in lasting:
+        if ctx.registry.availability(name).ok:
+            return f"`broker migrate --from {source} --to {name} --delete-source`"
+    if not lasting:
+        return persistent_setup(ctx)
+    target = "pass" if "pass" in lasting else lasting[0]  # as persistent_setup chooses
+    return (f"{persistent_setup(ctx)}, then "
+            f"`broker migrate --from {source} --to {target} --delete-source`")
+
+
+def lost_at_reboot_note(ctx: Context, backend: str, profiles: list[str]) -> str:
+    """One line for the keys of ``profiles`` held by memory-only ``backend``."""
+    return (f"the keys of {', '.join(profiles)} are in {backend}, {LOST_AT_REBOOT}; "
+            f"to keep them: {keep_keys_hint(ctx, backend)}")
+
+
+def settings_only(profile: Profile) -> bool:
+    """A section that makes no credentials of its own: no role, no device, no source, no
+    process (``[default]`` with the region, typically)."""
+    return not (profile.role_arn or profile.mfa_serial or profile.source_profile
+                or profile.credential_process)
+
+
+class _Stores:
+    """Each backend's stored names, listed once, and why a backend could not list."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.names: dict[str, set[str] | None] = {}
+        self.unlisted: dict[str, str] = {}
+
+    def stored(self, name: str) -> set[str] | None:
+        if name not in self.names:
+            self.names[name] = self._list(name)
+        return self.names[name]
+
+    def _list(self, name: str) -> set[str] | None:
+        try:
+            store = self.ctx.backend(name)
+            availability = store.availability()
+            if not availability.ok:
+                self.unlisted[name] = unnamed(name, availability.reason)
+                return None
+            if Capability.LIST not in store.capabilities:
+                return None
+            return set(store.list())
+        except BrokerError as exc:
+            self.unlisted[name] = unnamed(name, exc.message)
+            return None
+
+
+def _mfa_source(chain: Chain, backend: str, stored: bool | None) -> str:
+    from broker.aws.mfa import source_name
+
+    seed: bool | None
+    if stored is False:
+        seed = False  # no key, so no seed kept with it, whatever was known before
+    else:
+        seed = MfaLedger().seed_stored(backend, chain.key_profile.name)
+        if stored is None and seed:
+            # kept with a key that cannot be listed now: it may be gone
+            source = source_name(chain, None)
+            return "?" if source == "prompt" else source
+    return source_name(chain, seed)
+
+
+def list_profiles(ctx: Context, *, backend: str | None = None) -> Listing:
+    """Every profile in ~/.aws/config and every stored key, with chains and sessions.
+
+    Raises:
+        BackendUnavailable: ``backend`` was named and cannot be used (an explicit choice
+            fails loudly; a backend chosen by default is shown as ``?`` with its reason).
+    """
+    if backend is not None:  # a broken, disabled, unknown or unavailable backend, by name
+        availability = ctx.backend(backend).availability()
+        if not availability:
+            raise BackendUnavailable(
+                f"backend {backend!r} is not available: {availability.reason}",
+                "`broker backend list` shows which backends work here",
+            )
+    stores = _Stores(ctx)
+    sessions: dict[str, list[SessionInfo]] = {}
+    now = utcnow()
+    for entry in ctx.sessions.entries():
+        left = int(entry.credentials.seconds_left(now))
+        if left > 0:
+            sessions.setdefault(entry.profile, []).append(
+                SessionInfo(entry.kind, left, entry.item.get("role_arn", ""))
+            )
+
+    def keyed(name: str, profile: Profile, chain: Chain) -> ProfileInfo:
+        backend_name = ctx.credential_backend_name(chain.key_profile, backend)
+        names = stores.stored(backend_name)
+        stored = None if names is None else chain.key_profile.name in names
+        problems = chain_problems(chain)  # what `exec` would refuse before any call
+        return ProfileInfo(
+            name, chain.names, chain.key_profile.name, backend_name, stored,
+            chain.mfa_serial, profile.role_arn, sessions.get(name, []),
+            mfa_source=_mfa_source(chain, backend_name, stored), problems=problems,
+            key_needed=not (name == "default" and settings_only(profile) and not stored),
+            persistent=not memory_only(ctx, backend_name),
+        )
+
+    infos: list[ProfileInfo] = []
+    for name in sorted(ctx.aws.profiles):
+        profile = ctx.aws.profiles[name]
+        process = profile.credential_process
+        try:
+            target = broker_export_target(process) if process else None
+            if process and not profile.role_arn and target != name:
+                if target is not None:
+                    # an unknown profile raises here, naming close matches
+                    served = keyed(target, ctx.aws.get(target), resolve_chain(ctx.aws, target))
+                    info = ProfileInfo(
+                        name, [*served.chain, name], served.key_profile, served.backend,
+                        served.stored, served.mfa_serial, None, mfa_source=served.mfa_source,
+                        problems=served.problems, credential_process=process,
+                        persistent=served.persistent,
+                    )
+                else:
+                    info = ProfileInfo(name, [name], name, "", None, None, None,
+                                       credential_process=process, key_needed=False)
+            else:
+                info = keyed(name, profile, resolve_chain(ctx.aws, name))
+        except BrokerError as exc:
+            info = ProfileInfo(name, [name], name, "", None, None, None, error=str(exc))
+        infos.append(info)
+    # keys stored for names that have no section in ~/.aws/config
+    default_backend = ctx.credential_backend_name(None, backend)
+    for orphan in sorted((stores.stored(default_backend) or set()) - set(ctx.aws.profiles)):
+        infos.append(
+            ProfileInfo(orphan, [orphan], orphan, default_backend, True, None, None,
+                        sessions.get(orphan, []),
+                        persistent=not memory_only(ctx, default_backend))
+        )
+    return Listing(infos, dict(stores.unlisted))
