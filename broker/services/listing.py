@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 from broker.aws.chain import problems as chain_problems
 from broker.aws.credentials import utcnow
-from broker.errors import BackendUnavailable
 from broker.aws.mfa_ledger import MfaLedger
 from broker.aws.profiles import Chain, Profile, resolve_chain
 from broker.backend import Capability, unnamed
-from broker.errors import BrokerError
+from broker.errors import BackendUnavailable, BrokerError
 from broker.services.backends import LOST_AT_REBOOT, memory_only, persistent_setup
 from broker.services.context import Context
 
