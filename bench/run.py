@@ -87,9 +87,11 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, flo
 
 
 def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
-                          runs: int) -> list[tuple[str, float, float, float]]:
+                          runs: int) -> list[tuple[str, float, float, float, float]]:
     """A cold `broker exec` (session cache cleared each time) with each backend holding the
-    key: median ms, 1Password calls and gpg processes per exec."""
+    key: median ms, 1Password calls, 1Password requests (as its rate limits count them,
+    sign-in included) and gpg processes per exec. Also prints the requests of `add` and
+    `list` with the onepassword backend."""
     from broker.testing.onepassword_emulator import OnePasswordEmulator
 
     shim = root / "shim"
@@ -135,10 +137,18 @@ def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
                 '[backends.onepassword]\nvault = "Broker"\n'
             )
             benv = dict(env, BROKER_CONFIG=str(config))
+            emulator.reset_calls()
             subprocess.run([broker, "add", "cold"],
                            input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
                            env=benv, check=True, capture_output=True)
-            times, op_calls, gpg_runs = [], [], []
+            if backend == "onepassword":
+                added = emulator.requests()
+                emulator.reset_calls()
+                subprocess.run([broker, "list"], env=benv, check=True, capture_output=True)
+                print(f"1Password requests: `broker add` (first on a machine) "
+                      f"{added.get('read', 0)} read + {added.get('write', 0)} write; "
+                      f"`broker list` {emulator.request_total()}")
+            times, op_calls, op_requests, gpg_runs = [], [], [], []
             for _ in range(runs):
                 subprocess.run([broker, "clear"], env=benv, check=True, capture_output=True)
                 emulator.reset_calls()
@@ -148,9 +158,10 @@ def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
                                stdin=subprocess.DEVNULL)
                 times.append((time.perf_counter() - start) * 1000)
                 op_calls.append(emulator.operations())
+                op_requests.append(emulator.request_total())
                 gpg_runs.append(len(gpg_log.read_text().splitlines()))
             rows.append((backend, statistics.median(times), statistics.mean(op_calls),
-                         statistics.mean(gpg_runs)))
+                         statistics.mean(op_requests), statistics.mean(gpg_runs)))
     finally:
         subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
                        capture_output=True, check=False)
@@ -219,9 +230,10 @@ def main() -> int:
         print()
         cold = cold_exec_per_backend(root, env, keyring, max(5, args.runs // 3))
         print(f"{'cold exec (GetSessionToken + AssumeRole)':<44}{'median ms':>10}"
-              f"{'1Password calls':>17}{'gpg runs':>10}")
-        for backend, ms, op_calls, gpg_runs in cold:
-            print(f"{'backend ' + backend:<44}{ms:>10.1f}{op_calls:>17.1f}{gpg_runs:>10.1f}")
+              f"{'1Password calls':>17}{'requests':>10}{'gpg runs':>10}")
+        for backend, ms, op_calls, op_requests, gpg_runs in cold:
+            print(f"{'backend ' + backend:<44}{ms:>10.1f}{op_calls:>17.1f}"
+                  f"{op_requests:>10.1f}{gpg_runs:>10.1f}")
         print(f"({args.runs} runs each, {sys.executable}, {os.cpu_count()} cpus)")
     finally:
         stack.close()

@@ -17,9 +17,9 @@ which the SDK's ``errors.raise_typed_exception`` turns into
 desktop-app authentication, the app's IPC library that ``onepassword.desktop_core``
 loads with ctypes), so the SDK's real Python layer and types run unchanged.
 
-State lives in a JSON file (vaults, items, accepted tokens, per-operation call
-counters, injected faults, the desktop app's state), locked and replaced
-atomically, so separate processes share one fake account.
+State lives in a JSON file (vaults, items, accepted tokens, per-operation counters of
+calls and of requests as 1Password counts them, injected faults, the desktop app's
+state), locked and replaced atomically, so separate processes share one fake account.
 
 Activation: importing this module puts a router in place of the native core; the
 router sends calls to the emulator while a state file is active — pinned with
@@ -27,7 +27,8 @@ router sends calls to the emulator while a state file is active — pinned with
 the real core otherwise. For subprocesses, put ``broker/testing/_op_site`` on
 ``PYTHONPATH`` and set ``BROKER_OP_EMULATOR=<state file>``: its sitecustomize
 imports this module. A fresh state file accepts :data:`DEFAULT_TOKEN` and holds
-one shared vault, :data:`DEFAULT_VAULT` (plus a personal "Private" vault that, as
+one shared vault, :data:`DEFAULT_VAULT` (plus a personal "Private" vault and the
+default "Shared" vault that, as
 in 1Password, service accounts cannot see).
 
 Error *messages* are the native core's own (read from the library and observed);
@@ -69,6 +70,9 @@ DESKTOP_MODULE = "onepassword.desktop_core"
 FAKE_LIBRARY_PATH = "/opt/1Password/libop_sdk_ipc_client.so"
 DEFAULT_VAULT = "Broker"
 PERSONAL_VAULT = "Private"
+SHARED_VAULT = "Shared"
+#: Vault types a service account never sees (see _visible_vaults).
+SA_INVISIBLE = frozenset({"personal", "everyone"})
 #: Operations the real core runs offline (no server, no rate limit).
 OFFLINE = frozenset({"ValidateSecretReference", "GeneratePassword"})
 #: The counter for sign-ins (``init_client``).
@@ -82,8 +86,26 @@ _REFERENCE_FORMAT = (
     'secret reference has invalid format - must be '
     '"op://<vault>/<item>/[section/]field[?attribute=<attribute-value>]"'
 )
-_ATTRIBUTES = {"attribute": {"totp", "otp", "type", "value", "id", "purpose"},
-               "ssh-format": {"openssh"}}
+#: Query parameters the core's reference parser takes. It refuses ?attribute=type, value,
+#: id and purpose (which the SDK's documentation once listed), ssh-format together with
+#: attribute=totp, and a trailing "?"; it accepts empty path segments. Source: the SDK
+#: 0.4.2 native core's ValidateSecretReference (``Secrets.validate_secret_reference``),
+#: run offline: "measured" below means observed from that core.
+_ATTRIBUTES = {"attribute": {"totp", "otp"}, "ssh-format": {"openssh"}}
+#: The id prefix the core gives one-time-password fields (``TOTP_<id>``), as items
+#: made in the app come back (an item read through the SDK shows
+#: ``ItemField(id='TOTP_esfogadaary7lfnv4nflwzzr2e', title='one-time password', ...)``:
+#: github.com/1Password/onepassword-sdk-python/issues/59), and the core's own strings.
+TOTP_ID_PREFIX = "TOTP_"
+#: The core refuses an OTP seed that is not base32 or too short (SecretNotBase32,
+#: SecretTooShort; measured). The exact minimum was not measured; it is below
+#: pyotp's 112 bits (1Password accepts shorter seeds), so the emulator refuses
+#: seeds under 80 bits (16 base32 characters), the smallest AWS or RFC 4226 uses.
+MIN_SEED_BITS = 80
+#: Integration name and version limits checked by the core before any request
+#: ("integration version was too long. Max allowed: 20 chars"; the SDK's test_client.py
+#: for the empty ones; measured).
+MAX_INTEGRATION_NAME, MAX_INTEGRATION_VERSION = 40, 20
 #: Name guesses: the native core's error enum has more variants than we can observe.
 _GUESSED_NAME = "Internal"
 
@@ -153,9 +175,11 @@ def fresh_state() -> dict[str, Any]:
         "version": 1,
         "tokens": [DEFAULT_TOKEN],
         "vaults": {new_id(): vault(DEFAULT_VAULT, "userCreated"),
-                   new_id(): vault(PERSONAL_VAULT, "personal")},
+                   new_id(): vault(PERSONAL_VAULT, "personal"),
+                   new_id(): vault(SHARED_VAULT, "everyone")},
         "items": {},
         "calls": {},
+        "requests": {},
         "faults": [],
         "desktop": {"installed": False, "accounts": [], "locked": False,
                     "blockSeconds": 30.0, "expireSessions": 0},
@@ -254,9 +278,57 @@ class _Clients:
 CLIENTS = _Clients()
 
 
-def _count(state: dict[str, Any], name: str) -> None:
+#: Requests 1Password's rate limits count, per SDK operation: (reads, writes), the
+#: ``n`` variants per id or reference in the call. Rate limits count requests, not
+#: calls ("Service account rate limits", developer.1password.com/docs/service-accounts/
+#: rate-limits: hourly reads and writes per token, a daily total per account), and
+#: "Use service accounts with 1Password CLI" (developer.1password.com/docs/service-
+#: accounts/use-with-1password-cli, "Commands that make multiple requests") documents
+#: `op item get` as 3 reads and `op item list` as 1 + 1 per vault (2 given the vault's
+#: id); every other command makes one request. Each SDK operation is counted as the CLI
+#: command that does the same; marked "estimate" where no command matches.
+REQUESTS: dict[str, tuple[int, int]] = {
+    "VaultsList": (1, 0),  # op vault list: one request
+    "VaultsGet": (1, 0),  # op vault get
+    "VaultsGetOverview": (1, 0),
+    "VaultsCreate": (0, 1),  # op vault create
+    "ItemsList": (2, 0),  # op item list --vault <id>: 2
+    "ItemsGet": (3, 0),  # op item get: 3 reads
+    "ItemsCreate": (0, 1),  # op item create: one request
+    "ItemsPut": (0, 1),  # op item edit: one request
+    "ItemsDelete": (0, 1),  # op item delete
+    "ItemsArchive": (0, 1),  # op item delete --archive
+    "SecretsResolve": (3, 0),  # op read: the look-up op item get makes (estimate)
+}
+#: Per id or reference in the call (estimates: as that many single operations).
+REQUESTS_EACH: dict[str, tuple[int, int]] = {
+    "ItemsGetAll": (3, 0),
+    "ItemsCreateAll": (0, 1),
+    "ItemsDeleteAll": (0, 1),
+    "SecretsResolveAll": (3, 0),
+}
+#: A service account's sign-in (SRP: start and verify; not documented, an estimate).
+SIGN_IN_REQUESTS = (2, 0)
+
+
+def _count(state: dict[str, Any], name: str, params: dict[str, Any] | None = None) -> None:
     calls = state.setdefault("calls", {})
     calls[name] = calls.get(name, 0) + 1
+    if name in OFFLINE:
+        return
+    if name == SIGN_IN:
+        reads, writes = SIGN_IN_REQUESTS
+    elif name in REQUESTS_EACH:
+        listed: Any = next((v for k, v in (params or {}).items()
+                            if k in ("item_ids", "params", "secret_references")), [])
+        many = len(listed) if isinstance(listed, list) else 1
+        reads, writes = (n * many for n in REQUESTS_EACH[name])
+    else:
+        reads, writes = REQUESTS.get(name, (1, 0))
+    requests = state.setdefault("requests", {})
+    requests[name] = requests.get(name, 0) + reads + writes
+    requests["read"] = requests.get("read", 0) + reads
+    requests["write"] = requests.get("write", 0) + writes
 
 
 def _fault(state: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -275,20 +347,24 @@ def _fault_error(fault: dict[str, Any], name: str) -> CoreError:
     signing_in = name == SIGN_IN
     auth = "authentication error: " if signing_in else ""
     if kind == "rate_limit":
-        return CoreError.of("RateLimitExceeded", "rate limit exceeded")
+        detail = fault.get("detail")
+        return CoreError.of("RateLimitExceeded",
+                            "rate limit exceeded" + (f": {detail}" if detail else ""))
     if kind == "invalid_token":
         return CoreError.of(_GUESSED_NAME, "authentication error: bad service account token, "
                             "please rotate it: the token was revoked or has expired (emulated)")
     if kind == "network":
+        # The real core redacts the URL (measured).
         return CoreError.of(_GUESSED_NAME, f"{auth}request library compatibility issue, check "
                             "that the your environment uses compatible versions: reqwest library: "
-                            "error sending request for url (https://my.1password.com/api/v2/"
-                            "emulated)")
+                            "error sending request for url (<redacted URL>)")
     if kind == "timeout":
         return CoreError.of(_GUESSED_NAME, f"{auth}request timeout")
     if kind == "permission":
         return CoreError.of(_GUESSED_NAME, f"{auth}you don't have the right permissions to "
                             "access this resource")
+    if kind == "conflict":  # a concurrent edit on the server (SDK issue reports)
+        return CoreError.of(_GUESSED_NAME, "a conflict occurred on the server; please retry")
     if kind == "desktop_expired":
         return CoreError.of("DesktopSessionExpired", "desktop session expired")
     return CoreError.of("Internal", f"an internal error occurred, {_SUPPORT}: emulated fault")
@@ -323,10 +399,28 @@ def _check_token(token: Any) -> None:
                            "deserialization failed, please create another token") from None
 
 
+def _check_integration(config: dict[str, Any]) -> None:
+    """The core's local check of the integration name and version (see the limits)."""
+    problems = []
+    for key, what, limit in (("integrationName", "name", MAX_INTEGRATION_NAME),
+                             ("integrationVersion", "version", MAX_INTEGRATION_VERSION)):
+        value = config.get(key)
+        if not isinstance(value, str) or not value:
+            problems.append(f"integration {what} was not specified")
+        elif len(value) > limit:
+            problems.append(f"integration {what} was too long. Max allowed: {limit} chars")
+    if problems:
+        raise CoreError.of("InvalidConfiguration", "invalid user input: encountered the "
+                           "following errors: " + ", ".join(problems))
+
+
 def _visible_vaults(state: dict[str, Any], client: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if client.get("desktop"):
         return dict(state["vaults"])
-    return {k: v for k, v in state["vaults"].items() if v["vaultType"] != "personal"}
+    # A service account can never use a Personal, Private or Employee vault (type
+    # "personal") nor the default Shared vault (type "everyone"): 1Password's "Get started
+    # with 1Password Service Accounts", developer.1password.com/docs/service-accounts/get-started.
+    return {k: v for k, v in state["vaults"].items() if v["vaultType"] not in SA_INVISIBLE}
 
 
 def _vault(state: dict[str, Any], client: dict[str, Any], vault_id: Any) -> dict[str, Any]:
@@ -347,10 +441,12 @@ def _vault_overview(vault_id: str, vault: dict[str, Any], state: dict[str, Any])
 
 
 def _item(state: dict[str, Any], client: dict[str, Any], vault_id: Any, item_id: Any,
-          *, update: bool = False) -> dict[str, Any]:
+          *, update: bool = False, active: bool = False) -> dict[str, Any]:
+    """The item; ``active``: an archived one is not found (ItemsGet by a remembered id:
+    the core does not return archived items, measured)."""
     _vault(state, client, vault_id)
     item = state["items"].get(item_id)
-    if item is None or item["vaultId"] != vault_id:
+    if item is None or item["vaultId"] != vault_id or (active and item["state"] != "active"):
         raise CoreError.of(_GUESSED_NAME, ("item update failed: " if update else "")
                            + "item couldn't be found")
     found: dict[str, Any] = item
@@ -389,13 +485,37 @@ def _clean_fields(fields: Any, sections: Any) -> list[dict[str, Any]]:
             raise CoreError.of("InvalidConfiguration", "invalid user input: field or file with "
                                "provided field/section ID already exists")
         seen.add(field["id"])
+        if field["fieldType"] == "Totp":
+            _check_seed(field["value"])
         if field.get("sectionId") not in (None, "") and field["sectionId"] not in section_ids:
             raise CoreError.of("InvalidConfiguration", "invalid user input: no section found "
                                "with given section ID")
-        cleaned.append({"id": field["id"], "title": field["title"],
+        field_id = field["id"]
+        if field["fieldType"] == "Totp" and not field_id.startswith(TOTP_ID_PREFIX):
+            field_id = TOTP_ID_PREFIX + field_id  # how the core stores OTP fields
+        cleaned.append({"id": field_id, "title": field["title"],
                         "sectionId": field.get("sectionId"), "fieldType": field["fieldType"],
                         "value": field["value"]})
     return cleaned
+
+
+def _check_seed(value: str) -> None:
+    """The core's check of an OTP field's value: base32, long enough (SecretNotBase32,
+    SecretTooShort; the error names measured; the messages are guesses)."""
+    secret = value.strip()
+    if not secret:
+        return  # an empty OTP field is allowed (the app makes them)
+    if secret.lower().startswith("otpauth://"):
+        query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(secret).query).items()}
+        secret = unquote(query.get("secret", ""))
+    secret = "".join(secret.split()).upper().rstrip("=")
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    if not secret or not set(secret) <= alphabet:
+        raise CoreError.of("SecretNotBase32", "invalid user input: the one-time password "
+                           "secret is not valid base32")
+    if len(secret) * 5 < MIN_SEED_BITS:
+        raise CoreError.of("SecretTooShort", "invalid user input: the one-time password "
+                           "secret is too short")
 
 
 def _bump(state: dict[str, Any], vault_id: str) -> None:
@@ -435,13 +555,15 @@ def _parse_reference(reference: Any) -> tuple[list[str], dict[str, str]]:
 
     if not isinstance(reference, str) or not reference.startswith("op://"):
         raise fail('secret reference is not prefixed with "op://"')
-    path, _, query = reference[5:].partition("?")
+    path, mark, query = reference[5:].partition("?")
+    if mark and not query:  # a trailing "?" (measured)
+        raise fail("secret reference has invalid query parameter key")
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.-/")
     if not set(path) <= allowed or not set(query) <= allowed | {"=", "&"}:
         raise fail("invalid character in secret reference: secret references must only "
                    "contain alphanumeric, _, . or - characters")
     parts = path.split("/")
-    if len(parts) not in (3, 4) or not all(parts):
+    if len(parts) not in (3, 4):  # empty segments pass the parser (measured)
         raise fail(_REFERENCE_FORMAT)
     options: dict[str, str] = {}
     for pair in filter(None, query.split("&")):
@@ -451,6 +573,9 @@ def _parse_reference(reference: Any) -> tuple[list[str], dict[str, str]]:
         if value not in _ATTRIBUTES[key]:
             raise fail("secret reference has invalid query parameter value}")
         options[key] = value
+    if "ssh-format" in options and options.get("attribute") in ("totp", "otp"):
+        # The core refuses the two together (measured).
+        raise fail("secret reference has invalid query parameter value}")
     return parts, options
 
 
@@ -503,12 +628,6 @@ def _resolve(state: dict[str, Any], client: dict[str, Any],
             return totp_code(field["value"]), item["id"], vault_id
         except ValueError as exc:
             return "unableToGenerateTotpCode", f"TOTP code could not be generated: {exc}"
-    if attribute == "type":
-        return field["fieldType"].lower(), item["id"], vault_id
-    if attribute == "id":
-        return field["id"], item["id"], vault_id
-    if attribute == "purpose":
-        return "", item["id"], vault_id
     return field["value"], item["id"], vault_id
 
 
@@ -551,7 +670,7 @@ def dispatch(state: dict[str, Any], client: dict[str, Any], name: str,
         return [_overview(i) for i in state["items"].values()
                 if i["vaultId"] == params["vault_id"] and i["state"] in wanted]
     if name == "ItemsGet":
-        return _public(_item(state, client, params["vault_id"], params["item_id"]))
+        return _public(_item(state, client, params["vault_id"], params["item_id"], active=True))
     if name == "ItemsGetAll":
         _vault(state, client, params["vault_id"])
         if len(params["item_ids"]) > 50:
@@ -560,7 +679,8 @@ def dispatch(state: dict[str, Any], client: dict[str, Any], name: str,
         answers = []
         for item_id in params["item_ids"]:
             item = state["items"].get(item_id)
-            if item is None or item["vaultId"] != params["vault_id"]:
+            if item is None or item["vaultId"] != params["vault_id"] \
+                    or item["state"] != "active":  # archived: not returned (as ItemsGet)
                 answers.append({"content": None, "error": {"type": "itemNotFound"}})
             else:
                 answers.append({"content": _public(item), "error": None})
@@ -660,6 +780,7 @@ class Emulated:
         except ValueError:
             raise CoreError(
                 "data did not match any variant of untagged enum ClientConfig") from None
+        _check_integration(config)
         token = config.get("serviceAccountToken")
         if desktop_account is None:
             _check_token(token)
@@ -684,7 +805,7 @@ class Emulated:
         client = CLIENTS.get(client_id)
         hang = 0.0
         with _locked(self.path) as state:
-            _count(state, name)
+            _count(state, name, params)
             fault = _fault(state, name)
             if fault is not None and fault["kind"] == "hang":
                 hang, fault = float(fault.get("seconds", 0)), None
@@ -1146,21 +1267,35 @@ class OnePasswordEmulator:
         """How many remote operations (not sign-ins, not offline checks) were made."""
         return sum(self.calls(remote_only=True, sign_ins=False).values())
 
+    def requests(self) -> dict[str, int]:
+        """Requests as 1Password counts them (see :data:`REQUESTS`): ``read``, ``write``
+        and per operation (``init_client``: sign-ins)."""
+        return dict(self.snapshot().get("requests", {}))
+
+    def request_total(self) -> int:
+        counted = self.requests()
+        return counted.get("read", 0) + counted.get("write", 0)
+
     def reset_calls(self) -> None:
         with self._state() as state:
             state["calls"] = {}
+            state["requests"] = {}
 
     # faults
     def inject(self, kind: str, *, op: str = "*", times: int | None = 1,
-               seconds: float = 0.0) -> None:
+               seconds: float = 0.0, detail: str | None = None) -> None:
         """Make the next ``times`` calls of ``op`` fail (None: until cleared).
 
         ``kind``: rate_limit, invalid_token, network, timeout, permission, internal,
-        desktop_expired, or hang (block the call for ``seconds`` before answering).
+        conflict, desktop_expired, or hang (block the call for ``seconds`` before answering).
+        ``detail``: more text after a rate-limit message (the real core's wording for
+        which limit was hit is not known; the SDK passes the message through).
         """
         fault: dict[str, Any] = {"kind": kind, "op": op, "times": times}
         if kind == "hang":
             fault["seconds"] = seconds
+        if detail is not None:
+            fault["detail"] = detail
         with self._state() as state:
             state["faults"].append(fault)
 

@@ -254,7 +254,17 @@ class OnePasswordBackend(Backend):
                 timeout=self._timeout(),
                 secrets=lambda: list(self._secrets),
             )
-        return self._session.run(operation, what)
+        from broker_onepassword._sdk import AccessDenied, new_account_hint
+
+        try:
+            return self._session.run(operation, what)
+        except AccessDenied as exc:
+            vault = self._setting("vault")
+            if vault is None or self.desktop:
+                raise
+            raise AccessDenied(
+                exc.message, f"{new_account_hint(vault)}; or check the account's firewall rules"
+            ) from None
 
     def _sdk(self) -> Any:
         from broker_onepassword._sdk import load_sdk
@@ -392,12 +402,17 @@ class OnePasswordBackend(Backend):
                 f"(ids {', '.join(str(v.id) for v in exact)})",
                 "set [backends.onepassword] vault to one of these ids",
             )
+        if self.desktop:
+            hint = "fix [backends.onepassword] vault (a name or id shown in the app)"
+        else:
+            from broker_onepassword._sdk import new_account_hint
+
+            hint = f"fix [backends.onepassword] vault; or else {new_account_hint(setting)}"
         raise NotFound(
             f"onepassword: no vault {setting!r} is visible to "
             + ("this 1Password account" if self.desktop else "the service account")
             + f" (it can see: {shown})",
-            "fix [backends.onepassword] vault, or give the service account access to the vault "
-            "(a service account can never use the Private/Personal vault)",
+            hint,
         )
 
     def _forget_vault(self) -> None:
@@ -602,11 +617,35 @@ class OnePasswordBackend(Backend):
         return True
 
     def list(self) -> _Names:
-        """Profiles with an item in the vault: tagged ``broker`` or API Credentials items
-        whose title fits the template (one ItemsList)."""
-        _, overviews = self._listing()
-        names = {self._name_of(o.title) for o in overviews if self._relevant(o)}
-        return sorted(n for n in names if n)
+        """Profiles with an item in the vault a profile can use: tagged ``broker``, or API
+        Credentials items whose title fits the template and that hold an access key id
+        (one ItemsList; plus one ItemsGetAll per 50 such untagged items, to look inside)."""
+        from broker_onepassword._fields import TAG, to_item
+
+        vault_id, overviews = self._listing()
+        names: set[str] = set()
+        untagged: dict[str, str] = {}
+        for overview in overviews:
+            name = self._name_of(overview.title) if self._relevant(overview) else None
+            if not name:
+                continue
+            if TAG in overview.tags:
+                names.add(name)
+            else:
+                untagged.setdefault(str(overview.id), name)
+        ids = [i for i, n in untagged.items() if n not in names]
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+
+            def get_all(client: Any, chunk: _Names = chunk) -> Awaitable[Any]:
+                return client.items.get_all(vault_id, chunk)  # type: ignore[no-any-return]
+
+            response = self._run(get_all, "reading items")
+            for item_id, answer in zip(chunk, response.individual_responses, strict=True):
+                content = answer.content
+                if content is not None and ACCESS_KEY_ID in to_item(content):
+                    names.add(untagged[item_id])
+        return sorted(names)
 
     def get_many(self, names: _Names) -> dict[str, Item | None]:
         """Several items with one ItemsGetAll per 50 (plus one ItemsList when some id

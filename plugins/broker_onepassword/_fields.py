@@ -14,7 +14,11 @@ any other field ``name``    ``name``               text (concealed if secret)
 ==========================  =====================  ===========================
 
 The four known fields are found anywhere in the item by title (any case) or by
-field id (the broker name, e.g. ``aws_access_key_id``); other fields broker
+field id (the broker name, e.g. ``aws_access_key_id``; 1Password stores a
+one-time-password field's id as ``TOTP_<id>``); the TOTP seed, failing that, is
+the item's first one-time-password field, whatever its title or id. An item with
+no access key id field made from the app's API Credential template is read from
+its "username" (when it holds an access key id) and "credential". Other fields broker
 stores live in its own section (id ``broker``). Fields outside that section
 that are not known, the notes, tags, websites and files are the user's: broker
 never reports, changes or removes them.
@@ -22,6 +26,7 @@ never reports, changes or removes them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from broker.backend import (
@@ -37,6 +42,15 @@ TAG = "broker"
 SECTION_ID = "broker"
 SECTION_TITLE = "AWS"
 EXTRA_ID_PREFIX = "broker-extra-"
+#: The prefix 1Password's core gives one-time-password field ids (measured).
+TOTP_ID_PREFIX = "TOTP_"
+#: The 1Password app's API Credential template keeps a key as "username" and
+#: "credential" (its other fields: type, filename, valid from, expires, hostname).
+#: Read, never written, when the item has no broker fields, and only when "username"
+#: holds an AWS access key id.
+TEMPLATE_KEY, TEMPLATE_SECRET = "username", "credential"
+_ACCESS_KEY_ID = re.compile(r"^(?:AKIA|ASIA)[A-Z0-9]{16}$")
+OTP_TYPE = "Totp"
 
 #: broker name -> (1Password title, field type), in the order broker writes them.
 KNOWN: dict[str, tuple[str, str]] = {
@@ -50,30 +64,75 @@ _BY_TITLE.update({name: name for name in KNOWN})
 _BY_TITLE.update({name.replace("_", " "): name for name in KNOWN})
 
 
+def _type(field: Any) -> str:
+    kind = field.field_type
+    return str(getattr(kind, "value", kind))
+
+
 def known_name(field: Any) -> str | None:
-    """The broker field a 1Password field holds, if it is one of the known four."""
+    """The broker field a 1Password field holds by its id or title, if one of the four."""
     field_id = str(field.id or "")
     if field_id in KNOWN:
         return field_id
+    if field_id.startswith(TOTP_ID_PREFIX) and field_id[len(TOTP_ID_PREFIX):] in KNOWN:
+        return field_id[len(TOTP_ID_PREFIX):]
     if field_id.startswith(EXTRA_ID_PREFIX):
         return None
     return _BY_TITLE.get(" ".join(str(field.title or "").split()).casefold())
+
+
+def known_names(fields: list[Any]) -> list[str | None]:
+    """``known_name`` of each field; with no field named ``totp``, the first
+    one-time-password field (outside broker's extras) is the TOTP seed, by its type."""
+    names = [known_name(f) for f in fields]
+    if TOTP not in names:
+        for index, field in enumerate(fields):
+            if names[index] is None and _type(field) == OTP_TYPE and not str(
+                field.id or ""
+            ).startswith(EXTRA_ID_PREFIX):
+                names[index] = TOTP
+                break
+    return names
 
 
 def to_item(sdk_item: Any) -> Item:
     """The broker Item an SDK item holds (known fields, then broker's other fields)."""
     fields: dict[str, str] = {}
     extras: dict[str, str] = {}
-    for field in sdk_item.fields:
-        name = known_name(field)
+    fields_ = list(sdk_item.fields)
+    for field, name in zip(fields_, known_names(fields_), strict=True):
         if name is not None:
             if name not in fields and field.value != "":
                 fields[name] = field.value
         elif field.section_id == SECTION_ID and field.title and field.title not in extras:
             extras[field.title] = field.value
+    if ACCESS_KEY_ID not in fields:
+        for name, value in _from_template(fields_).items():
+            fields.setdefault(name, value)
     for name, value in extras.items():
         fields.setdefault(name, value)
     return Item(fields)
+
+
+def _template_field(fields: list[Any], name: str) -> Any | None:
+    for field in fields:
+        if str(field.id or "") == name or " ".join(
+            str(field.title or "").split()
+        ).casefold() == name:
+            return field
+    return None
+
+
+def _from_template(fields: list[Any]) -> dict[str, str]:
+    """The key in an API Credential item made from the app's template, if it holds one."""
+    key = _template_field(fields, TEMPLATE_KEY)
+    if key is None or not _ACCESS_KEY_ID.match(str(key.value).strip()):
+        return {}
+    found = {ACCESS_KEY_ID: str(key.value).strip()}
+    secret = _template_field(fields, TEMPLATE_SECRET)
+    if secret is not None and secret.value:
+        found[SECRET_ACCESS_KEY] = secret.value
+    return found
 
 
 def _field_type(name: str) -> str:
@@ -83,7 +142,7 @@ def _field_type(name: str) -> str:
 
 
 def _new_field(sdk: Any, name: str, value: str, used_ids: set[str]) -> Any:
-    if name in KNOWN and name not in used_ids:
+    if name in KNOWN and name not in used_ids and TOTP_ID_PREFIX + name not in used_ids:
         field_id, title = name, KNOWN[name][0]
     else:
         index = 1
@@ -127,8 +186,8 @@ def apply(sdk: Any, existing: Any, item: Item, tags: list[str]) -> Any:
     """
     fields: list[Any] = []
     done: set[str] = set()
-    for field in existing.fields:
-        name = known_name(field)
+    existing_fields = list(existing.fields)
+    for field, name in zip(existing_fields, known_names(existing_fields), strict=True):
         if name is None and field.section_id == SECTION_ID:
             name = field.title
         if name is None:

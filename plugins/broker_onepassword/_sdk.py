@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import io
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -39,17 +40,47 @@ from broker_onepassword import _platform
 T = TypeVar("T")
 
 INTEGRATION_NAME = "broker"
+#: The native core refuses a longer integration name or version, or an empty one
+#: ("integration version was too long. Max allowed: 20 chars"; the SDK's
+#: test_client.py: "integration version was not specified").
+MAX_INTEGRATION_NAME = 40
+MAX_INTEGRATION_VERSION = 20
 TOKEN_VARIABLE = "OP_SERVICE_ACCOUNT_TOKEN"  # noqa: S105 - a variable name
-TOKEN_HINT = (
-    f"create a new token for the service account in 1Password (Developer > Service "
-    f"accounts), then export {TOKEN_VARIABLE} or run `broker backend login onepassword`"
+#: Where 1Password.com lists service accounts and makes new ones
+#: (https://developer.1password.com/docs/service-accounts/get-started).
+SERVICE_ACCOUNTS_MENU = (
+    "on 1Password.com: Developer > Directory > Infrastructure Secrets Management > Other > "
+    "Create a Service Account"
 )
+TOKEN_HINT = (
+    f"make a new token for the service account (Developer > Service accounts on "
+    f"1Password.com) or create a new service account ({SERVICE_ACCOUNTS_MENU}), then export "
+    f"{TOKEN_VARIABLE} or run `broker backend login onepassword`"
+)
+#: A service account's vaults and permissions are fixed when it is made; the CLI's
+#: `op service-account create` grants read_items only unless told
+#: (https://developer.1password.com/docs/cli/reference/management-commands/service-account).
+
+
+def new_account_hint(vault: str | None = None) -> str:
+    """What to do when the service account cannot use ``vault`` (or write to it)."""
+    name = vault or "VAULT"
+    return (
+        "a service account's vaults and permissions cannot be changed: create a new service "
+        f"account with read and write access to the vault {vault or ''}".rstrip()
+        + f" ({SERVICE_ACCOUNTS_MENU}; or `op service-account create broker --vault "
+        f"'{name}:read_items,write_items'`: the CLI grants read only unless told), then use "
+        "its token. Service accounts can never use a Personal, Private or Employee vault nor "
+        "the default Shared vault, and the vault must exist before the account is made"
+    )
+
+
 RATE_LIMIT_HINT = (
-    "service accounts may make 1,000 reads and 100 writes an hour per token (Teams, "
-    "Families; Business 10,000 and 1,000) and a daily number per account: retry when "
-    "the hourly window has passed (within the hour; a daily limit resets the next day). "
-    "See the usage with `op service-account ratelimit`. A cached `broker exec` makes no "
-    "1Password calls"
+    "service accounts may make 1,000 read and 100 write requests an hour per token (Teams, "
+    "Families, individual; Business 10,000 and 1,000), and all service accounts of a "
+    "1Password account share 1,000 requests a day (individual, Families; Teams 5,000, "
+    "Business 50,000) in a rolling 24-hour window. See the usage and when it resets with "
+    "`op service-account ratelimit`. A cached `broker exec` makes no 1Password requests"
 )
 APP_HINT = (
     "open and unlock the 1Password app, and enable Settings > Developer > Integrate with "
@@ -66,14 +97,28 @@ class VersionConflict(BackendError):
     """An item changed between broker's read and its write."""
 
 
-def integration_version() -> str:
-    """broker's version, as 1Password's activity log shows the integration."""
-    try:
-        from broker import __version__
+def integration_version(version: str | None = None) -> str:
+    """broker's version, as 1Password's activity log shows the integration.
 
-        return __version__
-    except Exception:
-        return "0"
+    Always 1 to 20 characters, as the native core requires: a development build's
+    ``0.1.1.dev3+gabc1234`` becomes its release part ``0.1.1``.
+    """
+    if version is None:
+        try:
+            from broker import __version__ as version
+        except Exception:
+            version = ""
+    text = "".join(str(version).split())
+    if len(text) > MAX_INTEGRATION_VERSION:
+        release = re.match(r"v?\d+(?:\.\d+)*", text)
+        text = release.group(0) if release else text
+    text = text[:MAX_INTEGRATION_VERSION].rstrip(".+-_")
+    return text or "0"
+
+
+def integration_name(name: str = INTEGRATION_NAME) -> str:
+    """The integration name, within the core's limit of 1 to 40 characters."""
+    return " ".join(name.split())[:MAX_INTEGRATION_NAME].strip() or INTEGRATION_NAME
 
 
 def load_sdk() -> Any:
@@ -139,7 +184,7 @@ class Session:
         async def job() -> T:
             if self._client is None:
                 client = await sdk.Client.authenticate(
-                    auth, INTEGRATION_NAME, integration_version()
+                    auth, integration_name(), integration_version()
                 )
                 self._adopt(client)
             return await operation(self._client)
@@ -298,6 +343,39 @@ _NOT_FOUND = (
 )
 
 
+_FREES_UP = re.compile(
+    r"(?:try again|retry|resets?|available again)\w*\s+(in|after|at)\s+([^.;,()]+)",
+    re.IGNORECASE,
+)
+
+
+def rate_limited(message: str, what: str) -> RateLimited:
+    """Which limit was reached (hourly per token, daily per account) and when it frees
+    up, as far as 1Password's message says; otherwise both and how to find out."""
+    low = message.lower()
+    if any(k in low for k in ("daily", "per day", "24 hour", "24-hour", "a day")):
+        limit = "the daily limit of the 1Password account (all its service accounts)"
+        frees = "within 24 hours (a rolling window)"
+    elif any(k in low for k in ("hourly", "per hour", "an hour", "60 minute", "60-minute")):
+        limit = "the hourly limit of this service-account token"
+        frees = "within the hour"
+    else:
+        limit, frees = "", ""
+    found = _FREES_UP.search(message)
+    if found:
+        preposition = "at" if found.group(1).lower() == "at" else "in"
+        frees = f"{preposition} {found.group(2).strip()}"
+    text = f"onepassword: 1Password's rate limit was reached while {what}"
+    if limit:
+        text += f": {limit}"
+    if frees:
+        text += f"; it frees up {frees}"
+    elif not limit:
+        text += (" (1Password did not say whether the hourly token limit or the daily "
+                 "account limit; `op service-account ratelimit` shows which and when it resets)")
+    return RateLimited(text, RATE_LIMIT_HINT)
+
+
 def translate(exc: BaseException, what: str, *, desktop: bool, secrets: list[str]) -> BrokerError:
     """The broker error for an exception raised by the SDK while doing ``what``."""
     try:
@@ -309,9 +387,7 @@ def translate(exc: BaseException, what: str, *, desktop: bool, secrets: list[str
         DesktopSessionExpiredException = RateLimitExceededException = _Never
 
     if isinstance(exc, RateLimitExceededException):
-        return RateLimited(
-            f"onepassword: 1Password's rate limit was reached while {what}", RATE_LIMIT_HINT
-        )
+        return rate_limited(scrub(str(exc), secrets), what)
     if isinstance(exc, DesktopSessionExpiredException):
         return AppLocked(
             f"onepassword: the 1Password app session expired while {what} (the app locked, "
@@ -344,10 +420,8 @@ def translate(exc: BaseException, what: str, *, desktop: bool, secrets: list[str
         )
     message = scrub(str(exc) or type(exc).__name__, secrets)
     low = message.lower()
-    if "rate limit" in low:
-        return RateLimited(
-            f"onepassword: 1Password's rate limit was reached while {what}", RATE_LIMIT_HINT
-        )
+    if "rate limit" in low or "too many requests" in low:
+        return rate_limited(message, what)
     if desktop and any(k in low for k in _APP):
         return AppLocked(f"onepassword: the 1Password app is not available while {what}: "
                          f"{message}", APP_HINT)
@@ -371,8 +445,8 @@ def translate(exc: BaseException, what: str, *, desktop: bool, secrets: list[str
     if any(k in low for k in _DENIED):
         return AccessDenied(
             f"onepassword: 1Password refused access while {what}: {message}",
-            "give the service account read and write access to the vault (a service account "
-            "can never use the Private/Personal vault), or check the account's firewall rules",
+            "check that your 1Password account may edit the vault" if desktop
+            else new_account_hint() + "; or check the account's firewall rules",
         )
     if desktop and isinstance(exc, RuntimeError):
         return AppLocked(f"onepassword: the 1Password app did not answer while {what}: "
@@ -381,6 +455,13 @@ def translate(exc: BaseException, what: str, *, desktop: bool, secrets: list[str
         return AmbiguousMatch(
             f"onepassword: several matches while {what}: {message}",
             "make the names unique in the 1Password app, or use ids instead of names",
+        )
+    if desktop and "account" in low and any(k in low for k in _NOT_FOUND):
+        return NotFound(
+            f"onepassword: the 1Password app has no account matching the `account` setting "
+            f"while {what}: {message}",
+            "set [backends.onepassword] account to the account's name or id as the app shows "
+            "it (or its sign-in address); check that you are signed in to it in the app",
         )
     if any(k in low for k in _NOT_FOUND):
         return NotFound(
@@ -404,7 +485,15 @@ def translate(exc: BaseException, what: str, *, desktop: bool, secrets: list[str
             f"onepassword: {message} (while {what})",
             "check the one-time password field's seed in the 1Password app",
         )
-    if "not up to date" in low:
+    if "one-time password secret" in low or "secrettooshort" in low \
+            or "secretnotbase32" in low:
+        return BackendError(
+            f"onepassword: 1Password refused the one-time password seed while {what}: "
+            f"{message}",
+            "a TOTP seed is base32 (letters A-Z, digits 2-7) and not too short (AWS's virtual "
+            "MFA seeds are 64 characters): copy it again, then `broker totp set PROFILE`",
+        )
+    if "not up to date" in low or "conflict occurred on the server" in low:
         return VersionConflict(
             f"onepassword: the item changed while {what}", "run the command again"
         )

@@ -211,3 +211,31 @@ def test_hand_made_login_item_is_remembered_too(
     emulator.reset_calls()
     assert make_backend(vault=emulator.vault_id()).get("web") is not None
     assert calls(emulator) == {"init_client": 1, "ItemsGet": 1}
+
+
+# -- requests, as 1Password's rate limits count them (the emulator's REQUESTS table) --
+
+
+def test_requests_per_cold_exec_list_and_add(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    """The figures docs/backends/onepassword.md gives in "What it costs"."""
+    make_backend().set("dev", SAMPLE)  # `broker add`, first ever on this machine
+    assert emulator.requests() == {"init_client": 2, "SecretsResolveAll": 3, "VaultsList": 1,
+                                   "ItemsCreate": 1, "read": 6, "write": 1}
+    emulator.reset_calls()
+    assert make_backend().get("dev") == SAMPLE  # a cold `broker exec`, ids remembered
+    assert emulator.requests() == {"init_client": 2, "ItemsGet": 3, "read": 5, "write": 0}
+    emulator.reset_calls()
+    assert make_backend().list() == ["dev"]  # `broker list`
+    assert emulator.request_total() == 4
+    emulator.reset_calls()
+    backend = make_backend()
+    assert backend.get("prod") is None  # `broker add prod`: a look-up, then the write
+    backend.set("prod", SAMPLE)
+    assert emulator.requests() == {"init_client": 2, "ItemsList": 2, "ItemsCreate": 1,
+                                   "read": 4, "write": 1}
+    emulator.reset_calls()
+    make_backend().set("dev", SAMPLE.replace(region="x"))  # `add --replace`, `rotate`
+    assert emulator.requests() == {"init_client": 2, "ItemsGet": 3, "ItemsPut": 1,
+                                   "read": 5, "write": 1}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from broker_onepassword import OnePasswordBackend, _platform
-from broker_onepassword._sdk import AccessDenied, translate
+from broker_onepassword._sdk import AccessDenied, VersionConflict, translate
 
 from broker.errors import (
     AmbiguousMatch,
@@ -128,7 +128,21 @@ def test_permission_denied(emulator: OnePasswordEmulator,
     with pytest.raises(AccessDenied) as caught:
         make_backend(vault=emulator.vault_id()).list()
     assert isinstance(caught.value, BackendError) and caught.value.exit_code == 6
-    assert "Private/Personal" in caught.value.hint
+    hint = caught.value.hint
+    # Vault access is fixed when a service account is made: the only way is a new one.
+    assert "create a new service account with read and write access" in hint
+    assert "give the service account" not in hint
+    assert "write_items" in hint and "default Shared vault" in hint and "Employee" in hint
+
+
+def test_permission_denied_names_the_vault(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    emulator.inject("permission", op="ItemsCreate")
+    with pytest.raises(AccessDenied) as caught:
+        make_backend(vault="Broker").set("dev", SAMPLE)
+    assert "read and write access to the vault Broker" in caught.value.hint
+    assert "'Broker:read_items,write_items'" in caught.value.hint
 
 
 def test_internal_error(emulator: OnePasswordEmulator,
@@ -146,6 +160,9 @@ def test_vault_not_found(emulator: OnePasswordEmulator,
     assert caught.value.exit_code == 14
     assert "'Nope'" in caught.value.message and "'Broker'" in caught.value.message
     assert "Private" not in caught.value.message  # a service account cannot see it
+    hint = caught.value.hint
+    assert "create a new service account with read and write access to the vault Nope" in hint
+    assert "Developer > Directory" in hint and "must exist before the account" in hint
 
 
 def test_vault_id_not_found(emulator: OnePasswordEmulator,
@@ -249,6 +266,9 @@ REAL_MESSAGES = [
     ("authentication error: request library compatibility issue, check that your environment "
      "uses compatible versions: reqwest library: error sending request for url <url>",
      NetworkError),
+    ("authentication error: request library compatibility issue, check that the your "
+     "environment uses compatible versions: reqwest library: error sending request for url "
+     "(<redacted URL>)", NetworkError),
     ("request timeout", NetworkError),
     ("authentication error: you don't have the right permissions to access this resource",
      AccessDenied),
@@ -266,6 +286,7 @@ REAL_MESSAGES = [
     ("vault couldn't be found", NotFound),
     ("resource not found", NotFound),
     ("rate limit exceeded", RateLimited),
+    ("a conflict occurred on the server; please retry", VersionConflict),
     ("an internal error occurred, please contact 1Password: invalid client id", BackendError),
 ]
 
@@ -313,3 +334,73 @@ def test_validation_errors_never_quote_values(emulator: OnePasswordEmulator) -> 
     except pydantic.ValidationError as exc:
         error = translate(exc, "reading", desktop=False, secrets=[])
     no_secret_in(error, SECRET)
+
+
+def test_network_error_with_the_redacted_url(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    emulator.inject("network", op="ItemsList")
+    with pytest.raises(NetworkError) as caught:
+        make_backend().list()
+    assert caught.value.message.endswith("error sending request for url (<redacted URL>)")
+
+
+def test_a_server_side_conflict_is_retried_once(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    backend = make_backend()
+    backend.set("dev", SAMPLE)
+    emulator.reset_calls()
+    emulator.inject("conflict", op="ItemsPut", times=1)
+    changed = SAMPLE.replace(mfa_serial="arn:aws:iam::123456789012:mfa/other")
+    backend.set("dev", changed)
+    assert make_backend().get("dev") == changed
+    assert emulator.calls()["ItemsPut"] == 2
+    emulator.inject("conflict", op="ItemsPut", times=2)
+    with pytest.raises(VersionConflict):
+        backend.set("dev", SAMPLE)  # twice in a row: reported, not retried forever
+
+
+def test_unknown_desktop_account_names_the_setting(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OP_SERVICE_ACCOUNT_TOKEN")
+    emulator.desktop(installed=True, accounts=["me@example.com"])
+    with pytest.raises(NotFound) as caught:
+        make_backend(account="nobody@example.com", vault="Private").list()
+    assert "`account` setting" in caught.value.message
+    assert "[backends.onepassword] account" in caught.value.hint
+    assert "vault, item" not in caught.value.hint
+
+
+@pytest.mark.parametrize(("detail", "which", "when"), [
+    ("hourly limit reached, try again in 42 minutes", "hourly limit of this service-account "
+     "token", "frees up in 42 minutes"),
+    ("daily limit reached; retry after 5 hours", "daily limit of the 1Password account",
+     "frees up in 5 hours"),
+    ("per day", "daily limit", "within 24 hours (a rolling window)"),
+    (None, "did not say whether the hourly token limit or the daily account limit",
+     "`op service-account ratelimit` shows which"),
+])
+def test_rate_limit_says_which_and_when(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend],
+    detail: str | None, which: str, when: str,
+) -> None:
+    emulator.inject("rate_limit", op="ItemsList", detail=detail)
+    with pytest.raises(RateLimited) as caught:
+        make_backend().list()
+    assert which in caught.value.message and when in caught.value.message
+    assert "rolling 24-hour window" in caught.value.hint
+
+
+@pytest.mark.parametrize("seed", ["ABCDEFGH", "not-base32-at-all-0189"])
+def test_a_seed_1password_refuses(emulator: OnePasswordEmulator,
+                                  make_backend: Callable[..., OnePasswordBackend],
+                                  seed: str) -> None:
+    with pytest.raises(BackendError) as caught:
+        make_backend().set("dev", SAMPLE.replace(totp=seed))
+    assert "refused the one-time password seed" in caught.value.message
+    assert "base32" in caught.value.hint and "broker totp set" in caught.value.hint
+    no_secret_in(caught.value, seed, SECRET)
+    assert emulator.items() == []

@@ -241,3 +241,97 @@ def test_repr_and_describe_hide_the_token(emulator: OnePasswordEmulator,
     assert emulator.token not in repr(backend) + repr(backend.describe())
     assert SAMPLE[SECRET_ACCESS_KEY] not in repr(backend) + repr(backend.describe())
     assert "Broker" in shown
+
+
+def test_otp_field_found_by_type_whatever_its_id_or_title(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    """Made in the app: the core stores the OTP field as TOTP_<id>; the title is the user's."""
+    item_id = emulator.create_item("AWS app", [
+        field("access key id", "AKIAHANDMADE00000003"),
+        field("MFA code", SEED, "Totp", id="xk3q7"),
+    ])
+    assert [f["id"] for f in emulator.item(item_id)["fields"]][1] == "TOTP_xk3q7"
+    backend = make_backend()
+    assert backend.get("app") == Item({ACCESS_KEY_ID: "AKIAHANDMADE00000003", TOTP: SEED})
+    other = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+    backend.set("app", Item({ACCESS_KEY_ID: "AKIAHANDMADE00000003", TOTP: other}))
+    otp = [f for f in emulator.item(item_id)["fields"] if f["fieldType"] == "Totp"]
+    assert [(f["id"], f["title"], f["value"]) for f in otp] == [("TOTP_xk3q7", "MFA code", other)]
+
+
+def test_broker_written_otp_field_has_the_core_prefix(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    backend = make_backend()
+    backend.set("dev", SAMPLE)
+    otp = by_title(emulator.find("AWS dev", "Broker"), "one-time password")
+    assert otp["id"] == "TOTP_totp"
+    emulator.edit_item(emulator.find("AWS dev", "Broker")["id"], fields=[
+        dict(f, title="renamed") if f["fieldType"] == "Totp" else f
+        for f in emulator.find("AWS dev", "Broker")["fields"]])
+    assert make_backend().get("dev") == SAMPLE
+
+
+def test_archived_item_is_not_read_by_its_remembered_id(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    make_backend().set("dev", SAMPLE)
+    assert make_backend().get("dev") == SAMPLE  # the id is remembered now
+    emulator.archive_item(emulator.find("AWS dev", "Broker")["id"])
+    assert make_backend().get("dev") is None
+    assert make_backend().list() == []
+
+
+def test_api_credential_template_item_is_read(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    """An item made from the app's API Credential template: username / credential."""
+    emulator.create_item("AWS tmpl", [
+        field("username", "AKIATEMPLATE00000001", id="username"),
+        field("credential", "template-secret", "Concealed", id="credential"),
+        field("type", "", id="type"), field("hostname", "", id="hostname"),
+    ])
+    emulator.create_item("AWS notakey", [
+        field("username", "alice", id="username"),
+        field("credential", "api-token", "Concealed", id="credential"),
+    ])
+    backend = make_backend()
+    assert backend.get("tmpl") == Item({ACCESS_KEY_ID: "AKIATEMPLATE00000001",
+                                        SECRET_ACCESS_KEY: "template-secret"})
+    assert backend.get("notakey") == Item({})  # not an AWS key: nothing is taken from it
+
+
+def test_shell_plugin_item_is_read(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    """1Password's AWS shell plugin item: its field titles are broker's own, the OTP
+    field made in the app (a TOTP_ id), plus "default region"."""
+    emulator.create_item("AWS shell", [
+        field("access key id", "AKIASHELLPLUGIN00001", id="q1"),
+        field("secret access key", "shell-secret", "Concealed", id="q2"),
+        field("one-time password", SEED, "Totp", id="q3"),
+        field("mfa serial", "arn:aws:iam::123456789012:mfa/me", id="q4"),
+        field("default region", "eu-west-1", id="q5"),
+    ], category="Login")
+    assert make_backend().get("shell") == Item({
+        ACCESS_KEY_ID: "AKIASHELLPLUGIN00001", SECRET_ACCESS_KEY: "shell-secret",
+        TOTP: SEED, MFA_SERIAL: "arn:aws:iam::123456789012:mfa/me"})
+
+
+def test_list_shows_only_items_a_profile_can_use(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    """Untagged API Credentials items fitting the template are looked inside (one batched
+    read): an API token titled "AWS Console" is not a profile."""
+    make_backend().set("dev", SAMPLE)
+    emulator.create_item("AWS Console", [
+        field("username", "alice", id="username"),
+        field("credential", "an-api-token", "Concealed", id="credential")])
+    emulator.create_item("AWS tmpl", [
+        field("username", "AKIATEMPLATE00000001", id="username"),
+        field("credential", "template-secret", "Concealed", id="credential")])
+    emulator.reset_calls()
+    assert make_backend().list() == ["dev", "tmpl"]
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsList": 1,
+                                                "ItemsGetAll": 1}

@@ -133,6 +133,8 @@ def test_broker_exec_end_to_end(op_home: BrokerHome, emulator: OnePasswordEmulat
     assert result.stdout.startswith("ASIA")
     # A cold exec: sign in, then one read by the remembered ids.
     assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsGet": 1}
+    # In requests, as 1Password's rate limits count them (docs: "What it costs").
+    assert emulator.requests() == {"init_client": 2, "ItemsGet": 3, "read": 5, "write": 0}
 
     emulator.reset_calls()
     op_home.run("exec", "dev", "--", "true", check=True)

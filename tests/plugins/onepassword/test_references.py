@@ -69,6 +69,12 @@ def test_resolve_many_is_one_call(emulator: OnePasswordEmulator,
     "op://Broker/AWS dev/a/b/c",  # too deep
     "op://Broker/AWS dev@x/field",  # a character references cannot hold
     "op://Broker/AWS dev/field?attribute=TOTP",
+    "op://Broker/AWS dev/field?attribute=type",  # the core refuses type, value, id, purpose
+    "op://Broker/AWS dev/field?attribute=value",
+    "op://Broker/AWS dev/field?attribute=id",
+    "op://Broker/AWS dev/field?attribute=purpose",
+    "op://Broker/AWS dev/one-time password?attribute=totp&ssh-format=openssh",
+    "op://Broker/AWS dev/field?",  # a trailing "?"
     "pass:not/op",
 ])
 def test_malformed_references_fail_offline(emulator: OnePasswordEmulator,
