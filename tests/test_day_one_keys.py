@@ -252,3 +252,71 @@ def test_a_setting_that_cannot_be_moved_keeps_its_section(home, sts, tmp_path):
     assert row.startswith("imported") and "plaintext removed" not in row
     assert "s3" in row and "by hand" in row
     assert credentials.read_text() == text
+
+
+# --- a key stored outside the default backend stays in view ------------------------------
+
+
+def _default(stores: Stores, backend: str) -> None:
+    """Make ``backend`` the default in broker's config (its top-level `backend =` line)."""
+    path = stores.home.broker_config
+    lines = path.read_text().splitlines()
+    lines = [f'backend = "{backend}"' if line.startswith("backend =") else line
+             for line in lines]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _add(stores: Stores, *args: str) -> tuple[int, str, str]:
+    """`broker add` in this process, the key on stdin."""
+    import io
+    import sys
+
+    stores.monkeypatch.setattr(sys, "stdin", io.StringIO(KEY))
+    return stores.broker("add", *args)
+
+
+def _row(stores: Stores, profile: str) -> str:
+    code, out, err = stores.broker("list")
+    assert code == 0, err
+    return next(line for line in out.splitlines() if line.split()[:1] == [profile])
+
+
+def test_a_key_added_to_another_backend_is_found_there(stores: Stores):
+    """`add --backend keyctl` while the default is persistent: the profile names keyctl,
+    so list shows the key (lost at reboot) instead of `missing`, and exec finds it."""
+    stores.provide("dirstore")
+    stores.provide("keyctl")
+    _default(stores, "dirstore")
+    code, _, err = _add(stores, "dev", "--backend", "keyctl")
+    assert code == 0, err
+    assert "broker_backend = keyctl" in err
+    assert "broker_backend = keyctl" in stores.home.aws_config.read_text()
+    row = _row(stores, "dev")
+    assert "keyctl" in row and "lost at reboot" in row and "missing" not in row
+
+
+def test_a_key_moved_out_of_the_default_backend_is_found_there(stores: Stores):
+    stores.provide("dirstore")
+    stores.provide("keyctl")
+    _default(stores, "dirstore")
+    stores.seed("dirstore", {"dev": Item(aws_access_key_id=TEST_KEY_ID,
+                                         aws_secret_access_key=TEST_SECRET)})
+    code, _, err = stores.broker("migrate", "--from", "dirstore", "--to", "keyctl",
+                                 "--profile", "dev", "--delete-source", "--memory-only")
+    assert code == 0, err
+    assert "broker_backend = keyctl" in err
+    row = _row(stores, "dev")
+    assert "keyctl" in row and "missing" not in row
+
+
+def test_changing_the_default_keeps_keys_of_the_old_one_in_view(stores: Stores):
+    stores.provide("dirstore")
+    stores.provide("keyctl")
+    _default(stores, "keyctl")
+    code, _, err = _add(stores, "dev")
+    assert code == 0, err
+    code, _, err = stores.broker("backend", "set", "dirstore")
+    assert code == 0, err
+    assert "dev keep their keys in keyctl" in err and "broker migrate --from keyctl" in err
+    row = _row(stores, "dev")
+    assert "keyctl" in row and "lost at reboot" in row and "missing" not in row

@@ -126,3 +126,18 @@ def test_error_class_and_hint_are_the_callers():
     with pytest.raises(ConfigError) as info:
         parse_seed("xyz!", origin="the stored seed", error=ConfigError, hint="store it again")
     assert info.value.hint == "store it again"
+
+
+def test_without_a_terminal_the_countdown_is_one_line():
+    """A log or an SDK capturing stderr gets one line, not a line per second."""
+    from tests.support.totp_helpers import FakeClock
+
+    clock = FakeClock(start=1000.0)
+    clock.terminal = False
+    clock.wait_until(1026.0, "broker: the current MFA code was used; next code in")
+    assert clock.messages == ["broker: the current MFA code was used; next code in: 26 s\n"]
+    assert sum(clock.slept) >= 26
+    live = FakeClock(start=1000.0)
+    live.wait_until(1003.0, "next code in")
+    assert live.messages == ["\rnext code in:  3 s ", "\rnext code in:  2 s ",
+                             "\rnext code in:  1 s ", "\rnext code in: done.\n"]

@@ -143,10 +143,14 @@ def test_totp_set_errors(home):
 
 
 def test_totp_remove(home):
-    missing = home.run("totp", "remove", "otp")
+    missing = home.run("totp", "remove", "otp", "--force")
     assert missing.returncode == 5 and "no TOTP seed" in missing.stderr  # nothing stored
     home.run("totp", "set", "otp", input=SEED + "\n", check=True)
-    home.run("totp", "remove", "otp", check=True)
+    # the seed may be the only copy of the device's secret: never forgotten unasked
+    unasked = home.run("totp", "remove", "otp")
+    assert unasked.returncode == 2 and "--force" in unasked.stderr
+    assert home.run("totp", "code", "otp").returncode == 0  # still there
+    home.run("totp", "remove", "otp", "--force", check=True)
     listing = {p["name"]: p for p in json.loads(home.run("list", "--json", check=True).stdout)}
     assert listing["otp"]["mfa_source"] == "prompt"
     nothing = home.run("totp", "code", "otp")

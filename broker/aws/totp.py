@@ -213,15 +213,27 @@ class Clock:
 
         tty.write(text)
 
+    def live(self) -> bool:
+        """Whether the countdown can redraw itself (a terminal); else it is one line."""
+        from broker import tty
+
+        return tty.has_tty()
+
     def wait_until(self, moment: float, label: str) -> None:
-        """Sleep until ``moment``, showing ``label`` and the seconds left, once a second."""
+        """Sleep until ``moment``, showing ``label`` and the seconds left: once a second on
+        a terminal, else as one line (a log or a captured stderr keeps one line a message)."""
         shown: int | None = None
+        live = None
         while True:
             left = moment - self.now()
             if left <= 0:
                 break
             seconds = math.ceil(left)
-            if seconds != shown:
+            if live is None:
+                live = self.live()
+                if not live:
+                    self.notify(f"{label}: {seconds} s\n")
+            if live and seconds != shown:
                 self.notify(f"\r{label}: {seconds:2d} s ")
                 shown = seconds
             self.sleep(max(left - (seconds - 1), 0.01))

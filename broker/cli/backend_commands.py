@@ -52,8 +52,15 @@ def backend_set(name: str, yes: bool) -> None:
             f"{name} keeps keys in {backend_service.LOST_AT_REBOOT}. Make it the default?",
             abort=True, err=True,
         )
-    path = backend_service.set_default(ctx, name, memory_only_ok=yes)
-    click.echo(f"Default backend is now {name} (saved in {path}).", err=True)
+    outcome = backend_service.set_default(ctx, name, memory_only_ok=yes)
+    click.echo(f"Default backend is now {name} (saved in {outcome.path}).", err=True)
+    if outcome.kept:
+        old = ctx.aws.profiles[outcome.kept[0]].broker_backend
+        click.echo(
+            f"{', '.join(outcome.kept)} keep their keys in {old} (broker_backend = {old} "
+            f"written to their sections); move them with `broker migrate --from {old} "
+            f"--to {name} --delete-source`.", err=True,
+        )
     if memory_only:
         click.echo(f"warning: keys added to {name} are lost at reboot or `wsl --shutdown`.",
                    err=True)

@@ -50,6 +50,9 @@ def add_command(profile: str, backend: str | None, from_env: bool, replace: bool
     if result.config_written is not None:
         click.echo(f"Added a section for {profile} to {result.config_written}, where "
                    "`broker exec` finds profiles.", err=True)
+    if result.backend_pinned is not None:
+        click.echo(f"Set broker_backend = {result.backend} for {profile} in "
+                   f"{result.backend_pinned}, so broker looks for the key there.", err=True)
     if result.memory_only:
         click.echo(
             f"warning: {result.backend} keeps this key in {backend_service.LOST_AT_REBOOT}; "

@@ -68,8 +68,23 @@ def totp_code(profile: str, backend: str | None) -> None:
 @totp_group.command("remove")
 @profile_argument
 @click.option("--backend", help="The backend holding PROFILE's key (default: the profile's).")
-def totp_remove(profile: str, backend: str | None) -> None:
-    """Forget the TOTP seed kept with PROFILE's key (the key stays)."""
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def totp_remove(profile: str, backend: str | None, force: bool) -> None:
+    """Forget the TOTP seed kept with PROFILE's key (the key stays).
+
+    The seed may be the only copy of an enabled MFA device's secret: without it, only an
+    IAM administrator can let the user in again. Asks first (or needs --force).
+    """
+    if not force:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "refusing to forget the TOTP seed without confirmation: it may be the only "
+                "copy of the MFA device's secret; pass --force"
+            )
+        click.confirm(
+            f"Forget the TOTP seed kept with {profile}'s key? If no phone or other store "
+            "holds it, only an IAM administrator can let you in again", abort=True, err=True,
+        )
     name = mfa_service.remove_seed(_context(), profile, backend=backend)
     click.echo(f"Removed the TOTP seed kept with {profile}'s key in {name}.", err=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 from broker import config
 from broker.aws.profiles import Profile
 from broker.backend import Backend, Capability, Item, unnamed
-from broker.errors import BackendUnavailable, UsageError
+from broker.errors import BackendUnavailable, BrokerError, UsageError
 from broker.services.context import Context
 
 #: What a memory-only backend means for a long-lived key; said wherever one lands there.
@@ -68,9 +69,15 @@ def list_backends(ctx: Context) -> list[BackendInfo]:
     return [describe(ctx, name) for name in ctx.registry.names()]
 
 
-def set_default(ctx: Context, name: str, *, memory_only_ok: bool = False) -> Path:
+def set_default(ctx: Context, name: str, *, memory_only_ok: bool = False) -> DefaultSet:
     """Make ``name`` the default credential backend. A memory-only backend (no
-    ``PERSISTENT`` capability) needs ``memory_only_ok``: keys added there are lost at reboot."""
+    ``PERSISTENT`` capability) needs ``memory_only_ok``: keys added there are lost at reboot.
+    Keys in the old default stay reachable: their profiles get ``broker_backend``.
+
+    Raises:
+        BackendUnavailable: ``name`` is unknown, disabled, broken or unavailable here.
+        UsageError: ``name`` is memory-only and ``memory_only_ok`` is not given.
+    """
     ctx.registry.backend_class(name)  # raises for unknown, disabled or broken plugins
     availability = ctx.registry.availability(name)
     if not availability.ok:
@@ -84,7 +91,42 @@ def set_default(ctx: Context, name: str, *, memory_only_ok: bool = False) -> Pat
             f"to make it the default anyway: `broker backend set {name} --yes`; for keys "
             f"that last, {persistent_setup(ctx)}",
         )
-    return config.set_value("backend", name, ctx.settings.path)
+    kept = _keep_keys_reachable(ctx, name)
+    return DefaultSet(config.set_value("backend", name, ctx.settings.path), kept)
+
+
+@dataclass(frozen=True)
+class DefaultSet:
+    """``backend set``'s outcome: where the setting was saved, and the profiles whose keys
+    stay in the old default (now named by their ``broker_backend``)."""
+
+    path: Path
+    kept: list[str]
+
+
+def _keep_keys_reachable(ctx: Context, new: str) -> list[str]:
+    """Profiles whose keys sit in the current default backend and that would look for
+    them in ``new`` once it is the default: each gets ``broker_backend`` naming the old
+    one in ~/.aws/config, so no key goes missing (move them with `broker migrate`)."""
+    from broker.aws.config_writer import write_profile_value
+
+    old = ctx.settings.backend
+    if not old or old == new or os.environ.get("BROKER_BACKEND"):
+        return []
+    try:
+        store = ctx.backend(old)
+        stored = set(store.list()) if Capability.LIST in store.capabilities else set()
+    except BrokerError:
+        return []
+    kept = []
+    for name in sorted(stored):
+        profile = ctx.aws.profiles.get(name)
+        if profile is not None and not profile.broker_backend:
+            write_profile_value(ctx.aws.path, name, "broker_backend", old)
+            kept.append(name)
+    if kept:
+        ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    return kept
 
 
 def memory_only(ctx: Context, name: str) -> bool:

@@ -68,6 +68,9 @@ class AddResult:
     memory_only: bool = False
     #: ~/.aws/config, when a section for the profile was added to it (`exec` needs one).
     config_written: Path | None = None
+    #: ~/.aws/config, when ``broker_backend`` was written into the profile's section so that
+    #: `exec`, `list` and `doctor` look for the key where --backend put it.
+    backend_pinned: Path | None = None
 
 
 def add(
@@ -108,11 +111,30 @@ def add(
     if known is not None and known.mfa_serial:
         fields[MFA_SERIAL] = known.mfa_serial
     store.set(profile, Item(fields))
+    pinned = pin_backend(ctx, profile, store.name)
     # sessions made from the replaced key, the roles built on it included, end with it
     cleared = revoke_sessions(ctx, profile) if existing is not None else 0
     return AddResult(
-        profile, store.name, existing is not None, cleared, memory_only(ctx, store.name), written
+        profile, store.name, existing is not None, cleared, memory_only(ctx, store.name), written,
+        pinned,
     )
+
+
+def pin_backend(ctx: Context, profile: str, backend: str) -> Path | None:
+    """Make ``profile`` name ``backend`` (``broker_backend``) in ~/.aws/config when it would
+    otherwise look for its key elsewhere, so a key stored with --backend (or moved there)
+    is found by `exec`, `list` and `doctor`, not reported missing; the file's path if it
+    was changed."""
+    from broker.aws.config_writer import write_profile_value
+
+    known = ctx.aws.profiles.get(profile)
+    if ctx.credential_backend_name(known) == backend:
+        return None
+    path = ctx.aws.path
+    if not write_profile_value(path, profile, "broker_backend", backend):
+        return None
+    ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    return path
 
 
 def ensure_profile(ctx: Context, profile: str) -> Path | None:

@@ -197,6 +197,23 @@ def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -
     return Outcome(step.profile, action, source_deleted=deleted, note=note)
 
 
+def _pin_moved(ctx: Context, report: MigrationReport, target: str) -> None:
+    """Keys now only in ``target``: their profiles name it (``broker_backend``) where they
+    would otherwise look elsewhere and report the key missing."""
+    from broker.services.keys import pin_backend
+
+    pinned = [
+        o.profile for o in report.outcomes
+        if o.source_deleted and o.profile in ctx.aws.profiles
+        and pin_backend(ctx, o.profile, target) is not None
+    ]
+    if pinned:
+        report.notes.append(
+            f"set broker_backend = {target} in ~/.aws/config for {', '.join(pinned)}, "
+            "so broker looks for their keys there"
+        )
+
+
 def _revoke(ctx: Context, profile: str) -> int:
     """End the cached sessions made from ``profile``'s key, now gone from the source."""
     from broker.services.keys import revoke_sessions
@@ -310,6 +327,8 @@ def migrate(
             report.notes.append(f"would make {target_name} the default backend")
         else:
             report.default_set = config.set_value("backend", target_name, ctx.settings.path)
+    elif delete_source and not dry_run:
+        _pin_moved(ctx, report, target_name)
     if set_default or delete_source:
         report.notes.extend(_default_notes(ctx, source_name, target_name))
     return report

@@ -68,6 +68,11 @@ class FakeClock(Clock):
     def notify(self, text: str) -> None:
         self.messages.append(text)
 
+    def live(self) -> bool:
+        return self.terminal
+
+    terminal = True  # the countdown redraws itself as on a terminal
+
 
 class CountingMemory(MemoryBackend):
     """The memory backend, counting reads per name."""
