@@ -73,7 +73,8 @@ def remove_command(profile: str, backend: str | None, force: bool) -> None:
             raise click.UsageError("refusing to delete without confirmation: pass --force")
         click.confirm(f"Delete the stored key for {profile}?", abort=True, err=True)
     name, cleared = keys.remove(ctx, profile, backend=backend)
-    click.echo(f"Removed the key for {profile} from {name} ({cleared} sessions cleared).", err=True)
+    click.echo(f"Removed the key for {profile} from {name} ({cleared} cached "
+               f"session{'s' if cleared != 1 else ''} cleared).", err=True)
 
 
 @cli.command("list")

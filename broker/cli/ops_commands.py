@@ -40,7 +40,8 @@ def rotate_command(
     click.echo(
         f"Rotated the key of {result.profile}: {result.old_key_id} -> {result.new_key_id} "
         f"(IAM user {result.user}; stored in {', '.join(result.backends)}; "
-        f"{result.sessions_cleared} cached sessions cleared).",
+        f"{result.sessions_cleared} cached "
+        f"session{'s' if result.sessions_cleared != 1 else ''} cleared).",
         err=True,
     )
 
