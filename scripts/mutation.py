@@ -43,7 +43,7 @@ class Module:
 MODULES: dict[str, Module] = {
     "session-cache": Module("broker/aws/session_cache.py", (
         "tests/test_invariants_cache.py", "tests/test_chain.py",
-        "tests/test_invariants_mfa.py",
+        "tests/test_invariants_mfa.py", "tests/test_revocation.py",
     )),
     "chain": Module("broker/aws/chain.py", (
         "tests/test_invariants_chain.py", "tests/test_invariants_cache.py", "tests/test_chain.py",
@@ -59,14 +59,14 @@ MODULES: dict[str, Module] = {
     )),
     "server": Module("broker/services/server.py", (
         "tests/test_invariants_server.py", "tests/test_invariants_env.py",
-        "tests/test_server.py",
+        "tests/test_server.py", "tests/test_server_limits.py",
     )),
     "cli-errors": Module("broker/cli/errors.py", (
-        "tests/test_invariants_cli.py",
+        "tests/test_invariants_cli.py", "tests/test_invariants_cli_help.py",
     )),
     "profiles": Module("broker/aws/profiles.py", (
-        "tests/test_profiles.py", "tests/test_invariants_chain.py",
-        "tests/test_invariants_cache.py",
+        "tests/test_profiles.py", "tests/test_invariants_profiles.py",
+        "tests/test_invariants_chain.py", "tests/test_invariants_cache.py",
     )),
     "config": Module("broker/config.py", (
         "tests/test_invariants_config.py", "tests/test_config.py",

@@ -17,8 +17,9 @@ from broker.aws import credentials as credentials_module
 from broker.aws.chain import ChainOptions, final_session_name
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import parse, resolve_chain
-from broker.aws.session_cache import SessionCache, session_name
-from broker.backend import Item
+from broker.aws.session_cache import KEY_PROFILE, SessionCache, session_name
+from broker.backend import Capability, Item
+from broker.errors import BackendError
 from broker.services import credentials
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT
@@ -376,3 +377,244 @@ def test_a_backend_login_token_expires_in_the_kernel_after_its_ttl(ctx, ttl):
     shown = _seconds(column)
     unit = 1 if column.endswith("s") else 60 if column.endswith("m") else 3600
     assert left - unit - 5 <= shown <= left + 1, (column, left)
+
+
+# --- names read back, listing, clearing and revoking ----------------------------------------
+
+
+def test_session_names_are_those_of_the_last_version():
+    # Sessions in the kernel keyring outlive an upgrade of broker: a name made another way
+    # would ask for a new MFA code after every upgrade. Pinned from the names broker makes.
+    mfa = f"arn:aws:iam::{ACCOUNT}:mfa/base-user"
+    assert session_name("base", "session", mfa, None, "duration=900") == (
+        "base:session:8067bb1370f2ad2e"
+    )
+    assert session_name("base:ops", "role", "arn:aws:iam::1:role/r", None) == (
+        "base:ops:role:a7dc82d54f316479"
+    )
+
+
+NO_STS_SESSIONS = type("NoSessions", (MemoryBackend,), {
+    "name": "nosessions", "capabilities": MemoryBackend.capabilities & ~Capability.STORE_SESSIONS,
+})
+
+
+def test_a_backend_that_cannot_hold_sessions_is_refused_with_the_way_out():
+    with pytest.raises(BackendError) as caught:
+        SessionCache(NO_STS_SESSIONS(settings={"store": "x"}, namespace="sessions"), margin=300)
+    assert caught.value.message == "backend 'nosessions' cannot hold STS sessions"
+    assert caught.value.hint == 'set session_cache to a backend that can (keyctl) or to "none"'
+
+
+def _expiring(seconds: float = 3600) -> Credentials:
+    expires = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return Credentials("ASIA", "s", "t", expires.replace(microsecond=0))  # as stored
+
+
+class Phantom(MemoryBackend):
+    """Lists names whose items are gone by the time they are read (expired, deleted by
+    another process), and fails to read ``broken``."""
+
+    phantoms: tuple[str, ...] = ()
+    broken: tuple[str, ...] = ()
+
+    def list(self) -> list[str]:
+        return sorted([*super().list(), *self.phantoms])
+
+    def get(self, name: str) -> Item | None:
+        if name in self.broken:
+            raise BackendError(f"cannot read {name}")
+        return super().get(name)
+
+
+@pytest.fixture
+def store() -> Phantom:
+    return Phantom(settings={"store": f"inv-{time.time_ns()}"}, namespace="sessions")
+
+
+BASE_S = session_name("base", "session", "serial")
+BASE_R = session_name("base", "role", "arn:aws:iam::1:role/r")
+OPS_S = session_name("base:ops", "session", "serial")
+ADMIN_R = session_name("admin", "role", "arn:aws:iam::1:role/admin")
+
+
+def _fill(store: Phantom) -> SessionCache:
+    cache = SessionCache(store, margin=300)
+    # "a-token" sorts before every session: not a session name, never listed or revoked
+    store.set("a-token", Item(token="x"))
+    for name in (BASE_S, BASE_R, OPS_S, ADMIN_R):
+        cache.put(name, _expiring())
+    return cache
+
+
+def test_entries_are_every_session_with_its_owner_and_kind(store):
+    cache = _fill(store)
+    store.phantoms = ("0:session:0123456789abcdef",)  # listed, gone when read
+    listed = [(e.name, e.profile, e.kind, e.credentials.access_key_id)
+              for e in cache.entries()]
+    assert listed == sorted([
+        (ADMIN_R, "admin", "role", "ASIA"), (BASE_R, "base", "role", "ASIA"),
+        (BASE_S, "base", "session", "ASIA"), (OPS_S, "base:ops", "session", "ASIA"),
+    ])
+    entry = cache.entries("admin")[0]
+    assert entry.item == store.get(ADMIN_R)
+
+
+def test_entries_of_a_profile_are_its_own_by_exact_name(store):
+    cache = _fill(store)
+    assert [e.name for e in cache.entries("base")] == sorted([BASE_R, BASE_S])  # not base:ops's
+    assert [e.name for e in cache.entries("base:ops")] == [OPS_S]
+    assert [(e.profile, e.kind) for e in cache.entries("base:ops")] == [("base:ops", "session")]
+    assert cache.entries("ops") == []
+
+
+def test_clear_of_a_profile_deletes_its_sessions_only_and_counts_them(store):
+    cache = _fill(store)
+    assert cache.clear("base") == 2
+    assert store.list() == sorted(["a-token", OPS_S, ADMIN_R])
+    assert cache.clear("base") == 0
+    assert cache.clear("ops") == 0  # base:ops is no prefix match
+    assert cache.clear("base:ops") == 1
+    assert store.list() == ["a-token", ADMIN_R]
+
+
+def test_clear_of_everything_empties_the_namespace_and_counts_what_went(store):
+    cache = _fill(store)
+    store.phantoms = ("0:session:0123456789abcdef",)  # already gone: not counted
+    assert cache.clear() == 5
+    assert store.list() == ["0:session:0123456789abcdef"]
+
+
+def test_revoke_ends_the_sessions_of_the_key_and_counts_them(store):
+    cache = _fill(store)
+    for name in (BASE_S, BASE_R, OPS_S, ADMIN_R):  # written before key_profile was recorded
+        assert KEY_PROFILE not in store.get(name)
+    store.phantoms = ("base:session:ffffffffffffffff",)  # listed, not there: counts nothing
+    assert cache.revoke("base", ["admin"]) == 3
+    assert store.list() == sorted(["base:session:ffffffffffffffff", "a-token", OPS_S])
+    assert cache.revoke("base:ops") == 1
+    assert cache.revoke("base:ops") == 0
+
+
+def test_revoke_treats_an_unreadable_session_by_its_owner(store):
+    cache = _fill(store)
+    store.broken = (BASE_S, OPS_S)
+    assert cache.revoke("base") == 2  # base's session (unreadable) and role
+    assert store.list() == sorted(["a-token", OPS_S, ADMIN_R])
+
+
+def test_revoke_follows_the_recorded_key_over_the_owner(store):
+    cache = SessionCache(store, margin=300)
+    cache.for_key("base").put(ADMIN_R, _expiring())
+    cache.for_key("dev").put(BASE_R, _expiring())  # base's name, dev's key
+    assert store.get(ADMIN_R)[KEY_PROFILE] == "base"
+    assert cache.revoke("base", ["base"]) == 1
+    assert store.list() == [BASE_R]
+
+
+def test_a_cache_without_a_store_has_nothing_to_list_clear_or_revoke():
+    cache = SessionCache(None, margin=300)
+    assert not cache.enabled
+    assert cache.entries() == [] and cache.entries("base") == []
+    assert cache.clear() == 0 and cache.clear("base") == 0
+    assert cache.revoke("base", ["admin"]) == 0
+
+
+def test_for_key_records_the_key_and_keeps_the_store_and_margin(store):
+    cache = SessionCache(store, margin=123)
+    keyed = cache.for_key("base:ops")
+    assert (keyed.backend, keyed.margin, keyed.key_profile) == (store, 123, "base:ops")
+    assert cache.key_profile is None
+    keyed.put(OPS_S, _expiring())
+    cache.put(BASE_S, _expiring())
+    assert store.get(OPS_S)[KEY_PROFILE] == "base:ops"
+    assert KEY_PROFILE not in store.get(BASE_S)
+
+
+# --- freshness of sessions from other writers ----------------------------------------------
+
+
+def test_a_session_stored_without_issued_gets_the_whole_margin(memory_cache, monkeypatch):
+    # an older broker did not write `issued`: the margin is then the configured one
+    expires = (datetime.now(timezone.utc) + timedelta(seconds=900)).replace(microsecond=0)
+    name = "p:role:0123456789abcdef"
+    memory_cache.backend.set(name, Credentials("ASIA", "s", "t", expires).to_item())
+    _at(monkeypatch, expires - timedelta(seconds=301))
+    assert memory_cache.get(name) is not None
+    _at(monkeypatch, expires - timedelta(seconds=300))
+    assert memory_cache.get(name) is None
+
+
+def test_a_session_issued_at_its_expiry_has_no_margin(memory_cache, monkeypatch):
+    # issued when it expires (a clock that jumped): half of no lifetime is no margin
+    expires = (datetime.now(timezone.utc) + timedelta(seconds=900)).replace(microsecond=0)
+    name = "p:role:0123456789abcdef"
+    memory_cache.put(name, Credentials("ASIA", "s", "t", expires),
+                     issued=str(int(expires.timestamp())))
+    _at(monkeypatch, expires - timedelta(seconds=0.25))
+    assert memory_cache.get(name) is not None
+    _at(monkeypatch, expires)
+    assert memory_cache.get(name) is None
+
+
+# --- get_or_create: one refresh for concurrent callers -------------------------------------
+
+
+@pytest.fixture
+def private_runtime(tmp_path, monkeypatch) -> Path:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    runtime.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    return runtime
+
+
+def test_a_fresh_session_is_served_without_taking_the_lock(memory_cache, monkeypatch):
+    from broker.aws import session_cache
+
+    memory_cache.put("p:role:0123456789abcdef", _expiring())
+
+    def no_lock(*args, **kwargs):
+        raise AssertionError("a cache hit took the refresh lock")
+
+    monkeypatch.setattr(session_cache, "file_lock", no_lock)
+    creds = memory_cache.get_or_create("p:role:0123456789abcdef", _expiring)
+    assert creds.access_key_id == "ASIA"
+
+
+def test_a_session_made_while_waiting_for_the_lock_is_served(memory_cache, monkeypatch):
+    # another process held the lock and refreshed: this one serves its session
+    import contextlib
+
+    from broker.aws import session_cache
+
+    made = Credentials("ASIAOTHER", "s", "t", _expiring().expiration)
+
+    @contextlib.contextmanager
+    def other_refreshed(name, **kwargs):
+        memory_cache.put("p:role:0123456789abcdef", made)
+        yield
+
+    monkeypatch.setattr(session_cache, "file_lock", other_refreshed)
+
+    def create():
+        raise AssertionError("refreshed again under the lock")
+
+    assert memory_cache.get_or_create("p:role:0123456789abcdef", create) == made
+
+
+def test_a_refresh_goes_on_where_no_lock_file_can_be_made(memory_cache, private_runtime):
+    (private_runtime / "broker").mkdir(mode=0o700)
+    (private_runtime / "broker" / "locks").write_text("not a directory")
+    creds = memory_cache.get_or_create("p:role:0123456789abcdef", _expiring)
+    assert memory_cache.get("p:role:0123456789abcdef") == creds
+
+
+def test_a_refresh_stores_what_the_caller_says_about_the_session(memory_cache, private_runtime):
+    memory_cache.for_key("base").get_or_create(
+        "p:role:0123456789abcdef", _expiring, kind="role", role_arn="arn:aws:iam::1:role/r",
+    )
+    item = memory_cache.backend.get("p:role:0123456789abcdef")
+    assert (item["kind"], item["role_arn"], item[KEY_PROFILE]) == (
+        "role", "arn:aws:iam::1:role/r", "base",
+    )

@@ -4,13 +4,29 @@ actually sent (the local STS records each request)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from broker.aws import sts as sts_module
+from broker.aws.chain import (
+    ChainOptions,
+    CredentialChain,
+    check_duration,
+    final_session_name,
+    hop_session_name,
+    level_session_names,
+    mfa_session_name,
+    plan,
+)
+from broker.aws.credentials import Credentials
 from broker.aws.profiles import parse, resolve_chain
+from broker.aws.session_cache import SessionCache
 from broker.errors import ConfigError, UsageError
 from broker.services import credentials
+from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT
 from tests.support.keyring_cache import broker_context, default_keys
 
@@ -198,3 +214,338 @@ def test_duration_of_get_session_token_at_its_limits(ctx, sts, duration, ok):
 def test_the_mfa_session_lasts_session_duration(ctx, sts):
     credentials.obtain(ctx, "one")
     assert _sent(sts, "GetSessionToken") == [str(ctx.settings.session_duration)]
+
+
+# --- the plan: every call, exactly -----------------------------------------------------------
+
+PURE = """\
+[profile k]
+mfa_serial = arn:aws:iam::1:mfa/k
+
+[profile other-k]
+mfa_serial = arn:aws:iam::1:mfa/k
+
+[profile nomfa]
+
+[profile mid]
+role_arn = arn:aws:iam::1:role/mid
+source_profile = k
+external_id = ext-mid
+role_session_name = sess-mid
+
+[profile top]
+role_arn = arn:aws:iam::1:role/top
+source_profile = mid
+duration_seconds = 1800
+
+[profile long]
+role_arn = arn:aws:iam::1:role/long
+source_profile = k
+duration_seconds = 7200
+
+[profile long-next]
+role_arn = arn:aws:iam::1:role/next
+source_profile = long
+duration_seconds = 7200
+
+[profile bad]
+role_arn = arn:aws:iam::1:role/bad
+source_profile = k
+duration_seconds = soon
+"""
+K_MFA = "arn:aws:iam::1:mfa/k"
+SESSION_SOURCE = "session_duration in broker's config"
+
+
+def _chain(target: str, config: str = PURE):
+    return resolve_chain(parse(config, P), target)
+
+
+def _plan(target: str, **options) -> list[dict[str, object]]:
+    return [vars(call) for call in plan(_chain(target), ChainOptions(**options))]
+
+
+def _call(action: str, profile: str, signed_with: str, duration, source: str, serial=None,
+          role_arn=None, external_id=None, session_name=None) -> dict[str, object]:
+    return {"action": action, "profile": profile, "signed_with": signed_with,
+            "duration": duration, "duration_source": source, "serial": serial,
+            "role_arn": role_arn, "external_id": external_id, "session_name": session_name}
+
+
+def test_plan_of_a_key_profile_is_one_mfa_session():
+    assert _plan("k") == [_call("GetSessionToken", "k", "key", 28800, SESSION_SOURCE, K_MFA)]
+    assert _plan("k", session_duration=900) == [
+        _call("GetSessionToken", "k", "key", 900, SESSION_SOURCE, K_MFA)]
+    assert _plan("k", duration=1000) == [
+        _call("GetSessionToken", "k", "key", 1000, "--duration", K_MFA)]
+    assert _plan("nomfa") == [_call("GetSessionToken", "nomfa", "key", 28800, SESSION_SOURCE)]
+    assert _plan("k", no_session=True) == []
+
+
+def test_plan_of_a_chain_through_the_mfa_session():
+    mid = _call("AssumeRole", "mid", "session", None, "AWS's default",
+                role_arn="arn:aws:iam::1:role/mid", external_id="ext-mid", session_name="sess-mid")
+    assert _plan("top") == [
+        _call("GetSessionToken", "k", "key", 28800, SESSION_SOURCE, K_MFA),
+        mid,
+        _call("AssumeRole", "top", "role", 1800, f"duration_seconds in {P} [profile top]",
+              role_arn="arn:aws:iam::1:role/top"),
+    ]
+    assert _plan("top", duration=900)[-1] == _call(
+        "AssumeRole", "top", "role", 900, "--duration", role_arn="arn:aws:iam::1:role/top")
+
+
+def test_plan_of_a_chain_whose_first_role_is_assumed_with_the_key():
+    no_session = _plan("mid", no_session=True)
+    assert no_session == [_call("AssumeRole", "mid", "key", None, "AWS's default", K_MFA,
+                                "arn:aws:iam::1:role/mid", "ext-mid", "sess-mid")]
+    # more than role chaining allows: the key and the code, no MFA session; the next role
+    # is chained, so an intermediate role is capped at 1 hour (only carries the next call)
+    assert _plan("long-next", duration=3600) == [
+        _call("AssumeRole", "long", "key", 7200, f"duration_seconds in {P} [profile long]",
+              K_MFA, "arn:aws:iam::1:role/long"),
+        _call("AssumeRole", "long-next", "role", 3600, "--duration",
+              role_arn="arn:aws:iam::1:role/next"),
+    ]
+
+
+def _refused(target: str, **options) -> tuple[type, str, str]:
+    with pytest.raises((UsageError, ConfigError)) as info:
+        plan(_chain(target), ChainOptions(**options))
+    with pytest.raises(type(info.value)):
+        check_duration(_chain(target), ChainOptions(**options))  # the same refusal, early
+    return type(info.value), info.value.message, info.value.hint
+
+
+def test_refusals_name_the_setting_the_limit_and_the_fix():
+    gst = "is outside what AWS allows for GetSessionToken (15 min to 36 h)"
+    assert _refused("k", duration=899) == (
+        UsageError, f"--duration 899s {gst}", "choose a value between 900 and 129600 seconds")
+    assert _refused("k", session_duration=129601) == (
+        ConfigError, f"session_duration in broker's config: 129601s {gst}",
+        "choose a value between 900 and 129600 seconds")
+    assert _refused("mid", duration=43201) == (
+        UsageError, "--duration 43201s is outside what AWS allows for AssumeRole "
+        "(15 min to 12 h; the role's own maximum may be lower)",
+        "choose a value between 900 and 43200 seconds")
+    assert _refused("long-next") == (
+        ConfigError, f"duration_seconds in {P} [profile long-next]: 7200s exceeds the 1 hour "
+        "limit AWS sets for a role assumed with another role's session "
+        "(role chaining: k -> long -> long-next)", "choose at most 3600 seconds")
+    assert _refused("k", no_session=True, duration=900) == (
+        UsageError, "--duration has no effect with --no-session on a profile without a role",
+        "drop one of the two flags")
+
+
+def test_an_unusable_duration_seconds_is_refused_not_ignored():
+    kind, message, hint = _refused("bad")
+    assert kind is ConfigError
+    assert message == (
+        f"{P} [profile bad] duration_seconds = 'soon' is not a whole number of seconds")
+    assert hint == "give seconds, e.g. duration_seconds = 3600"
+    check_duration(_chain("mid"), ChainOptions())  # a usable chain passes
+
+
+# --- cache names: what each level is cached under ---------------------------------------------
+
+
+def test_cache_names_are_those_of_the_last_version():
+    # cached sessions outlive an upgrade: another name would mean another MFA prompt
+    assert final_session_name(_chain("mid"), ChainOptions()) == "mid:role:64b985f1efff6674"
+    assert final_session_name(_chain("mid"), ChainOptions(no_session=True)) == (
+        "mid:role:cecda4e394c620fa")
+    assert final_session_name(_chain("top"), ChainOptions(duration=900)) == (
+        "top:role:a81eed2907017eb3")
+    assert mfa_session_name(_chain("top")) == "k:session:6ceafb5f2c13336d"
+
+
+def test_a_role_assumed_with_the_key_is_cached_by_that_key_and_device():
+    direct = ChainOptions(no_session=True)
+    mid = "[profile mid]\nrole_arn = arn:aws:iam::1:role/mid\n"
+    other_key = PURE.replace(mid + "source_profile = k", mid + "source_profile = other-k")
+    other_device = PURE.replace("mfa_serial = arn:aws:iam::1:mfa/k\n\n[profile other-k]",
+                                "mfa_serial = arn:aws:iam::1:mfa/x\n\n[profile other-k]")
+    no_device = PURE.replace("mfa_serial = arn:aws:iam::1:mfa/k\n\n[profile other-k]",
+                             "\n[profile other-k]")
+    names = {final_session_name(_chain("mid", config), direct)
+             for config in (PURE, other_key, other_device, no_device)}
+    assert len(names) == 4
+
+
+def test_the_levels_are_every_cached_session_from_the_target_down():
+    top = _chain("top")
+    assert level_session_names(top, ChainOptions()) == [
+        hop_session_name(top, 1, ChainOptions()), hop_session_name(top, 0, ChainOptions()),
+        mfa_session_name(top),
+    ]
+    assert level_session_names(top, ChainOptions(no_session=True)) == [
+        hop_session_name(top, 1, ChainOptions(no_session=True)),
+        hop_session_name(top, 0, ChainOptions(no_session=True)),
+    ]
+    long = _chain("long")  # its first role is assumed with the key: no MFA session
+    assert level_session_names(long, ChainOptions()) == [hop_session_name(long, 0, ChainOptions())]
+    k = _chain("k")
+    assert level_session_names(k, ChainOptions(duration=900)) == [
+        mfa_session_name(k, ChainOptions(duration=900))]
+    assert level_session_names(k, ChainOptions(no_session=True)) == []
+    assert final_session_name(k, ChainOptions(no_session=True)) is None
+
+
+# --- the calls made, in process ---------------------------------------------------------------
+
+
+class FakeCodes:
+    last_origin = "mfa_process"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def code_for(self, serial: str, chain) -> str:
+        self.asked.append(serial)
+        return "123456"
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, tuple, dict]]:
+    calls: list[tuple[str, tuple, dict]] = []
+    expires = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(microsecond=0)
+
+    def fake(action: str):
+        def call(*args, **kwargs) -> Credentials:
+            calls.append((action, args, kwargs))
+            return Credentials(f"ASIA{len(calls)}", "s", "t", expires)
+        return call
+
+    monkeypatch.setattr(sts_module, "get_session_token", fake("GetSessionToken"))
+    monkeypatch.setattr(sts_module, "assume_role", fake("AssumeRole"))
+    return calls
+
+
+MASTER = Credentials("AKIAMASTER", "secret")
+
+
+def _producer(target: str, cache: SessionCache, **options) -> CredentialChain:
+    options.setdefault("region", "eu-west-3")
+    options.setdefault("profile", target)
+    chain = _chain(target)
+    return CredentialChain(chain, cache.for_key(chain.key_profile.name), lambda: MASTER,
+                           FakeCodes(), ChainOptions(**options))
+
+
+@pytest.fixture
+def cache() -> SessionCache:
+    return SessionCache(MemoryBackend(settings={"store": uuid.uuid4().hex},
+                                      namespace="sessions"), margin=300)
+
+
+def test_each_call_carries_exactly_what_the_plan_says(sent, cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))  # locks: the state dir
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    producer = _producer("top", cache)
+    final = producer.get()
+    assert producer.calls == ["GetSessionToken", "AssumeRole mid", "AssumeRole top"]
+    assert producer.mfa.asked == [K_MFA]
+    assert [action for action, _, _ in sent] == ["GetSessionToken", "AssumeRole", "AssumeRole"]
+    (_, gst_args, gst_kw), (_, mid_args, mid_kw), (_, top_args, top_kw) = sent
+    assert gst_args == (MASTER, "eu-west-3", 28800, K_MFA, "123456")
+    assert gst_kw == {"profile": "top", "key_profile": "k"}
+    assert mid_args[1:] == ("eu-west-3", "arn:aws:iam::1:role/mid")
+    assert mid_args[0].access_key_id == "ASIA1"  # signed with the MFA session
+    assert mid_kw == {"duration": None, "session_name": "sess-mid", "external_id": "ext-mid",
+                      "serial": None, "code": None, "profile": "top", "key_profile": "k"}
+    assert top_args[0].access_key_id == "ASIA2"  # signed with mid's session
+    assert top_args[1:] == ("eu-west-3", "arn:aws:iam::1:role/top")
+    assert top_kw == {"duration": 1800, "session_name": None, "external_id": None,
+                      "serial": None, "code": None, "profile": "top", "key_profile": "k"}
+    assert final.access_key_id == "ASIA3"
+    assert producer.cached() == final
+    # what each level is cached with: `broker list` shows the role ARN
+    backend = cache.backend
+    stored = {name: {k: v for k, v in backend.get(name).items()
+                     if k in ("kind", "profile", "role_arn", "mfa_serial", "key_profile")}
+              for name in backend.list()}
+    top_chain = _chain("top")
+    assert stored == {
+        mfa_session_name(top_chain): {"kind": "session", "profile": "k", "mfa_serial": K_MFA,
+                                      "key_profile": "k"},
+        hop_session_name(top_chain, 0, ChainOptions()): {
+            "kind": "role", "profile": "mid", "role_arn": "arn:aws:iam::1:role/mid",
+            "key_profile": "k"},
+        hop_session_name(top_chain, 1, ChainOptions()): {
+            "kind": "role", "profile": "top", "role_arn": "arn:aws:iam::1:role/top",
+            "key_profile": "k"},
+    }
+
+
+def test_a_role_assumed_with_the_key_carries_the_code(sent, cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    producer = _producer("mid", cache, no_session=True)
+    producer.get()
+    ((action, args, kwargs),) = sent
+    assert (action, args) == ("AssumeRole", (MASTER, "eu-west-3", "arn:aws:iam::1:role/mid"))
+    assert kwargs == {"duration": None, "session_name": "sess-mid", "external_id": "ext-mid",
+                      "serial": K_MFA, "code": "123456", "profile": "mid", "key_profile": "k"}
+
+
+def test_a_key_profile_without_a_device_sends_no_code(sent, cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    producer = _producer("nomfa", cache, duration=900)
+    assert producer.cached() is None
+    creds = producer.get()
+    assert sent == [("GetSessionToken", (MASTER, "eu-west-3", 900, None, None),
+                     {"profile": "nomfa", "key_profile": "nomfa"})]
+    assert producer.mfa.asked == []
+    assert producer.cached() == creds
+    raw = _producer("k", cache, no_session=True)
+    assert raw.get() is MASTER and raw.cached() is None
+    assert final_session_name(raw.chain, raw.options) is None
+
+
+@pytest.fixture
+def refusing(monkeypatch) -> dict[str, object]:
+    """STS refusing the first ``refusals`` codes; what broker wrote to the terminal."""
+    from broker import tty
+    from broker.errors import MFACodeRefused
+
+    state: dict[str, object] = {"refusals": 0, "codes": [], "written": []}
+    expires = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(microsecond=0)
+
+    def get_session_token(master, region, duration, serial=None, code=None, **kwargs):
+        state["codes"].append(code)  # type: ignore[attr-defined]
+        if len(state["codes"]) <= state["refusals"]:  # type: ignore[arg-type]
+            raise MFACodeRefused("the MFA code was refused", "check the device")
+        return Credentials("ASIA", "s", "t", expires)
+
+    monkeypatch.setattr(sts_module, "get_session_token", get_session_token)
+    monkeypatch.setattr(tty, "write", state["written"].append)  # type: ignore[attr-defined]
+    return state
+
+
+@pytest.mark.parametrize(("origin", "refusals", "calls", "ok"), [
+    ("the prompt", 2, 3, True),  # a typo at the prompt is asked again...
+    ("the prompt", 3, 3, False),  # ...three times in all
+    ("mfa_process", 1, 1, False),  # a source that is not the prompt is not asked again
+])
+def test_a_code_aws_refuses_is_asked_again_only_at_the_prompt(
+    refusing, cache, tmp_path, monkeypatch, origin, refusals, calls, ok
+):
+    from broker.errors import MFACodeRefused
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    refusing["refusals"] = refusals
+    producer = _producer("k", cache)
+    producer.mfa.last_origin = origin
+    if ok:
+        assert producer.get().access_key_id == "ASIA"
+    else:
+        with pytest.raises(MFACodeRefused):
+            producer.get()
+    assert refusing["codes"] == ["123456"] * calls
+    assert producer.mfa.asked == [K_MFA] * calls
+    assert refusing["written"] == [  # one line before each code asked again
+        f"broker: the MFA code was refused; try again ({left} {'try' if left == 1 else 'tries'} "
+        "left)\n" for left in (2, 1)[:calls - 1]
+    ]

@@ -673,3 +673,13 @@ def test_same_code_compares_a_code_known_in_this_process(ledger):
     assert ledger.same_code(SERIAL, read_back, "123456")
     assert not ledger.same_code(SERIAL, read_back, "123457")
     assert not ledger.same_code("arn:aws:iam::1:mfa/other", read_back, "123456")
+
+
+def test_a_typed_code_equal_to_the_last_accepted_is_refused_at_once(ledger, clock, terminal):
+    # a code typed at the prompt cannot be asked again by broker: refused, no waiting
+    ledger.record(SERIAL, UsedCode(STEP, 30, "111111", T0 - 5))
+    terminal["answers"] = ["111111", "222222"]
+    codes = MfaCodes(sources=[tty_source], ledger=ledger, clock=clock)
+    with pytest.raises(AuthenticationError, match="was already used"):
+        codes.code_for(SERIAL, CHAIN)
+    assert clock.slept == [] and terminal["answers"] == ["222222"]

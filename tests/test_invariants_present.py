@@ -145,3 +145,36 @@ def test_run_reports_a_command_that_cannot_start(monkeypatch, error, message, hi
     assert info.value.message == message and info.value.exit_code == 2
     assert hint in info.value.hint  # every error says what to do next
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_the_secret_inputs_the_caller_names_are_withheld_from_the_child(monkeypatch):
+    # `exec` names the variables broker's own config reads secrets from (env:ACME_TOKEN)
+    environ = {"ACME_TOKEN": "s3cret", "HOME": "/home/me"}
+    env = present.child_environment(_resolved(), environ, frozenset({"ACME_TOKEN"}))
+    assert "ACME_TOKEN" not in env and env["HOME"] == "/home/me"
+    seen: list[dict[str, str]] = []
+    monkeypatch.setattr(os, "execvpe", lambda file, argv, env: seen.append(env))
+    monkeypatch.setenv("ACME_TOKEN", "s3cret")
+    present.run(_resolved(), ["true"], frozenset({"ACME_TOKEN"}))
+    assert "ACME_TOKEN" not in seen[0]
+    present.run(_resolved(), ["true"], frozenset())  # named by nobody: inherited
+    assert seen[1]["ACME_TOKEN"] == "s3cret"
+
+
+def test_the_hints_say_exactly_what_to_do(monkeypatch):
+    with pytest.raises(UsageError) as info:
+        present.render(_resolved(), "yaml")
+    assert info.value.hint == "use one of: env, export, json, ini"
+    with pytest.raises(NestedSession) as nested:
+        present.refuse_nesting({"BROKER_PROFILE": "dev"})
+    assert nested.value.hint == (
+        "exit that shell first, or unset BROKER_PROFILE if you really mean to nest")
+    for error, hint in ((FileNotFoundError, "check the command after --"),
+                        (PermissionError, "check its mode")):
+        def fail(file, argv, env, error=error):
+            raise error(2, "x")
+
+        monkeypatch.setattr(os, "execvpe", fail)
+        with pytest.raises(UsageError) as failed:
+            present.run(_resolved(), ["nope"])
+        assert failed.value.hint == hint
