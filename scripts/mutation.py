@@ -72,7 +72,7 @@ MODULES: dict[str, Module] = {
         "tests/test_invariants_config.py", "tests/test_config.py",
     )),
     "paths": Module("broker/paths.py", (
-        "tests/test_invariants_paths.py",
+        "tests/test_invariants_paths.py", "tests/test_runtime_dirs.py",
     )),
 }
 
