@@ -302,3 +302,14 @@ def test_list_and_doctor_agree_with_exec_about_durations(
     doctor = json.loads(home.run("doctor", "--json").stdout)
     check = next(c for c in doctor["checks"] if c["name"] == "profile odd")
     assert (check["status"] == "fail") is flagged
+
+
+def test_cached_export_picks_the_default_profile_as_the_full_path_does(home: BrokerHome) -> None:
+    """botocore counts a set-but-empty AWS_DEFAULT_PROFILE: the cached path must not skip it
+    and serve AWS_PROFILE's session where the full path refuses."""
+    home.add_key("dev")
+    _export(home, "dev")  # the session is cached now
+    warm = home.run("export", "--format", "json",
+                    env={"AWS_DEFAULT_PROFILE": "", "AWS_PROFILE": "dev"})
+    assert warm.returncode == 4 and "empty" in warm.stderr
+    assert home.run("export", "--format", "json", env={"AWS_PROFILE": "dev"}).returncode == 0

@@ -188,11 +188,6 @@ class Profile:
     def broker_totp(self) -> str | None:
         return self._text("broker_totp")
 
-    @property
-    def extra(self) -> dict[str, Value]:
-        """Every value (kept for callers that look for keys broker has no attribute for)."""
-        return self.values
-
     def refused_keys(self, *, role: bool) -> list[str]:
         """Keys that make botocore get this profile's credentials another way than broker
         would: for a role hop (``role``), ``credential_source`` and

@@ -37,10 +37,10 @@ def _parse_export(args: list[str]) -> tuple[str, str] | None:
         else:
             profile = arg
         i += 1
-    if profile is None:  # the AWS CLI's default profile (botocore's order)
-        profile = os.environ.get("AWS_DEFAULT_PROFILE") or os.environ.get("AWS_PROFILE")
-        if not profile:
-            return None
+    if profile is None:  # the AWS CLI's default profile, exactly as the full path picks it
+        from broker.aws.profiles import default_profile_name
+
+        profile = default_profile_name()
     return profile, fmt
 
 

@@ -261,7 +261,7 @@ def check_profiles(ctx: Context, aws: profiles.AwsConfig, used: Backends) -> lis
     for name in sorted(aws.profiles):
         profile = aws.profiles[name]
         label = f"profile {name}"
-        if any(k.startswith("sso_") for k in profile.extra):
+        if any(k.startswith("sso_") for k in profile.values):
             checks.append(Check(label, OK, "uses IAM Identity Center (SSO), not broker"))
             continue
         if profile.credential_process and not profile.role_arn:
