@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+from broker.testing.gnupg import throwaway_gnupg_home
 from broker.testing.local_sts import local_sts
 
 BIN = Path(sys.executable).parent
@@ -92,7 +93,7 @@ def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
     key: median ms, 1Password calls, 1Password requests (as its rate limits count them,
     sign-in included) and gpg processes per exec. Also prints the requests of `add` and
     `list` with the onepassword backend."""
-    from broker.testing.onepassword_emulator import OnePasswordEmulator
+    import broker_onepassword.testing as onepassword_emulator
 
     shim = root / "shim"
     shim.mkdir()
@@ -100,36 +101,21 @@ def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
     real_gpg = shutil.which("gpg") or "/usr/bin/gpg"
     (shim / "gpg").write_text(f'#!/bin/sh\necho x >> "{gpg_log}"\nexec {real_gpg} "$@"\n')
     (shim / "gpg").chmod(0o755)
-    gnupghome = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
-    gnupghome.chmod(0o700)
-    (gnupghome / "gpg.conf").write_text("s2k-count 65536\n")
-    uid = "broker-bench@example.invalid"
-    for args in (["--quick-generate-key", uid, "ed25519", "cert,sign", "never"],):
-        subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--pinentry-mode",
-                        "loopback", "--passphrase", "", *args], check=True, capture_output=True)
-    listing = subprocess.run(["gpg", "--homedir", str(gnupghome), "--with-colons",
-                              "--list-keys", uid], check=True, capture_output=True,
-                             text=True).stdout
-    fpr = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
-    subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--pinentry-mode",
-                    "loopback", "--passphrase", "", "--quick-add-key", fpr, "cv25519", "encr",
-                    "never"], check=True, capture_output=True)
-    op_state = root / "op-state.json"
-    emulator = OnePasswordEmulator(op_state)
-    site = Path(emulator_module_file()).resolve().parent / "_op_site"
-    env = dict(
-        base_env,
-        PATH=f"{shim}:{base_env['PATH']}",
-        GNUPGHOME=str(gnupghome),
-        PASSWORD_STORE_DIR=str(root / ".password-store"),
-        BROKER_OP_EMULATOR=str(op_state),
-        PYTHONPATH=str(site),
-        OP_SERVICE_ACCOUNT_TOKEN=emulator.token,
-    )
-    subprocess.run(["pass", "init", uid], env=env, check=True, capture_output=True)
-    broker = str(BIN / "broker")
-    rows = []
-    try:
+    # the GnuPG home, its agent stopped at the end
+    with throwaway_gnupg_home("broker-bench@example.invalid") as gnupg:
+        op_state = root / "op-state.json"
+        emulator = onepassword_emulator.OnePasswordEmulator(op_state)
+        env = dict(
+            base_env,
+            PATH=f"{shim}:{base_env['PATH']}",
+            PASSWORD_STORE_DIR=str(root / ".password-store"),
+            OP_SERVICE_ACCOUNT_TOKEN=emulator.token,
+            **gnupg.env,
+            **onepassword_emulator.child_environment(op_state),
+        )
+        subprocess.run(["pass", "init", gnupg.key.uid], env=env, check=True, capture_output=True)
+        broker = str(BIN / "broker")
+        rows = []
         for backend in ("keyctl", "pass", "onepassword"):
             config = root / f"broker-{backend}.toml"
             config.write_text(
@@ -162,17 +148,7 @@ def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,
                 gpg_runs.append(len(gpg_log.read_text().splitlines()))
             rows.append((backend, statistics.median(times), statistics.mean(op_calls),
                          statistics.mean(op_requests), statistics.mean(gpg_runs)))
-    finally:
-        subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
-        shutil.rmtree(gnupghome, ignore_errors=True)
     return rows
-
-
-def emulator_module_file() -> str:
-    from broker.testing import onepassword_emulator
-
-    return onepassword_emulator.__file__
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ the contract suite in :mod:`broker.testing.contract`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 # This module is on the cached fast path: typing, dataclasses and datetime cost
 # milliseconds to import, and annotations are strings here, so they stay out.
@@ -18,6 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, ClassVar
+
+    from broker._check import Check as Check
 
 # Field names with a meaning to broker. Backends may keep other fields as they are.
 ACCESS_KEY_ID = "aws_access_key_id"
@@ -47,6 +49,15 @@ class Capability(enum.Flag):
     EXPIRY = enum.auto()
     #: Items can be seen from other machines (a synced vault).
     SHARED = enum.auto()
+    #: ``store_secret()`` keeps a value for ``ttl_seconds`` that ``resolve()`` then serves
+    #: through :meth:`Backend.secret_reference`: where ``broker backend login`` keeps a
+    #: token (forgotten by the store itself when its time is up).
+    SECRET_STORE = enum.auto()
+
+
+#: What the default session cache must declare: fit for STS sessions, and forgetting each
+#: one by itself when it expires.
+SESSION_CACHE = Capability.STORE_SESSIONS | Capability.EXPIRY
 
 
 class Availability:
@@ -133,22 +144,48 @@ class Item(Mapping[str, str]):
 
 #: Resolves a secret reference (``op://...``, ``env:NAME``) to its value.
 Resolver = Callable[[str], str]
+# Inside the class, `list` is the method of that name.
+_Checks = list["Check"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``Check`` is a dataclass, and importing dataclasses costs the cached fast path
+    # milliseconds (it imports inspect): it is defined in broker._check and only
+    # imported when a check is made (`broker doctor`, a plugin's ``checks()``).
+    if name == "Check":
+        from broker._check import Check
+
+        return Check
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _plain(text: str) -> bool:
+    """A name or path as references hold them: printable, no blank at either end."""
+    return bool(text) and text.isprintable() and text == text.strip()
 
 
 
 class Backend:
     """Base class for credential stores.
 
-    Subclasses set ``name`` and ``capabilities`` and implement the five methods.
-    ``settings`` is the backend's table from broker's config (``[backends.NAME]``);
-    ``namespace`` separates long-lived credentials (``"credentials"``) from the
-    STS session cache (``"sessions"``); ``resolver`` turns secret references in
-    settings (a passphrase, a token) into values without the backend knowing
-    which plugin serves them.
+    Subclasses set ``name``, ``capabilities`` and ``priority`` and implement the five
+    methods. ``settings`` is the backend's table from broker's config
+    (``[backends.NAME]``); ``namespace`` separates long-lived credentials
+    (``"credentials"``) from the STS session cache (``"sessions"``); ``resolver`` turns
+    secret references in settings (a passphrase, a token) into values without the
+    backend knowing which plugin serves them (the registry passes broker's own to every
+    backend it creates).
     """
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[Capability] = Capability.NONE
+    #: Rank for automatic choices, higher first: the credential backend nobody chose,
+    #: the default session cache, where ``backend login`` keeps a token (each among the
+    #: available backends with the capabilities that choice needs; ties go by name).
+    #: A plain number on the class, never computed: the registry keeps it in its index,
+    #: so that a cached ``broker exec`` chooses without importing every plugin. The
+    #: built-in backends rank onepassword 3, pass 2, keyctl 1; the default is 0.
+    priority: ClassVar[float] = 0.0
     #: One line for ``broker backend list``.
     description: ClassVar[str] = ""
     #: Secret-reference schemes this backend resolves (``"op"`` for ``op://...``).
@@ -197,6 +234,14 @@ class Backend:
         """Names stored in this namespace, sorted."""
         raise NotImplementedError
 
+    def get_many(self, names: Sequence[str]) -> dict[str, Item | None]:
+        """Several items at once: ``{name: item or None}`` for every name asked.
+
+        The default calls :meth:`get` for each; a store with a batched read (one request
+        for many items) overrides it. ``broker migrate`` reads through it.
+        """
+        return {name: self.get(name) for name in names}
+
     def resolve(self, reference: str) -> str:
         """Resolve a secret reference of a scheme this backend claims.
 
@@ -206,9 +251,60 @@ class Backend:
 
         raise ConfigError(f"{self.name} does not resolve secret references")
 
+    @classmethod
+    def shows_reference(cls, reference: str) -> bool:
+        """Whether ``reference``, of a scheme this class claims, has the shape of one of
+        its references, so that a message may show it (:func:`broker.secrets.shown`).
+
+        The default accepts ``scheme://path`` and ``scheme:name`` with a printable name
+        or path, no blank at either end and no ``//`` inside. A scheme whose references
+        are URL-shaped only overrides it to refuse ``scheme:text``: that is a secret
+        typed where its reference belongs, and must never be echoed.
+        """
+        rest = reference.partition(":")[2]
+        if rest.startswith("//"):
+            return _plain(rest[2:])
+        return _plain(rest) and "//" not in rest
+
+    # -- secrets kept for references (with Capability.SECRET_STORE) -------------------
+
+    def store_secret(self, name: str, value: str, ttl_seconds: int | None) -> None:
+        """Keep ``value`` under ``name`` for :meth:`secret_reference`, forgotten by the
+        store itself after ``ttl_seconds`` (None: until deleted or reboot), whatever this
+        instance's namespace. Only with ``Capability.SECRET_STORE``.
+
+        Raises:
+            NotImplementedError: this backend does not keep secrets for references.
+        """
+        raise NotImplementedError(f"{self.name} does not keep secrets for references")
+
+    def secret_reference(self, name: str) -> str:
+        """The secret reference that :meth:`resolve` answers with the value kept under
+        ``name`` by :meth:`store_secret` (``keyctl:NAME``). Only with SECRET_STORE."""
+        raise NotImplementedError(f"{self.name} does not keep secrets for references")
+
+    def delete_secret(self, name: str) -> bool:
+        """Forget a value kept with :meth:`store_secret`; True if one was there."""
+        raise NotImplementedError(f"{self.name} does not keep secrets for references")
+
+    # -- diagnostics -------------------------------------------------------------------
+
+    def checks(self, used: bool) -> _Checks:
+        """This store's own rows for ``broker doctor``: the tools it needs, the state of
+        its environment, its settings. ``used`` says whether broker uses it here (the
+        credential backend of a profile or by default, the session cache, or the store
+        of a secret reference in broker's config): a problem of a store in use is a
+        ``"fail"``, of one merely installed a ``"warn"`` or ``"ok"``.
+
+        Local and quick: no item is read and nothing leaves the machine (doctor itself
+        lists shared stores with ``--online``). Never raises on purpose; doctor turns an
+        exception into a warning row. The default has no rows.
+        """
+        return []
+
     def describe(self) -> dict[str, str]:
         """Non-secret facts for ``broker backend show`` (where items live, ...)."""
         return {}
 
     def close(self) -> None:
-        """Release resources (agents, clients)."""
+        """Release resources (agents, clients). Calling it again does nothing more."""

@@ -25,11 +25,47 @@ from broker.errors import ConfigError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time on the cached path
+    from collections.abc import Mapping
     from typing import Any
 
 DEFAULT_SESSION_DURATION = 8 * 3600
 DEFAULT_ROLE_DURATION = 3600
 DEFAULT_REFRESH_MARGIN = 300
+
+#: Every ``BROKER_*`` environment variable broker reads, and what it does (those a user
+#: sets are in docs/configuration.md's table). This module is the only one that reads
+#: them: elsewhere call :func:`environment` (a test scans the code for any other read).
+VARIABLES = {
+    "BROKER_CONFIG": "path of broker's config file",
+    "BROKER_BACKEND": "credential backend, over a profile's broker_backend and the file's",
+    "BROKER_SESSION_CACHE": "session cache backend, or none",
+    "BROKER_SESSION_DURATION": "overrides session_duration",
+    "BROKER_REFRESH_MARGIN": "overrides refresh_margin",
+    "BROKER_DISABLED_PLUGINS": "comma- or space-separated backend names to ignore",
+    "BROKER_DEBUG": "show tracebacks on errors, as --debug does",
+    "BROKER_PROFILE": "set by `broker exec` in the child; its presence refuses nesting",
+    "BROKER_FEDERATION_ENDPOINT": "the console sign-in endpoint (tests, proxies)",
+    "BROKER_OP_EMULATOR": "state file of the 1Password SDK emulator (tests only)",
+}
+
+
+def environment(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of the ``BROKER_*`` variable ``name`` in ``environ`` (default: this
+    process's environment), or None when it is unset or empty (an empty value counts as
+    unset everywhere broker reads one).
+
+    Raises KeyError for a name :data:`VARIABLES` does not list: a typo, or a new variable
+    that must be documented there first.
+    """
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not one of broker's environment variables")
+    value = (os.environ if environ is None else environ).get(name)
+    return value or None
+
+
+def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``BROKER_DEBUG`` asks for tracebacks (any non-empty value does)."""
+    return environment("BROKER_DEBUG", environ) is not None
 
 
 class Settings:
@@ -128,7 +164,7 @@ def _read(path: Path) -> dict[str, Any]:
             f"{path}: cannot read ({exc.strerror})", "check its permissions"
         ) from None
     try:
-        payload = json.dumps({"stamp": stamp, "data": data}, default=str)
+        payload = json.dumps({"stamp": stamp, "data": data})  # a date: TypeError, no copy
         paths.atomic_write(copy, payload.encode("utf-8"))
     except (OSError, TypeError, ValueError, paths.UnsafePath):
         pass  # dates or a read-only (or not safely private) cache only cost the parse next time
@@ -136,19 +172,25 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load(path: Path | None = None) -> Settings:
+    """The settings of the file at ``path`` (default: :func:`broker.paths.config_file`)
+    with the ``BROKER_*`` variables of this process's environment on top.
+
+    Raises ConfigError for a file that cannot be read or parsed, or a value of the wrong
+    type or a malformed duration (in the file or the environment).
+    """
     path = path or paths.config_file()
     return _from_mapping(path, _read(path), os.environ)
 
 
-def _from_mapping(path: Path, data: dict[str, Any], env: Any) -> Settings:
+def _from_mapping(path: Path, data: dict[str, Any], env: Mapping[str, str]) -> Settings:
     def text(key: str) -> str | None:
-        value = env.get(f"BROKER_{key.upper()}") or data.get(key)
+        value = environment(f"BROKER_{key.upper()}", env) or data.get(key)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{path}: {key} must be a string", f"edit {path}")
         return value or None
 
     def duration(key: str, default: int) -> int:
-        value = env.get(f"BROKER_{key.upper()}") or data.get(key)
+        value = environment(f"BROKER_{key.upper()}", env) or data.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -167,7 +209,8 @@ def _from_mapping(path: Path, data: dict[str, Any], env: Any) -> Settings:
             f"{path}: disabled_plugins must be a list of names", 'e.g. disabled_plugins = ["foo"]'
         )
     disabled = set(listed)
-    disabled |= {n for n in env.get("BROKER_DISABLED_PLUGINS", "").replace(",", " ").split() if n}
+    listed_env = environment("BROKER_DISABLED_PLUGINS", env) or ""
+    disabled |= {n for n in listed_env.replace(",", " ").split() if n}
     backend = data.get("backend")  # BROKER_BACKEND is applied at selection, above profiles
     if backend is not None and not isinstance(backend, str):
         raise ConfigError(f"{path}: backend must be a string", f"edit {path}")

@@ -1,16 +1,82 @@
 """One exception hierarchy; every user-facing error carries a hint (the next step).
 
-The CLI translates these into exit codes in one place (``broker.cli.errors``).
-Messages must never contain secret values: name fields, never print them.
+Each class carries its exit code, a member of :class:`ExitCode`, the one table of codes
+(docs/errors.md documents it; a test checks the two agree). The CLI translates errors into
+messages and codes in one place (``broker.cli.errors``). Messages must never contain
+secret values: name fields, never print them.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Every exit code broker documents (docs/errors.md's table, row for row).
+
+    Members are ints, so a code goes to ``sys.exit`` as it is. :attr:`meaning` is the
+    table's text for the code.
+    """
+
+    SUCCESS = 0
+    FAILURE = 1
+    USAGE = 2
+    CONFIG = 3
+    UNKNOWN_PROFILE = 4
+    NO_CREDENTIALS = 5
+    BACKEND_FAILED = 6
+    BACKEND_UNAVAILABLE = 7
+    AUTHENTICATION = 8
+    MFA_REQUIRED = 9
+    AWS_REFUSED = 10
+    NESTED_SESSION = 11
+    RATE_LIMITED = 12
+    NETWORK = 13
+    NOT_FOUND = 14
+    AMBIGUOUS = 15
+    APP_LOCKED = 16
+    CLOCK_SKEW = 17
+    UNSUPPORTED = 18
+    INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        """What the code tells the user, as docs/errors.md words it."""
+        return _MEANINGS[self]
+
+
+_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.SUCCESS: "success (exec: the child's own exit code)",
+    ExitCode.FAILURE: "unexpected error (run with --debug for a traceback); "
+    "`broker doctor`: a check failed",
+    ExitCode.USAGE: "usage error: a bad flag, argument or duration",
+    ExitCode.CONFIG: "configuration error: ~/.aws/config or broker's config is malformed",
+    ExitCode.UNKNOWN_PROFILE: "unknown profile",
+    ExitCode.NO_CREDENTIALS: "no stored credentials for the profile (its key, or a TOTP "
+    "seed kept with it)",
+    ExitCode.BACKEND_FAILED: "a backend failed to read or write",
+    ExitCode.BACKEND_UNAVAILABLE: "the chosen backend is not available here",
+    ExitCode.AUTHENTICATION: "authentication failed: passphrase, token, MFA code or access "
+    "key rejected",
+    ExitCode.MFA_REQUIRED: "an MFA code is needed and nothing can supply one",
+    ExitCode.AWS_REFUSED: "AWS refused the request",
+    ExitCode.NESTED_SESSION: "nested broker session refused",
+    ExitCode.RATE_LIMITED: "rate limited by a backend's service, or throttled by AWS",
+    ExitCode.NETWORK: "network error talking to a backend's service or to AWS",
+    ExitCode.NOT_FOUND: "a vault, item or entry named in settings was not found",
+    ExitCode.AMBIGUOUS: "several items match where one was expected",
+    ExitCode.APP_LOCKED: "a desktop app is locked, missing or did not answer",
+    ExitCode.CLOCK_SKEW: "the clock here is too far from AWS's for AWS to accept a request",
+    ExitCode.UNSUPPORTED: "this machine lacks something the command needs (a web browser, "
+    "/proc/net/tcp)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 
 class BrokerError(Exception):
     """Base class for every error broker reports to a user."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.FAILURE
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -42,39 +108,39 @@ def _closing(hint: str) -> str:
 class UsageError(BrokerError):
     """The command line itself is wrong (bad flag value, bad duration)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(BrokerError):
     """~/.aws/config or broker's own config is malformed or inconsistent."""
 
-    exit_code = 3
+    exit_code = ExitCode.CONFIG
 
 
 class ProfileNotFound(ConfigError):
-    exit_code = 4
+    exit_code = ExitCode.UNKNOWN_PROFILE
 
 
 class CredentialsNotFound(BrokerError):
     """No stored key for a profile."""
 
-    exit_code = 5
+    exit_code = ExitCode.NO_CREDENTIALS
 
 
 class BackendError(BrokerError):
     """A backend failed while reading or writing."""
 
-    exit_code = 6
+    exit_code = ExitCode.BACKEND_FAILED
 
 
 class BackendUnavailable(BackendError):
-    exit_code = 7
+    exit_code = ExitCode.BACKEND_UNAVAILABLE
 
 
 class AuthenticationError(BrokerError):
     """A passphrase, token or MFA code was rejected."""
 
-    exit_code = 8
+    exit_code = ExitCode.AUTHENTICATION
 
 
 class KeyRejected(AuthenticationError):
@@ -82,25 +148,25 @@ class KeyRejected(AuthenticationError):
     does not match its id, or not a long-lived IAM user key. Only this error's next step is
     to add the key again."""
 
-    exit_code = 8
+    exit_code = ExitCode.AUTHENTICATION
 
 
 class MFACodeRefused(AuthenticationError):
     """AWS refused the MFA code itself (a wrong or reused code): another code may do."""
 
-    exit_code = 8
+    exit_code = ExitCode.AUTHENTICATION
 
 
 class MFARequired(BrokerError):
     """An MFA code is needed and no source can provide one (no tty, no mfa_process)."""
 
-    exit_code = 9
+    exit_code = ExitCode.MFA_REQUIRED
 
 
 class AWSError(BrokerError):
     """STS/IAM refused a call."""
 
-    exit_code = 10
+    exit_code = ExitCode.AWS_REFUSED
 
 
 class ClockSkewError(AWSError):
@@ -109,7 +175,7 @@ class ClockSkewError(AWSError):
     ``skew_seconds`` is this machine's clock minus AWS's (negative: behind), when known.
     """
 
-    exit_code = 17
+    exit_code = ExitCode.CLOCK_SKEW
 
     def __init__(self, message: str, hint: str = "", skew_seconds: float | None = None) -> None:
         super().__init__(message, hint)
@@ -119,70 +185,45 @@ class ClockSkewError(AWSError):
 class Throttled(AWSError):
     """AWS throttled the calls (after botocore's own retries)."""
 
-    exit_code = 12
+    exit_code = ExitCode.RATE_LIMITED
 
 
 class NestedSession(BrokerError):
-    exit_code = 11
+    exit_code = ExitCode.NESTED_SESSION
 
 
 class RateLimited(BackendError):
-    exit_code = 12
+    exit_code = ExitCode.RATE_LIMITED
 
 
 class NetworkError(BrokerError):
-    exit_code = 13
+    exit_code = ExitCode.NETWORK
 
 
 class NotFound(BrokerError):
     """A vault, item or entry named in settings does not exist."""
 
-    exit_code = 14
+    exit_code = ExitCode.NOT_FOUND
 
 
 class AmbiguousMatch(BrokerError):
     """Several items match where one was expected."""
 
-    exit_code = 15
+    exit_code = ExitCode.AMBIGUOUS
 
 
 class AppLocked(BackendUnavailable):
     """A desktop app (1Password) is locked, absent or did not answer in time."""
 
-    exit_code = 16
+    exit_code = ExitCode.APP_LOCKED
 
 
 class Unsupported(BrokerError):
     """This machine lacks something the command needs (a web browser to start, a way to
     tell which user connects to a local port); the hint names the way around it."""
 
-    exit_code = 18
+    exit_code = ExitCode.UNSUPPORTED
 
 
 class Interrupted(BrokerError):
-    exit_code = 130
-
-
-# The table docs/errors.md documents; kept here so the docs test can check it.
-EXIT_CODES: dict[int, str] = {
-    0: "success (exec: the child's own exit code)",
-    1: "unexpected error (run with --debug for a traceback)",
-    2: "usage error: a bad flag, argument or duration",
-    3: "configuration error: ~/.aws/config or broker's config is malformed",
-    4: "unknown profile",
-    5: "no stored credentials for the profile (its key, or a TOTP seed kept with it)",
-    6: "a backend failed to read or write",
-    7: "the chosen backend is not available here",
-    8: "authentication failed: passphrase, token, MFA code or access key rejected",
-    9: "an MFA code is needed and nothing can supply one",
-    10: "AWS refused the request",
-    11: "nested broker session refused",
-    12: "rate limited by a backend's service, or throttled by AWS",
-    13: "network error talking to a backend's service or to AWS",
-    14: "a vault, item or entry named in settings was not found",
-    15: "several items match where one was expected",
-    16: "a desktop app is locked, missing or did not answer",
-    17: "the clock here is too far from AWS's for AWS to accept a request",
-    18: "this machine lacks something the command needs (a web browser, /proc/net/tcp)",
-    130: "interrupted (Ctrl-C)",
-}
+    exit_code = ExitCode.INTERRUPTED

@@ -53,7 +53,9 @@ def _xdg(var: str, default: str) -> Path:
 
 def config_file() -> Path:
     """broker's own TOML config: ``$BROKER_CONFIG`` or ``$XDG_CONFIG_HOME/broker/config.toml``."""
-    explicit = os.environ.get("BROKER_CONFIG")
+    from broker.config import environment  # broker.config imports this module
+
+    explicit = environment("BROKER_CONFIG")
     if explicit:
         return Path(explicit).expanduser()
     return _xdg("XDG_CONFIG_HOME", ".config") / "broker" / "config.toml"

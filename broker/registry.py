@@ -6,14 +6,22 @@ cached ``broker exec`` may spend in total, so the scan result (names and
 the cache dir, keyed by the modification times of the ``sys.path`` directories:
 installing or removing a distribution changes them and the index is rebuilt.
 
+Automatic choices (the credential backend nobody chose, the default session cache,
+where ``backend login`` keeps a token) rank backends by their class's ``priority``
+among those with the capabilities the choice needs. Those two class attributes are
+kept in the index too, with the modification times of the files that define the
+class, so that choosing imports only the backend chosen; a changed file, or a new
+index, has the class imported once more to read them.
+
 Only the backend in use is imported. A plugin that fails to import or to
 construct is reported as broken, with its distribution and the reason; the
 rest of broker keeps working. ``disabled_plugins`` (or
-``BROKER_DISABLED_PLUGINS``) switches plugins off by name.
+``BROKER_DISABLED_PLUGINS``) switches plugins off by name: never imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -27,9 +35,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and dataclasses cost import time on the cached path
     from typing import Any
 
+    from broker.secrets import ReferenceResolver
+
 BACKENDS_GROUP = "broker.backends"
 REFERENCES_GROUP = "broker.references"
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
 
 
 class PluginInfo:
@@ -86,22 +96,47 @@ def _scan() -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def _index() -> dict[str, list[dict[str, str]]]:
+def _load_index() -> dict[str, Any]:
+    """The index: ``{"version", "stamp", "groups": {group: [entry]}, "facts": {name:
+    {...}}}``, as kept, or rebuilt (with no facts) when ``sys.path`` changed."""
     index_path = paths.cache_dir() / "plugins.json"
     stamp = _fingerprint()
     try:
         cached = json.loads(index_path.read_text(encoding="utf-8"))
-        if cached.get("version") == _INDEX_VERSION and cached.get("stamp") == stamp:
-            return dict(cached["groups"])
+        if (cached.get("version") == _INDEX_VERSION and cached.get("stamp") == stamp
+                and isinstance(cached.get("groups"), dict)
+                and isinstance(cached.get("facts"), dict)):
+            return dict(cached)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    groups = _scan()
+    document = {"version": _INDEX_VERSION, "stamp": stamp, "groups": _scan(), "facts": {}}
+    _save_index(document)
+    return document
+
+
+def _save_index(document: dict[str, Any]) -> None:
+    # a read-only (or not safely private) cache only costs the scan next time
+    with contextlib.suppress(OSError, paths.UnsafePath):
+        paths.atomic_write(paths.cache_dir() / "plugins.json",
+                           json.dumps(document).encode("utf-8"))
+
+
+def _remember_facts(document: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
+    """Add one backend's facts to the index on disk, keeping those another process (or
+    registry) added since ``document`` was read, when it is still the same index."""
     try:
-        payload = {"version": _INDEX_VERSION, "stamp": stamp, "groups": groups}
-        paths.atomic_write(index_path, json.dumps(payload).encode("utf-8"))
-    except (OSError, paths.UnsafePath):
-        pass  # a read-only (or not safely private) cache only costs the scan next time
-    return groups
+        current = json.loads((paths.cache_dir() / "plugins.json").read_text(encoding="utf-8"))
+        if (current.get("version"), current.get("stamp")) == (
+            document.get("version"), document.get("stamp")
+        ) and isinstance(current.get("facts"), dict):
+            document = {**document, "facts": {**current["facts"], name: entry}}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    _save_index(document)
+
+
+def _index() -> dict[str, list[dict[str, str]]]:
+    return dict(_load_index()["groups"])
 
 
 def reference_schemes() -> frozenset[str]:
@@ -110,6 +145,82 @@ def reference_schemes() -> frozenset[str]:
         return frozenset(e["name"] for e in _index().get(REFERENCES_GROUP, []))
     except Exception:
         return frozenset()
+
+
+_REFERENCE_CLASSES: dict[str, type[Backend] | None] = {}
+
+
+def reference_class(scheme: str) -> type[Backend] | None:
+    """The class an installed plugin resolves ``scheme:`` references with (imported, with
+    no warning when it cannot be), or None. :func:`broker.secrets.shown` asks it what its
+    references look like."""
+    if scheme not in _REFERENCE_CLASSES:
+        found: type[Backend] | None = None
+        try:
+            entry = next((e for e in _index().get(REFERENCES_GROUP, []) if e["name"] == scheme),
+                         None)
+            if entry is not None:
+                found = _import(PluginInfo(scheme, entry["value"]), quiet=True).cls
+        except Exception:
+            found = None
+        _REFERENCE_CLASSES[scheme] = found
+    return _REFERENCE_CLASSES[scheme]
+
+
+class PluginFacts:
+    """What automatic choices need from a backend class, without importing it."""
+
+    __slots__ = ("capabilities", "priority")
+
+    def __init__(self, priority: float, capabilities: Capability) -> None:
+        self.priority = priority
+        self.capabilities = capabilities
+
+    @classmethod
+    def of(cls, backend: type[Backend]) -> PluginFacts:
+        priority = getattr(backend, "priority", 0.0)
+        if (isinstance(priority, bool) or not isinstance(priority, (int, float))
+                or priority != priority):  # NaN: the one number unequal to itself
+            priority = 0.0  # a priority that is not a number ranks as the default
+        capabilities = getattr(backend, "capabilities", Capability.NONE)
+        if not isinstance(capabilities, Capability):
+            capabilities = Capability.NONE
+        return cls(float(priority), capabilities)
+
+
+def _files_of(backend: type[Backend]) -> dict[str, int]:
+    """Modification times (ns) of the files defining ``backend`` and its bases."""
+    files: dict[str, int] = {}
+    for klass in backend.__mro__:
+        path = getattr(sys.modules.get(klass.__module__), "__file__", None)
+        if isinstance(path, str) and path not in files:
+            try:
+                files[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+    return files
+
+
+def _module_file(value: str) -> dict[str, int]:
+    """The file of an entry point's module, found without importing it (``{}``: none)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(value.partition(":")[0])
+        origin = spec.origin if spec is not None else None
+        return {origin: os.stat(origin).st_mtime_ns} if origin else {}
+    except Exception:
+        return {}
+
+
+def _fresh(entry: Any, value: str) -> bool:
+    """Whether kept facts still describe entry point ``value``'s class."""
+    if not isinstance(entry, dict) or entry.get("value") != value:
+        return False
+    try:
+        return all(os.stat(path).st_mtime_ns == mtime for path, mtime in entry["files"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
 
 
 class Registry:
@@ -130,11 +241,25 @@ class Registry:
         self._infos: dict[str, PluginInfo] | None = None
         self._schemes: dict[str, str] | None = None
         self._loaded: dict[str, LoadedPlugin] = {}
+        self._document: dict[str, Any] = {}
+        self._facts: dict[str, PluginFacts | None] = {}
+        self._resolver: ReferenceResolver | None = None
+
+    @property
+    def resolver(self) -> ReferenceResolver:
+        """broker's reference resolver over this registry, given to every backend it
+        creates (``env:``, ``prompt:``, and each plugin's own schemes)."""
+        if self._resolver is None:
+            from broker.secrets import ReferenceResolver
+
+            self._resolver = ReferenceResolver(self)
+        return self._resolver
 
     def _discover(self) -> None:
         if self._infos is not None:
             return
-        groups = _index()
+        self._document = _load_index()
+        groups = self._document["groups"]
         self._infos = {
             e["name"]: PluginInfo(e["name"], e["value"], e.get("distribution", ""))
             for e in groups.get(BACKENDS_GROUP, [])
@@ -187,13 +312,64 @@ class Registry:
             )
         return loaded.cls
 
+    def facts(self, name: str) -> PluginFacts | None:
+        """``name``'s priority and capabilities, from the index while the files defining
+        its class are unchanged, else from the class (imported, and the index updated).
+        None for a plugin that is broken (or not installed)."""
+        if name in self._facts:
+            return self._facts[name]
+        facts: PluginFacts | None = None
+        if name in self.extra:
+            facts = PluginFacts.of(self.extra[name])
+        elif name in self.names():
+            info = self.info(name)
+            kept = self._document.get("facts", {}).get(name)
+            if _fresh(kept, info.value):
+                facts = self._kept_facts(kept)
+            else:
+                facts = self._learn_facts(name, info)
+        self._facts[name] = facts
+        return facts
+
+    @staticmethod
+    def _kept_facts(kept: dict[str, Any]) -> PluginFacts | None:
+        if kept.get("broken"):
+            return None  # tried again when its files (or sys.path) change
+        try:
+            return PluginFacts(float(kept["priority"]), Capability(int(kept["capabilities"])))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _learn_facts(self, name: str, info: PluginInfo) -> PluginFacts | None:
+        loaded = self.load(name)
+        entry: dict[str, Any] = {"value": info.value}
+        facts: PluginFacts | None = None
+        if loaded.cls is None:
+            entry.update(broken=True, files=list(_module_file(info.value).items()))
+        else:
+            facts = PluginFacts.of(loaded.cls)
+            entry.update(priority=facts.priority, capabilities=facts.capabilities.value,
+                         files=list(_files_of(loaded.cls).items()))
+        if self._document:
+            self._document.setdefault("facts", {})[name] = entry
+            _remember_facts(self._document, name, entry)
+        return facts
+
     def create(
         self, name: str, *, namespace: str = "credentials", resolver: Resolver | None = None
     ) -> Backend:
+        """A new instance of backend ``name`` with its settings, for ``namespace``, with
+        ``resolver`` (default: :attr:`resolver`, broker's own) for its secret settings.
+
+        Raises:
+            ConfigError: no backend is installed under that name.
+            BackendUnavailable: it is disabled, broken, or its constructor failed.
+        """
         cls = self.backend_class(name)
         try:
             return cls(
-                settings=self.settings_for.get(name, {}), namespace=namespace, resolver=resolver
+                settings=self.settings_for.get(name, {}), namespace=namespace,
+                resolver=self.resolver if resolver is None else resolver,
             )
         except Exception as exc:  # a broken plugin weakens broker, never breaks it
             raise BackendUnavailable(
@@ -217,40 +393,58 @@ class Registry:
         return None
 
     def best_available(
-        self, required: Capability, candidates: Iterable[str] | None = None
+        self, required: Capability, candidates: Iterable[str] | None = None,
+        *, namespace: str = "credentials",
     ) -> str | None:
-        """The first backend, in preference order, with ``required`` that is available."""
+        """The first backend, in :meth:`preference_order` (or ``candidates``' order),
+        declaring every flag of ``required``, that is available here; None if none is.
+        Only the candidates tried are imported and created (in ``namespace``)."""
         order = list(candidates) if candidates is not None else self.preference_order()
         for name in order:
             if name not in self.names():
                 continue
-            loaded = self.load(name)
-            if loaded.cls is None or (loaded.cls.capabilities & required) != required:
+            facts = self.facts(name)
+            if facts is None or (facts.capabilities & required) != required:
                 continue
-            try:
-                if self.create(name).availability().ok:
-                    return name
-            except Exception:  # noqa: S112 - an unusable plugin is skipped
-                continue
+            if self.availability(name, namespace=namespace).ok:
+                return name
         return None
 
-    def preference_order(self) -> list[str]:
-        preferred = ["onepassword", "pass", "keyctl"]
-        rest = [n for n in self.names() if n not in preferred]
-        return [n for n in preferred if n in self.names()] + rest
+    def with_capabilities(self, required: Capability) -> list[str]:
+        """Installed backends declaring every flag of ``required``, highest priority
+        first (available here or not; broken ones left out)."""
+        return [
+            name for name in self.preference_order()
+            if (facts := self.facts(name)) is not None
+            and (facts.capabilities & required) == required
+        ]
 
-    def availability(self, name: str) -> Availability:
+    def preference_order(self) -> list[str]:
+        """Every installed backend (disabled ones left out), highest ``priority`` first,
+        ties by name; broken plugins last."""
+        ranked = []
+        for name in self.names():
+            facts = self.facts(name)
+            ranked.append((-facts.priority if facts is not None else float("inf"), name))
+        return [name for _, name in sorted(ranked)]
+
+    def availability(self, name: str, *, namespace: str = "credentials") -> Availability:
+        """Whether backend ``name`` works here, and if not why; never raises (a plugin
+        that fails to load or start is not available, its error the reason)."""
         try:
-            backend = self.create(name)
+            backend = self.create(name, namespace=namespace)
         except Exception as exc:
             return Availability(False, str(exc))
         try:
             return backend.availability()
         except Exception as exc:  # the contract says never raises; be safe anyway
             return Availability(False, f"availability check failed: {exc}")
+        finally:
+            with contextlib.suppress(Exception):  # closing a throwaway instance
+                backend.close()
 
 
-def _import(info: PluginInfo) -> LoadedPlugin:
+def _import(info: PluginInfo, *, quiet: bool = False) -> LoadedPlugin:
     import importlib
 
     module_name, _, attr = info.value.partition(":")
@@ -259,12 +453,14 @@ def _import(info: PluginInfo) -> LoadedPlugin:
         for part in filter(None, attr.split(".")):
             obj = getattr(obj, part)
     except Exception as exc:
-        _warn(f"plugin {info.name!r} from {info.distribution or '?'} is broken: "
-              f"{type(exc).__name__}: {exc}")
+        if not quiet:
+            _warn(f"plugin {info.name!r} from {info.distribution or '?'} is broken: "
+                  f"{type(exc).__name__}: {exc}")
         return LoadedPlugin(info, None, f"{type(exc).__name__}: {exc}")
     if not (isinstance(obj, type) and issubclass(obj, Backend)):
         error = f"{info.value} is not a broker.backend.Backend subclass"
-        _warn(f"plugin {info.name!r} from {info.distribution or '?'} is broken: {error}")
+        if not quiet:
+            _warn(f"plugin {info.name!r} from {info.distribution or '?'} is broken: {error}")
         return LoadedPlugin(info, None, error)
     return LoadedPlugin(info, obj)
 

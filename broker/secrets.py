@@ -36,8 +36,10 @@ def shown(reference: object) -> str:
     A secret typed where a reference belongs (``passphrase = "op:MyPassw0rd"``) must never
     be echoed back. Shown are ``env:NAME`` (a variable name), ``prompt:`` and its label,
     ``scheme://...`` (``op://vault/item/field`` and any plugin's URL-shaped references),
-    ``pass:path`` / ``keyctl:name``, and ``scheme:name`` for a scheme an installed plugin
-    resolves; anything else is not.
+    and ``scheme:name`` when the installed plugin that resolves ``scheme`` says it has the
+    shape of one of its references (:meth:`broker.backend.Backend.shows_reference`:
+    ``pass:path`` and ``keyctl:name`` do; ``op:text`` does not, 1Password's references
+    being ``op://...`` only); anything else is not.
     """
     if not isinstance(reference, str):
         return NOT_SHOWN
@@ -51,14 +53,14 @@ def shown(reference: object) -> str:
         ok = rest.isprintable()
     elif rest.startswith("//"):
         ok = _plain(rest[2:])
-    elif scheme in ("pass", "keyctl"):
-        ok = _plain(rest) and "//" not in rest
-    elif scheme in ("op",):  # its references are op://... only
-        ok = False
     else:
-        from broker.registry import reference_schemes
+        from broker.registry import reference_class
 
-        ok = _plain(rest) and scheme in reference_schemes()
+        claimed_by = reference_class(scheme)
+        try:
+            ok = claimed_by is not None and claimed_by.shows_reference(reference) is True
+        except Exception:
+            ok = False  # a plugin's mistake must not echo what may be a secret
     return reference if ok else NOT_SHOWN
 
 

@@ -15,8 +15,8 @@ of its own that a service account can read, such as op://AWS/GPG key/password) a
 MFA code from the device's TOTP seed.
 
 ``--backend onepassword`` runs the same flow with the key kept in 1Password, on the
-1Password emulator (broker.testing.onepassword_emulator: the SDK's real Python layer over
-an emulated native core, a fake account in a file): a service-account token kept with
+1Password emulator (broker_onepassword.testing: the SDK's real Python layer over an
+emulated native core, a fake account in a file): a service-account token kept with
 `broker backend login onepassword`, the key stored as an API Credentials item in a vault
 named AWS. No 1Password account is needed.
 
@@ -37,6 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
+from broker.testing.gnupg import throwaway_gnupg_home
 from broker.testing.local_sts import enforcing_sts
 
 BIN = Path(sys.executable).parent
@@ -68,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
 
     root = Path(tempfile.mkdtemp(prefix="broker-demo-"))
-    gnupghome = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))  # short: agent socket path
     keyring = f"broker-demo-{uuid.uuid4().hex[:8]}"
     stack = contextlib.ExitStack()
     endpoint = stack.enter_context(enforcing_sts(BIN)).url
@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
             "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(root),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "GNUPGHOME": str(gnupghome),
             "PASSWORD_STORE_DIR": str(root / ".password-store"),
             "AWS_CONFIG_FILE": str(root / ".aws" / "config"),
             "AWS_ENDPOINT_URL": endpoint,
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         config = root / ".config" / "broker" / "config.toml"
         config.parent.mkdir(parents=True, mode=0o700)
         if backend == "pass":
-            setup_pass(env, gnupghome, passphrase, config, keyring)
+            setup_pass(env, stack, passphrase, config, keyring)
         else:
             setup_onepassword(env, root, config, keyring)
         show([broker, "backend", "set", backend], env)
@@ -160,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nDemo finished: everything it made is being removed.")
         return 0
     finally:
-        stack.close()
-        subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
+        stack.close()  # the local STS, and the GnuPG home with its agent
         try:
             from broker_keyctl import KeyctlBackend
 
@@ -170,28 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             print(f"demo: could not remove keyring {keyring}: {exc}", file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(gnupghome, ignore_errors=True)
 
 
-def setup_pass(env: dict[str, str], gnupghome: Path, passphrase: str, config: Path,
-               keyring: str) -> None:
+def setup_pass(env: dict[str, str], stack: contextlib.ExitStack, passphrase: str,
+               config: Path, keyring: str) -> None:
     step("A throwaway GnuPG key and password store")
-    gnupghome.chmod(0o700)
-    (gnupghome / "gpg-agent.conf").write_text(
-        "allow-loopback-pinentry\ndefault-cache-ttl 0\nmax-cache-ttl 0\n"
-    )
-    (gnupghome / "gpg.conf").write_text("s2k-count 65536\n")
-    subprocess.run(
-        ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-         "--quick-gen-key", "broker demo <demo@example.invalid>", "default", "default",
-         "never"],
-        input=passphrase.encode(), env=env, check=True, capture_output=True,
-    )
-    listing = subprocess.run(
-        ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout
-    fingerprint = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr"))
+    gnupg = stack.enter_context(
+        throwaway_gnupg_home("broker demo <demo@example.invalid>", passphrase))
+    env.update(gnupg.env)
+    fingerprint = gnupg.key.fingerprint
     show(["pass", "init", fingerprint], env)
 
     step("broker's config: the pass backend, its passphrase from a secret reference")
@@ -207,16 +191,14 @@ def setup_pass(env: dict[str, str], gnupghome: Path, passphrase: str, config: Pa
 
 
 def setup_onepassword(env: dict[str, str], root: Path, config: Path, keyring: str) -> None:
-    from broker.testing import onepassword_emulator
+    import broker_onepassword.testing as onepassword_emulator
 
     step("1Password, emulated: a fake account with a vault for the keys, and its token")
     account = onepassword_emulator.OnePasswordEmulator(root / "op-account.json")
     account.add_vault("AWS")  # the vault shared with the service account
     # The SDK's native core is replaced in broker's processes by the emulator: its
     # sitecustomize (on PYTHONPATH) routes the core there while BROKER_OP_EMULATOR is set.
-    site = Path(onepassword_emulator.__file__).parent / "_op_site"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    env["BROKER_OP_EMULATOR"] = str(account.path)
+    env.update(onepassword_emulator.child_environment(account.path, env.get("PYTHONPATH")))
     print(f"vaults: {', '.join(v['title'] for v in account.snapshot()['vaults'].values())} "
           "(a service account never sees Private)")
 

@@ -61,6 +61,10 @@ MODULES: dict[str, Module] = {
         "tests/test_invariants_server.py", "tests/test_invariants_env.py",
         "tests/test_server.py", "tests/test_server_limits.py",
     )),
+    "child": Module("broker/services/child.py", (
+        "tests/test_invariants_server.py", "tests/test_server.py",
+        "tests/test_invariants_present.py",
+    )),
     "cli-errors": Module("broker/cli/errors.py", (
         "tests/test_invariants_cli.py", "tests/test_invariants_cli_help.py",
     )),
@@ -70,6 +74,7 @@ MODULES: dict[str, Module] = {
     )),
     "config": Module("broker/config.py", (
         "tests/test_invariants_config.py", "tests/test_config.py",
+        "tests/test_invariants_settings.py",
     )),
     "paths": Module("broker/paths.py", (
         "tests/test_invariants_paths.py", "tests/test_runtime_dirs.py",

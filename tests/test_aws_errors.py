@@ -32,11 +32,11 @@ from botocore.exceptions import (
 from broker.aws.credentials import Credentials
 from broker.aws.errors_map import describe_duration, mask_key_id, skew_from_message, translate
 from broker.errors import (
-    EXIT_CODES,
     AuthenticationError,
     AWSError,
     ClockSkewError,
     ConfigError,
+    ExitCode,
     KeyRejected,
     MFACodeRefused,
     NetworkError,
@@ -602,4 +602,4 @@ def test_adding_the_key_again_is_suggested_only_for_the_keys_faults(exc, credent
 
 def test_every_exit_code_used_is_documented():
     for cls in (ClockSkewError, KeyRejected, Throttled, NetworkError, UsageError, AWSError):
-        assert cls.exit_code in EXIT_CODES
+        assert isinstance(cls.exit_code, ExitCode)

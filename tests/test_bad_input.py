@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from broker.errors import EXIT_CODES
+from broker.errors import ExitCode
 from tests.conftest import TEST_KEY_ID, TEST_SECRET
 
 
 def check_one_line(result, code: int, *needles: str) -> None:
     assert result.returncode == code, result.stderr
-    assert code in EXIT_CODES
+    assert code in {member.value for member in ExitCode}
     lines = [line for line in result.stderr.splitlines() if not line.startswith("broker: warning")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("broker: ")
@@ -86,5 +86,5 @@ def test_exit_codes_are_documented():
     from pathlib import Path
 
     doc = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
-    for code, meaning in EXIT_CODES.items():
-        assert f"| {code} |" in doc, f"exit code {code} ({meaning}) missing from docs/errors.md"
+    for code in ExitCode:
+        assert f"| {code.value} |" in doc, f"exit code {code!r} missing from docs/errors.md"

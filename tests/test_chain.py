@@ -4,8 +4,6 @@ moto accepts any MFA code, so these tests assert what broker sends."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from broker.backend import Item
@@ -13,7 +11,7 @@ from broker.errors import MFARequired, UsageError
 from broker.services import credentials
 from broker.services.context import Context
 from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
-from tests.support.keyring_cache import broker_context, default_keys
+from tests.support.contexts import default_keys, home_context
 
 DEV_MFA = f"arn:aws:iam::{ACCOUNT}:mfa/dev-user"  # the local STS checks its codes
 
@@ -21,9 +19,7 @@ DEV_MFA = f"arn:aws:iam::{ACCOUNT}:mfa/dev-user"  # the local STS checks its cod
 @pytest.fixture
 def ctx(in_home) -> Context:
     # keys in memory, sessions in the home's throwaway kernel keyring (where usable)
-    return broker_context(
-        Path(in_home.env["BROKER_CONFIG"]), default_keys("dev", "base"), keyring=in_home.keyring
-    )
+    return home_context(in_home, default_keys("dev", "base"))
 
 
 def test_mfa_session_then_role(ctx, sts):

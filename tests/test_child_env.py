@@ -23,7 +23,7 @@ from broker.importers import aws_vault
 from broker.services import present
 from broker.services import server as server_service
 from broker.services.credentials import Resolved
-from tests.support.keyring_cache import keyctl_usable
+from tests.support.contexts import keyctl_usable
 
 #: In broker's config: where a passphrase and a token come from.
 SETTINGS = """

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from broker.testing.gnupg import throwaway_gnupg_home
 from tests.conftest import BIN, TEST_SECRET
-from tests.support.migrate_helpers import gnupg_home, pass_run
+from tests.support.pass_store import pass_run
 
 OLD = "AKIAOLDOLDOLDOLDOLD1"
 NEW = "AKIANEWNEWNEWNEWNEW2"
@@ -52,9 +53,9 @@ def backend_home(request, home):
     if request.param == "keyctl":
         yield home, None
         return
-    with gnupg_home() as gpg:
+    with throwaway_gnupg_home() as gpg:
         store = home.root / ".password-store"
-        pass_run(gpg, store, "init", gpg.key_id)
+        pass_run(gpg, store, "init", gpg.key.uid)
         home.env.update(GNUPGHOME=str(gpg.path), PASSWORD_STORE_DIR=str(store))
         home.broker_config.write_text(
             home.broker_config.read_text().replace('backend = "keyctl"', 'backend = "pass"')

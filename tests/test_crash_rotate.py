@@ -13,7 +13,8 @@ import uuid
 import boto3
 
 from tests.conftest import BIN
-from tests.support.ops_helpers import access_keys, create_iam_user, iam_client, require_keyctl
+from tests.support.contexts import require_keyctl
+from tests.support.iam import access_keys, create_iam_user, iam_client
 
 
 def stored(home, profile: str) -> tuple[str, str]:

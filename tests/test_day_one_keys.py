@@ -21,8 +21,9 @@ import pytest
 
 from broker.backend import Item
 from tests.conftest import TEST_KEY_ID, TEST_SECRET, BrokerHome
-from tests.support.migrate_helpers import Stores, register_test_plugins, table_rows
-from tests.support.ops_helpers import require_keyctl
+from tests.support.backends import register_test_plugins
+from tests.support.contexts import require_keyctl
+from tests.support.stores import Stores, table_rows
 
 KEY = f"{TEST_KEY_ID}\n{TEST_SECRET}\n"
 OTHER_KEY_ID = "AKIAOTHERPLAINTEXT01"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from broker.testing.gnupg import throwaway_gnupg_home
 from tests.conftest import TEST_KEY_ID, TEST_SECRET
-from tests.support.migrate_helpers import GnupgHome, pass_run
-from tests.support.ops_helpers import require_keyctl
+from tests.support.contexts import require_keyctl
+from tests.support.pass_store import pass_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,24 +75,23 @@ def test_recovering_from_a_lost_gpg_key_as_the_pass_docs_say(home):
     text = (ROOT / "docs" / "backends" / "pass.md").read_text(encoding="utf-8")
     section = text[text.index("## Recovering from a lost GPG key"):text.index("## Several")]
     assert "TOTP seed" in section and "`unreadable`" in section
-    gnupg = GnupgHome()
+    exits = contextlib.ExitStack()
+    gnupg = exits.enter_context(throwaway_gnupg_home())
     store = home.root / ".password-store"
     env = {**home.env, "GNUPGHOME": str(gnupg.path), "PASSWORD_STORE_DIR": str(store)}
     try:
-        pass_run(gnupg, store, "init", gnupg.key_id)
+        pass_run(gnupg, store, "init", gnupg.key.uid)
         home.run("backend", "set", "pass", env=env, check=True)
         home.run("add", "dev", input=f"{TEST_KEY_ID}\n{TEST_SECRET}\n", env=env, check=True)
         # the key is lost: its secret part is gone from this machine
-        fingerprint = gnupg._fingerprint()
-        gnupg.gpg("--batch", "--yes", "--delete-secret-keys", fingerprint)
+        gnupg.gpg("--yes", "--delete-secret-keys", gnupg.key.fingerprint)
         listed = home.run("backend", "list", env=env, check=True).stdout
         assert "no usable secret key here for" in listed
         shown = home.run("backend", "show", "pass", env=env, check=True).stdout
         assert "available:     no" in shown and "unreadable" not in shown  # not yet
         # 1. a new key; 2. pass init with it
         new_id = "new-key@example.invalid"
-        gnupg.gpg("--batch", "--pinentry-mode", "loopback", "--passphrase", "",
-                  "--quick-generate-key", new_id, "default", "default", "never")
+        gnupg.add_key(new_id)
         pass_init = subprocess.run(["pass", "init", new_id], env=env, capture_output=True,
                                    text=True, timeout=60)
         assert pass_init.returncode == 0, pass_init.stderr
@@ -104,4 +105,4 @@ def test_recovering_from_a_lost_gpg_key_as_the_pass_docs_say(home):
         home.run("add", "dev", input=f"{TEST_KEY_ID}\n{TEST_SECRET}\n", env=env, check=True)
         assert "unreadable" not in home.run("backend", "show", "pass", env=env).stdout
     finally:
-        gnupg.close()
+        exits.close()

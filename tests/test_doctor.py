@@ -9,17 +9,16 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from broker.backend import Capability
+from broker.backend import Capability, Check
 from broker.registry import Registry
 from broker.services import doctor
 from broker.testing.local_sts import free_port
 from broker.testing.memory import MemoryBackend
-from tests.support.ops_helpers import require_keyctl
+from tests.support.contexts import require_keyctl
 
 
 def _by_name(document: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -171,79 +170,109 @@ class FakeOnePassword(MemoryBackend):
     name: ClassVar[str] = "onepassword"
     capabilities: ClassVar[Capability] = Capability.LIST | Capability.SHARED
     calls: ClassVar[list[str]] = []
+    checked: ClassVar[list[bool]] = []
 
     def list(self) -> list[str]:
         FakeOnePassword.calls.append("list")
         return super().list()
 
+    def checks(self, used: bool) -> list[Check]:
+        FakeOnePassword.checked.append(used)
+        return [Check("fake 1Password", "ok", "its own row")]
 
-def _run(in_home, monkeypatch, *, online: bool, token: str | None, wsl: bool,
-         tmp_path: Path) -> dict[str, doctor.Check]:
+
+def _run(in_home, monkeypatch, *, online: bool) -> dict[str, doctor.Check]:
     monkeypatch.setenv("BROKER_BACKEND", "onepassword")
     FakeOnePassword.calls.clear()
-    version = tmp_path / "version"
-    version.write_text("microsoft-standard-WSL2" if wsl else "Linux")
+    FakeOnePassword.checked.clear()
     environ = {"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]}
-    if token:
-        environ[doctor.TOKEN_VARIABLE] = token
     registry = Registry(extra={"onepassword": FakeOnePassword})
-    checks = doctor.run(doctor.Facts(environ=environ, proc_version=version, online=online),
-                        registry)
+    checks = doctor.run(doctor.Facts(environ=environ, online=online), registry)
     return {c.name: c for c in checks}
 
 
-def test_onepassword_token_sources_and_one_call_at_most(in_home, monkeypatch, tmp_path):
-    checks = _run(in_home, monkeypatch, online=False, token=None, wsl=True, tmp_path=tmp_path)
-    assert checks["1Password token"].status == "fail"
-    assert "not reachable from inside WSL" in checks["1Password token"].summary
-    assert "broker backend login onepassword" in checks["1Password token"].fix
-    assert "not checked" in checks["1Password reachability"].summary
+def test_a_shared_backend_is_listed_online_only_and_once(in_home, monkeypatch):
+    checks = _run(in_home, monkeypatch, online=False)
+    assert checks["fake 1Password"].summary == "its own row"  # the backend's own checks
+    assert FakeOnePassword.checked == [True]  # told it is in use (the default here)
+    assert "not checked" in checks["onepassword reachability"].summary
     assert checks["profile dev"].status == "ok"  # a remote backend is not listed offline
     assert "not checked" in checks["profile dev"].summary
     assert FakeOnePassword.calls == []
 
-    checks = _run(in_home, monkeypatch, online=True, token="ops_abc", wsl=False,
-                  tmp_path=tmp_path)
-    assert checks["1Password token"].status == "ok"
-    assert "OP_SERVICE_ACCOUNT_TOKEN" in checks["1Password token"].summary
-    assert checks["1Password reachability"].status == "ok"
+    checks = _run(in_home, monkeypatch, online=True)
+    assert checks["onepassword reachability"].status == "ok"
+    assert checks["onepassword reachability"].summary == "reachable (0 items)"
     assert checks["profile dev"].status == "warn"  # listed: no key stored for dev
     assert FakeOnePassword.calls == ["list"]  # one API call for everything
 
-    checks = _run(in_home, monkeypatch, online=False, token="not-a-token", wsl=False,
-                  tmp_path=tmp_path)
-    assert checks["1Password token"].status == "fail"  # the plugin refuses it too
-    assert "not-a-token" not in checks["1Password token"].summary
 
-    # without a token or an account, no desktop app is used: doctor does not claim one is
-    checks = _run(in_home, monkeypatch, online=False, token=None, wsl=False, tmp_path=tmp_path)
-    assert checks["1Password token"].status == "fail"
-    assert "desktop app is used" not in checks["1Password token"].summary
-    assert "no desktop app account" in checks["1Password token"].summary
+def test_every_installed_backend_runs_its_checks_told_whether_it_is_used(in_home, monkeypatch):
+    class Quiet(MemoryBackend):
+        seen: ClassVar[dict[str, bool]] = {}
+
+        def checks(self, used: bool) -> list[Check]:
+            Quiet.seen[self.settings.get("label", "?")] = used
+            return []
+
+    class Exploding(MemoryBackend):
+        def checks(self, used: bool) -> list[Check]:
+            raise RuntimeError("a plugin's bug, with a value: s3cr3t")
+
+    monkeypatch.setenv("BROKER_BACKEND", "quiet-used")
+    in_home.broker_config.write_text('[backends.quiet-unused]\nlabel = "unused"\n'
+                                     '[backends.quiet-used]\nlabel = "used"\n')
+    registry = Registry(
+        settings_for={"quiet-used": {"label": "used"}, "quiet-unused": {"label": "unused"}},
+        extra={"quiet-used": Quiet, "quiet-unused": Quiet, "exploding": Exploding},
+    )
+    checks = {c.name: c for c in doctor.run(doctor.Facts(
+        environ={"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]}), registry)}
+    assert Quiet.seen == {"used": True, "unused": False}
+    row = checks["backend exploding"]
+    assert row.status == "warn" and "RuntimeError" in row.summary
+    assert "s3cr3t" not in row.summary + row.fix  # an exception's text is never shown
 
 
 def test_gnupg_for_the_pass_backend(in_home, monkeypatch, tmp_path):
+    import broker_pass._checks as pass_checks
+
     monkeypatch.setenv("BROKER_BACKEND", "pass")
-    facts = doctor.Facts(environ={"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]},
-                         which=lambda tool: None, terminal=lambda: "/dev/pts/7")
+    monkeypatch.delenv("GPG_TTY", raising=False)
+    monkeypatch.setattr(pass_checks.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(pass_checks, "terminal", lambda: "/dev/pts/7")
+    facts = doctor.Facts(environ={"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]})
     checks = {c.name: c for c in doctor.run(facts)}
     assert checks["gpg"].status == "fail" and "apt install gnupg" in checks["gpg"].fix
     # broker tells gpg the terminal itself (README: no .bashrc workarounds)
     assert checks["GPG_TTY"].status == "ok", checks["GPG_TTY"]
     assert "bashrc" not in checks["GPG_TTY"].summary + checks["GPG_TTY"].fix
-    facts.which = lambda tool: f"/usr/bin/{tool}" if tool == "pass" else None
+    monkeypatch.setattr(pass_checks.shutil, "which",
+                        lambda tool: f"/usr/bin/{tool}" if tool == "pass" else None)
     terminal = tmp_path / "pts-7"
     terminal.touch()
-    facts.terminal = lambda: str(terminal)
-    facts.environ = {**facts.environ, "GPG_TTY": str(terminal)}
+    monkeypatch.setattr(pass_checks, "terminal", lambda: str(terminal))
+    monkeypatch.setenv("GPG_TTY", str(terminal))
     checks = {c.name: c for c in doctor.run(facts)}
     assert checks["GPG_TTY"].status == "ok" and checks["pass"].summary.startswith("/usr/bin/pass")
     # an exported GPG_TTY wins: a stale one (another terminal's) sends pinentry there
     other = tmp_path / "pts-3"
     other.touch()
-    facts.environ = {**facts.environ, "GPG_TTY": str(other)}
+    monkeypatch.setenv("GPG_TTY", str(other))
     check = {c.name: c for c in doctor.run(facts)}["GPG_TTY"]
     assert check.status == "warn" and str(terminal) in check.summary
-    facts.environ = {**facts.environ, "GPG_TTY": str(tmp_path / "gone")}
+    monkeypatch.setenv("GPG_TTY", str(tmp_path / "gone"))
     check = {c.name: c for c in doctor.run(facts)}["GPG_TTY"]
     assert check.status == "warn" and "does not exist" in check.summary
+    # not in use: gpg's absence is no failure, GPG_TTY is not needed
+    monkeypatch.setenv("BROKER_BACKEND", "keyctl")
+    checks = {c.name: c for c in doctor.run(facts)}
+    assert checks["gpg"].status == "ok" and "only the pass backend" in checks["gpg"].summary
+    assert checks["GPG_TTY"].summary.startswith("not needed")
+
+
+def test_check_is_defined_in_the_backend_contract():
+    from broker.backend import Check as Contract
+
+    assert doctor.Check is Contract
+    assert Contract("x", "ok", "y") == Contract("x", "ok", "y", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import BIN
-from tests.support.totp_helpers import imported_modules
+from tests.support.imports import imported_modules
 
 HEAVY = (
     "boto3", "botocore", "onepassword", "pydantic", "gnupg", "click",

@@ -17,7 +17,7 @@ from broker.services import credentials
 from broker.services import server as server_service
 from broker.testing.memory import MemoryBackend
 from tests.conftest import BIN
-from tests.support.keyring_cache import broker_context, default_keys, keyctl_usable
+from tests.support.contexts import default_keys, home_context, keyctl_usable
 from tests.support.other_user import PYTHON, command, throwaway_uid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,8 +120,7 @@ class ClosingMemory(MemoryBackend):
 @pytest.fixture
 def ctx(in_home, sts):
     ClosingMemory.opened.clear()
-    return broker_context(Path(in_home.env["BROKER_CONFIG"]), default_keys("dev"),
-                          ClosingMemory, keyring=in_home.keyring)
+    return home_context(in_home, default_keys("dev"), backend=ClosingMemory)
 
 
 def _credential_backends(ctx) -> list[object]:

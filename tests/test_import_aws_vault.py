@@ -9,6 +9,7 @@ home's default backend, the kernel keyring.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import urllib.parse
@@ -20,8 +21,10 @@ import pytest
 
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Item
 from broker.importers.aws_vault import skip_reason
+from broker.testing.gnupg import throwaway_gnupg_home
 from tests.conftest import ACCOUNT, BIN
-from tests.support.migrate_helpers import GnupgHome, Stores, pass_run, table_rows
+from tests.support.pass_store import pass_run
+from tests.support.stores import Stores, table_rows
 
 DEV = ("AKIAVAULTDEV00000001", "vault/dev+Secret=0123456789abcdefghijkl")
 BASE = ("AKIAVAULTBASE0000002", "vault/base+Secret=0123456789abcdefghijk")
@@ -83,11 +86,12 @@ def stores(in_home, monkeypatch, capsys, tmp_path) -> Iterator[Stores]:
 
 class VaultPass:
     def __init__(self, stores: Stores, root: Path) -> None:
-        self.gnupg = GnupgHome()
-        stores.cleanups.append(self.gnupg.close)
+        exits = contextlib.ExitStack()
+        stores.cleanups.append(exits.close)
+        self.gnupg = exits.enter_context(throwaway_gnupg_home())
         stores.setenv("GNUPGHOME", str(self.gnupg.path))
         self.store = root / "vault-store"
-        pass_run(self.gnupg, self.store, "init", self.gnupg.key_id)
+        pass_run(self.gnupg, self.store, "init", self.gnupg.key.uid)
 
     def insert(self, name: str, data: bytes) -> None:
         pass_run(self.gnupg, self.store, "insert", "-m", name, input=data)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Item
-from broker.importers.credentials_file import remove_section, without_section
+from broker.errors import ConfigError
+from broker.importers.credentials_file import parse, remove_section, without_section
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT
-from tests.support.migrate_helpers import Stores, table_rows
+from tests.support.stores import Stores, table_rows
 
 DEFAULT_KEY = ("AKIADEFAULT000000001", "default/secret+0123456789abcdefghijklm")
 DEV_KEY = ("AKIADEVPLAINTEXT0002", "dev/secret+0123456789abcdefghijklmnop")
@@ -206,3 +207,101 @@ def test_remove_section_leaves_a_changed_key_alone(tmp_path: Path) -> None:
     assert path.read_text() == CREDENTIALS
     assert remove_section(path, "dev", DEV_KEY[0]) is True
     assert "[dev]" not in path.read_text()
+
+
+# --- the file is edited by broker's one INI editor, under its rules ----------------------
+
+A_KEY, B_KEY = "AKIAFIRSTSECTION0001", "AKIASECONDSECTION002"
+
+
+def _remove(tmp_path: Path, text: str, name: str, key_id: str) -> tuple[bool, str]:
+    path = tmp_path / "credentials"
+    path.write_bytes(text.encode("utf-8"))
+    removed = remove_section(path, name, key_id)
+    return removed, path.read_bytes().decode("utf-8")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_each_line_keeps_its_ending_a_lone_cr_included(tmp_path: Path, newline: str) -> None:
+    lines = ["# keys", "[a]", f"aws_access_key_id = {A_KEY}", "aws_secret_access_key = s",
+             "# about b", "[b]", f"aws_access_key_id = {B_KEY}", "aws_secret_access_key = t"]
+    text = newline.join(lines) + newline
+    removed, after = _remove(tmp_path, text, "a", A_KEY)
+    assert removed
+    assert after == newline.join([lines[0], *lines[4:]]) + newline
+
+
+def test_a_blank_line_after_a_lone_cr_does_not_merge_into_it(tmp_path: Path) -> None:
+    text = f"[b]\rx = 1\r[a]\naws_access_key_id = {A_KEY}\n\n[c]\ny = 2\n"
+    removed, after = _remove(tmp_path, text, "a", A_KEY)
+    assert removed
+    assert after == "[b]\rx = 1\r\r[c]\ny = 2\n"
+    assert [s.name for s in parse(after, tmp_path)] == ["b", "c"]
+
+
+def test_a_byte_order_mark_is_read_past_and_kept(tmp_path: Path) -> None:
+    text = f"\ufeff[a]\naws_access_key_id = {A_KEY}\n[b]\naws_access_key_id = {B_KEY}\n"
+    assert [s.name for s in parse(text, tmp_path)] == ["a", "b"]
+    removed, after = _remove(tmp_path, text, "a", A_KEY)
+    assert removed and after == f"\ufeff[b]\naws_access_key_id = {B_KEY}\n"
+
+
+def test_of_two_sections_read_as_one_name_the_later_is_the_one_checked_and_removed(
+    tmp_path: Path,
+) -> None:
+    text = f"[dev]\naws_access_key_id = {A_KEY}\n[ dev ]\naws_access_key_id = {B_KEY}\n"
+    assert {s.name: s for s in parse(text, tmp_path)}["dev"].access_key_id == B_KEY
+    removed, after = _remove(tmp_path, text, "dev", A_KEY)
+    assert not removed and after == text  # the key read for dev is B, not A
+    removed, after = _remove(tmp_path, text, "dev", B_KEY)
+    assert removed and after == f"[dev]\naws_access_key_id = {A_KEY}\n"
+
+
+def test_a_removal_that_would_change_another_section_is_refused(tmp_path: Path) -> None:
+    # Without [b]'s deeper-indented setting above it, "  [c]" would continue a's setting.
+    text = f"[a]\nx = 1\n[b]\n    aws_access_key_id = {B_KEY}\n  [c]\n  y = 2\n"
+    path = tmp_path / "credentials"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"cannot remove \[b\]"):
+        remove_section(path, "b", B_KEY)
+    assert path.read_text() == text
+
+
+def test_the_mode_is_kept_and_an_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "credentials"
+    path.write_text(f"[a]\naws_access_key_id = {A_KEY}\n[b]\nx = 1\n")
+    path.chmod(0o640)
+    before = path.stat().st_ino
+    assert remove_section(path, "zzz", A_KEY) is False
+    assert path.stat().st_ino == before
+    assert remove_section(path, "a", A_KEY) is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.stat().st_ino != before
+
+
+def test_a_missing_file_is_left_missing(tmp_path: Path) -> None:
+    assert remove_section(tmp_path / "none", "a", A_KEY) is False
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_credentials_file_has_no_editor_of_its_own() -> None:
+    """One INI editor: the credentials module splits no lines into a file's layout and
+    writes no file itself; both are broker.aws.config_writer's."""
+    import ast
+
+    import broker.importers.credentials_file as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+        name = name or getattr(node.func, "id", "")
+        keepends = any(k.arg == "keepends" for k in node.keywords) or (
+            name == "splitlines" and node.args)
+        writes = name == "open" and (len(node.args) > 1 or any(
+            k.arg == "mode" for k in node.keywords))
+        if name in ("atomic_write", "write_bytes", "write_text", "replace_file") or (
+            name == "splitlines" and keepends) or writes:
+            found.append(f"{name}:{node.lineno}")
+    assert found == []

@@ -23,7 +23,7 @@ from broker.errors import BackendError
 from broker.services import credentials
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT
-from tests.support.keyring_cache import broker_context, default_keys, keyctl_usable
+from tests.support.contexts import default_keys, home_context, keyctl_usable
 
 P = Path("/invariants/config")
 
@@ -173,9 +173,7 @@ def test_session_name_differs_by_profile_and_kind():
 
 @pytest.fixture
 def ctx(in_home):
-    return broker_context(
-        Path(in_home.env["BROKER_CONFIG"]), default_keys("dev", "base"), keyring=in_home.keyring
-    )
+    return home_context(in_home, default_keys("dev", "base"))
 
 
 def _edit(ctx, in_home, old: str, new: str) -> None:
@@ -618,3 +616,12 @@ def test_a_refresh_stores_what_the_caller_says_about_the_session(memory_cache, p
     assert (item["kind"], item["role_arn"], item[KEY_PROFILE]) == (
         "role", "arn:aws:iam::1:role/r", "base",
     )
+
+
+def test_without_reuse_a_new_session_replaces_the_fresh_one(memory_cache, private_runtime):
+    name = "p:role:0123456789abcdef"
+    memory_cache.put(name, _expiring())
+    made = Credentials("ASIANEW", "s", "t", _expiring().expiration)
+    assert memory_cache.get_or_create(name, lambda: made, reuse=False, kind="role") == made
+    assert memory_cache.get(name) == made
+    assert memory_cache.backend.get(name)["kind"] == "role"

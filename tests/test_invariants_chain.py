@@ -4,6 +4,7 @@ actually sent (the local STS records each request)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from broker.aws.chain import (
     hop_session_name,
     level_session_names,
     mfa_session_name,
+    needs_code,
     plan,
 )
 from broker.aws.credentials import Credentials
@@ -28,7 +30,7 @@ from broker.errors import ConfigError, UsageError
 from broker.services import credentials
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT
-from tests.support.keyring_cache import broker_context, default_keys
+from tests.support.contexts import default_keys, home_context
 
 P = Path("/invariants/config")
 
@@ -124,8 +126,7 @@ duration_seconds = 1800
 @pytest.fixture
 def ctx(in_home):
     in_home.aws_config.write_text(CONFIG)
-    return broker_context(Path(in_home.env["BROKER_CONFIG"]), default_keys("k", "plain"),
-                          keyring=in_home.keyring)
+    return home_context(in_home, default_keys("k", "plain"))
 
 
 def _sent(sts, action: str) -> list[str | None]:
@@ -391,6 +392,32 @@ def test_the_levels_are_every_cached_session_from_the_target_down():
     assert final_session_name(k, ChainOptions(no_session=True)) is None
 
 
+def test_a_code_is_needed_only_when_every_level_down_to_the_code_has_expired():
+    cache = SessionCache(MemoryBackend(settings={"store": uuid.uuid4().hex},
+                                       namespace="sessions"), margin=300)
+    expires = datetime.now(timezone.utc) + timedelta(hours=1)
+
+    def needed(target: str, **options) -> bool:
+        return needs_code(_chain(target), ChainOptions(**options), cache)
+
+    assert needed("k") and needed("top") and needed("mid", no_session=True)
+    assert not needed("nomfa")  # no device: never a code
+    assert not needed("k", no_session=True)  # the raw key: no call at all
+    top = _chain("top")
+    cache.put(mfa_session_name(top), Credentials("ASIA", "s", "t", expires))
+    assert not needed("k") and not needed("mid") and not needed("top")
+    assert needed("mid", no_session=True)  # signed with the key: the MFA session is no help
+    assert needed("k", duration=900)  # a level of its own
+    assert needed("long")  # asked for more than role chaining allows: signed with the key
+    cache.put(hop_session_name(_chain("mid"), 0, ChainOptions(no_session=True)),
+              Credentials("ASIA", "s", "t", expires))
+    assert not needed("mid", no_session=True)
+    issued = datetime.now(timezone.utc) - timedelta(seconds=3400)  # an hour's session...
+    cache.put(mfa_session_name(top), Credentials("ASIA", "s", "t", issued + timedelta(hours=1)),
+              issued=str(int(issued.timestamp())))
+    assert needed("k") and needed("mid")  # ...within the refresh margin: as good as gone
+
+
 # --- the calls made, in process ---------------------------------------------------------------
 
 
@@ -399,10 +426,21 @@ class FakeCodes:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.depth = 0  # how many MFA attempts are open
+        self.attempts = 0
 
     def code_for(self, serial: str, chain) -> str:
         self.asked.append(serial)
         return "123456"
+
+    @contextlib.contextmanager
+    def attempt(self):
+        self.depth += 1
+        self.attempts += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
 
 @pytest.fixture
@@ -424,12 +462,12 @@ def sent(monkeypatch) -> list[tuple[str, tuple, dict]]:
 MASTER = Credentials("AKIAMASTER", "secret")
 
 
-def _producer(target: str, cache: SessionCache, **options) -> CredentialChain:
+def _producer(target: str, cache: SessionCache, *, fresh: bool = False,
+              **options) -> CredentialChain:
     options.setdefault("region", "eu-west-3")
     options.setdefault("profile", target)
-    chain = _chain(target)
-    return CredentialChain(chain, cache.for_key(chain.key_profile.name), lambda: MASTER,
-                           FakeCodes(), ChainOptions(**options))
+    return CredentialChain(_chain(target), cache, lambda: MASTER, FakeCodes(),
+                           ChainOptions(**options), fresh=fresh)
 
 
 @pytest.fixture
@@ -475,6 +513,60 @@ def test_each_call_carries_exactly_what_the_plan_says(sent, cache, tmp_path, mon
             "kind": "role", "profile": "top", "role_arn": "arn:aws:iam::1:role/top",
             "key_profile": "k"},
     }
+
+
+@pytest.mark.parametrize(("target", "options", "in_attempt"), [
+    ("top", {}, ["GetSessionToken"]),
+    ("mid", {"no_session": True}, ["AssumeRole mid"]),
+    ("nomfa", {}, []),
+])
+def test_only_the_call_carrying_the_code_is_an_mfa_attempt(
+    cache, tmp_path, monkeypatch, target, options, in_attempt
+):
+    """The reuse guard wraps the STS call that sends the code, once: the code counts as used
+    when that call succeeded, whatever happens to the levels built on it."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    producer = _producer(target, cache, **options)
+    codes = producer.mfa
+    expires = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(microsecond=0)
+    inside: list[str] = []
+
+    def fake(action: str):
+        def call(*args, **kwargs) -> Credentials:
+            name = action if action == "GetSessionToken" else f"{action} {args[2].rsplit('/')[-1]}"
+            if codes.depth:
+                inside.append(name)
+            return Credentials("ASIA", "s", "t", expires)
+        return call
+
+    monkeypatch.setattr(sts_module, "get_session_token", fake("GetSessionToken"))
+    monkeypatch.setattr(sts_module, "assume_role", fake("AssumeRole"))
+    producer.get()
+    assert inside == in_attempt
+    assert codes.attempts == len(in_attempt) and codes.depth == 0
+
+
+def test_a_fresh_chain_makes_every_level_again_and_caches_it(sent, cache, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    first = _producer("k", cache).get()
+    assert _producer("k", cache).get() == first and len(sent) == 1  # served from the cache
+    fresh = _producer("k", cache, fresh=True)
+    again = fresh.get()
+    assert len(sent) == 2 and fresh.mfa.asked == [K_MFA]  # asked AWS, with a code
+    assert again != first and _producer("k", cache).cached() == again  # it replaced the old
+
+
+def test_a_chain_records_its_key_profile_with_every_session(sent, cache, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert cache.key_profile is None
+    _producer("mid", cache).get()  # given the cache for no key in particular
+    backend = cache.backend
+    assert {backend.get(name)["key_profile"] for name in backend.list()} == {"k"}
 
 
 def test_a_role_assumed_with_the_key_carries_the_code(sent, cache, tmp_path, monkeypatch):

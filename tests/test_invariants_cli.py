@@ -53,10 +53,25 @@ PINNED = {
 }
 
 
+def documented_rows() -> list[tuple[int, str, str]]:
+    """(code, name, meaning) for each row of the exit-code table in docs/errors.md."""
+    text = DOC.read_text(encoding="utf-8")
+    header = "| code | name | meaning |\n|---|---|---|\n"
+    assert text.count(header) == 1, "docs/errors.md has no (or two) exit-code tables"
+    rows = []
+    for line in text.split(header, 1)[1].splitlines():
+        if not line.startswith("|"):
+            break
+        match = re.fullmatch(r"\| (\d+) \| `([A-Z_]+)` \| (.+?) \|", line)
+        assert match, f"not a row of the exit-code table: {line!r}"
+        rows.append((int(match[1]), match[2], match[3]))
+    return rows
+
+
 def documented() -> dict[int, str]:
     """code -> meaning, from the table in docs/errors.md."""
-    rows = re.findall(r"^\| (\d+) \| (.+?) \|$", DOC.read_text(encoding="utf-8"), re.MULTILINE)
-    table = {int(code): meaning for code, meaning in rows}
+    rows = documented_rows()
+    table = {code: meaning for code, _, meaning in rows}
     assert len(table) == len(rows), "a code is documented twice"
     return table
 
@@ -68,7 +83,7 @@ def _all_error_classes() -> list[type[errors.BrokerError]]:
         packages.append(importlib.import_module(name))
     for package in packages:
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if info.name.endswith("__main__") or "._op_site" in info.name:
+            if info.name.endswith("__main__") or "._site" in info.name:
                 continue
             importlib.import_module(info.name)
     found: list[type[errors.BrokerError]] = []
@@ -81,8 +96,52 @@ def _all_error_classes() -> list[type[errors.BrokerError]]:
     return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
 
 
-def test_the_documented_table_is_the_code_table():
-    assert documented() == errors.EXIT_CODES
+def test_the_documented_table_is_the_exit_code_enum():
+    """Row for row, both ways: every member is documented with its name and meaning, in
+    the enum's order, and every documented row is a member."""
+    enum_rows = [(code.value, code.name, code.meaning) for code in errors.ExitCode]
+    doc_rows = documented_rows()
+    assert [row for row in doc_rows if row not in enum_rows] == [], "documented, not in ExitCode"
+    assert [row for row in enum_rows if row not in doc_rows] == [], "in ExitCode, not documented"
+    assert doc_rows == enum_rows
+
+
+def test_the_table_parser_sees_a_difference():
+    """The comparison above is not vacuous: a row changed in the text is seen."""
+    assert len(documented_rows()) == len(errors.ExitCode) >= 20
+    assert (4, "UNKNOWN_PROFILE", "unknown profile") in documented_rows()
+
+
+def test_exit_codes_are_distinct_ints():
+    values = [code.value for code in errors.ExitCode]
+    assert len(set(values)) == len(values)
+    assert all(type(code.value) is int and 0 <= code <= 255 for code in errors.ExitCode)
+    assert errors.ExitCode.SUCCESS == 0 and errors.ExitCode.INTERRUPTED == 130
+
+
+@pytest.mark.parametrize("cls", _all_error_classes(),
+                         ids=lambda c: f"{c.__module__}.{c.__qualname__}")
+def test_every_error_class_carries_an_exit_code_member(cls):
+    assert isinstance(cls.exit_code, errors.ExitCode), cls
+
+
+def test_no_exit_code_is_written_as_a_bare_number_in_the_cli():
+    """The CLI returns and exits with ExitCode members, never literals (a child's own code
+    is passed through as a variable)."""
+    root = Path(broker.__file__).resolve().parent / "cli"
+    found = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            value = None
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
+                value = node.value.value
+            elif (isinstance(node, ast.Call) and node.args
+                  and isinstance(node.args[0], ast.Constant)
+                  and ast.unparse(node.func) in ("sys.exit", "os._exit")):
+                value = node.args[0].value
+            if isinstance(value, int) and not isinstance(value, bool):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []
 
 
 def test_every_class_of_broker_errors_is_pinned():
@@ -347,7 +406,7 @@ def test_an_unreachable_sign_in_endpoint_is_a_network_error_as_documented(home, 
 
 def test_no_browser_for_login_is_a_documented_code_not_unexpected(home, sts):
     from broker.aws import federation
-    from tests.support.ops_helpers import stub_federation
+    from tests.support.federation import stub_federation
 
     home.add_key("dev")
     with stub_federation() as stub:

@@ -13,9 +13,8 @@ from broker.aws import profiles
 from broker.backend import Capability
 from broker.cli import fast
 from broker.errors import ConfigError, UsageError
-from broker.registry import Registry
 from broker.services.context import Context
-from broker.testing.memory import MemoryBackend
+from broker.testing.context import memory_context
 
 
 @pytest.mark.parametrize(
@@ -89,8 +88,7 @@ BACKEND_LEVELS = ["--backend", "BROKER_BACKEND", "broker_backend", "config file"
 
 
 def _context(settings_backend: str | None) -> Context:
-    settings = config.Settings(path=Path("/x"), backend=settings_backend)
-    return Context(settings, Registry(extra={"memory": MemoryBackend}))
+    return memory_context(Path("/x"), credential_backend=settings_backend, session_cache=None)
 
 
 @pytest.mark.parametrize(
@@ -133,8 +131,7 @@ def test_session_cache_precedence(monkeypatch, env, file, expected):
     monkeypatch.delenv("BROKER_SESSION_CACHE", raising=False)
     if env is not None:
         monkeypatch.setenv("BROKER_SESSION_CACHE", env)
-    settings = config.Settings(path=Path("/x"), session_cache=file)
-    ctx = Context(settings, Registry(extra={"memory": MemoryBackend}))
+    ctx = memory_context(Path("/x"), credential_backend=None, session_cache=file)
     assert ctx.session_cache_name() == expected
 
 

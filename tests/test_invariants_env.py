@@ -18,7 +18,7 @@ from broker.backend import SECRET_FIELDS, Item
 from broker.services import credentials, present
 from broker.services import server as server_service
 from broker.services.credentials import Resolved
-from tests.support.keyring_cache import broker_context, default_keys, keyctl_usable
+from tests.support.contexts import default_keys, home_context, keyctl_usable
 
 #: Every inherited variable that could shadow or leak into the credentials broker sets:
 #: written out here so that dropping one from the product's list fails a test.
@@ -201,8 +201,7 @@ def _region_home(in_home, monkeypatch, levels: tuple[str, ...]):
             monkeypatch.setenv(name, VALUES[name])
         else:
             monkeypatch.delenv(name, raising=False)
-    ctx = broker_context(Path(in_home.env["BROKER_CONFIG"]), default_keys("regional"),
-                         keyring=in_home.keyring)
+    ctx = home_context(in_home, default_keys("regional"))
     flag = VALUES["--region"] if "--region" in levels else None
     return ctx, flag
 

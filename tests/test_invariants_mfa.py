@@ -12,13 +12,14 @@ import pytest
 
 from broker.aws.mfa import (
     REUSE_WINDOW,
-    GuardedSessions,
     MfaCodes,
+    MfaProcess,
+    Offer,
+    Prompt,
+    StoredSeed,
+    TotpReference,
     check_code,
-    reference_source,
-    stored_seed_source,
     tries_left,
-    tty_source,
 )
 from broker.aws.mfa_ledger import MfaLedger, UsedCode
 from broker.aws.profiles import parse, resolve_chain
@@ -27,8 +28,8 @@ from broker.backend import Item
 from broker.errors import AuthenticationError, ConfigError, MFARequired
 from broker.services import credentials
 from tests.conftest import ACCOUNT
-from tests.support.keyring_cache import broker_context, default_keys
-from tests.support.totp_helpers import SEED, T0, FakeClock, pyotp_code
+from tests.support.contexts import default_keys, home_context
+from tests.support.otp import SEED, T0, FakeClock, pyotp_code
 
 SERIAL = "arn:aws:iam::1:mfa/guard"
 CHAIN = resolve_chain(parse(f"[profile g]\nmfa_serial = {SERIAL}\n", Path("/x")), "g")
@@ -53,30 +54,50 @@ def _typed(code: str, ledger: MfaLedger, clock: FakeClock) -> MfaCodes:
 
 def _seeded(ledger: MfaLedger, clock: FakeClock) -> MfaCodes:
     """A broker run computing codes from the stored seed."""
-    return MfaCodes(sources=[stored_seed_source], key_item=lambda: Item(totp=SEED),
-                    ledger=ledger, clock=clock)
+    return MfaCodes(sources=[StoredSeed(lambda: Item(totp=SEED))], ledger=ledger, clock=clock)
 
 
-def _session(codes: MfaCodes, sts_answer: str) -> str:
-    """One session refresh asking ``codes`` for a code; STS accepts or refuses it."""
+class _Answers:
+    """A code source of a test's own: hands out ``answers`` in turn, then nothing."""
+
+    name = "answers"
+    origin = "a code source"
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def offer(self, serial: str, chain) -> Offer | None:
+        self.asked.append(serial)
+        return Offer(code=self.answers.pop(0)) if self.answers else None
+
+
+def _session(codes: MfaCodes, sts_answer: str, cache: SessionCache | None = None) -> str:
+    """One MFA session made through the credential chain (no cached session), asking
+    ``codes`` for a code; STS accepts or refuses it. The code sent."""
+    from datetime import datetime, timedelta, timezone
+
+    from broker.aws import sts
+    from broker.aws.chain import ChainOptions, CredentialChain
+    from broker.aws.credentials import Credentials
+
     sent: list[str] = []
 
-    def create():
-        sent.append(codes.code_for(SERIAL, CHAIN))
+    def get_session_token(master, region, duration, serial=None, code=None, **kwargs):
+        sent.append(code)
         if sts_answer == "refuse":
             raise AuthenticationError("GetSessionToken: AWS rejected the MFA code")
-        from datetime import datetime, timedelta, timezone
-
-        from broker.aws.credentials import Credentials
-
         return Credentials("ASIA", "s", "t", datetime.now(timezone.utc) + timedelta(hours=1))
 
-    guarded = GuardedSessions(SessionCache(None, 300), codes)
-    if sts_answer == "refuse":
-        with pytest.raises(AuthenticationError, match="rejected"):
-            guarded.get_or_create("g:session:x", create)
-    else:
-        guarded.get_or_create("g:session:x", create)
+    producer = CredentialChain(CHAIN, cache or SessionCache(None, 300),
+                               lambda: Credentials("AKIAKEY", "secret"), codes, ChainOptions())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sts, "get_session_token", get_session_token)
+        if sts_answer == "refuse":
+            with pytest.raises(AuthenticationError, match="rejected"):
+                producer.get()
+        else:
+            producer.get()
     return sent[0]
 
 
@@ -224,8 +245,7 @@ def test_the_ledger_file_is_private(ledger):
 def ctx(in_home):
     device = f"arn:aws:iam::{ACCOUNT}:mfa/dev-user"
     in_home.aws_config.write_text(f"[profile typed]\nmfa_serial = {device}\n")
-    return broker_context(Path(in_home.env["BROKER_CONFIG"]), default_keys("typed"),
-                          keyring=in_home.keyring)
+    return home_context(in_home, default_keys("typed"))
 
 
 def test_a_wrong_code_refused_by_sts_is_not_taken_for_a_used_one(ctx, sts, in_home):
@@ -287,7 +307,7 @@ def terminal(monkeypatch) -> dict[str, list[str]]:
 
 def test_a_mistyped_code_is_asked_for_again_three_times_in_all(terminal):
     terminal["answers"] = ["12345", "12 34 5a", " 654 321 "]
-    assert tty_source(SERIAL, CHAIN) == "654321"
+    assert Prompt().code(SERIAL, CHAIN) == "654321"
     assert terminal["prompts"] == [f"MFA code for {SERIAL}: "] * 3
     assert terminal["written"] == [
         "broker: the MFA code from the prompt is not 6 digits; try again (2 tries left)\n",
@@ -296,7 +316,7 @@ def test_a_mistyped_code_is_asked_for_again_three_times_in_all(terminal):
     terminal["answers"] = ["1", "2", "3", "123456"]
     terminal["written"].clear()
     with pytest.raises(AuthenticationError) as info:
-        tty_source(SERIAL, CHAIN)
+        Prompt().code(SERIAL, CHAIN)
     assert info.value.message == "the MFA code from the prompt is not 6 digits"
     assert terminal["answers"] == ["123456"] and len(terminal["written"]) == 2
 
@@ -306,7 +326,7 @@ def test_without_a_terminal_the_prompt_offers_nothing(terminal, monkeypatch):
 
     monkeypatch.setattr(tty, "has_tty", lambda: False)
     terminal["answers"] = ["123456"]
-    assert tty_source(SERIAL, CHAIN) is None
+    assert Prompt().code(SERIAL, CHAIN) is None
     assert terminal["prompts"] == []
 
 
@@ -316,8 +336,8 @@ REF_CHAIN = resolve_chain(
 
 
 def _from_reference(value: str, ledger: MfaLedger, clock: FakeClock) -> MfaCodes:
-    return MfaCodes(sources=[reference_source], resolve=lambda reference: value,
-                    ledger=ledger, clock=clock)
+    return MfaCodes(sources=[TotpReference(lambda reference: value)], ledger=ledger,
+                    clock=clock)
 
 
 def test_broker_totp_handing_out_codes(ledger, clock):
@@ -341,7 +361,7 @@ def test_broker_totp_handing_out_a_seed(ledger, clock):
 
 
 def test_broker_totp_is_not_asked_without_a_resolver(ledger, clock):
-    codes = MfaCodes(sources=[reference_source], ledger=ledger, clock=clock)
+    codes = MfaCodes(sources=[TotpReference()], ledger=ledger, clock=clock)
     with pytest.raises(MFARequired, match="no terminal to ask on"):
         codes.code_for(SERIAL, REF_CHAIN)
 
@@ -406,7 +426,7 @@ def test_mfa_process_runs_with_no_input_its_stderr_on_the_terminal_and_a_time_li
     monkeypatch.setattr(tty, "helper_stderr", helper_stderr)
     chain = resolve_chain(parse(f"[profile p]\nmfa_serial = {SERIAL}\nmfa_process = my-otp\n",
                                 Path("/x")), "p")
-    assert mfa_module.mfa_process_source(SERIAL, chain) == "135790"
+    assert mfa_module.MfaProcess().code(SERIAL, chain) == "135790"
     assert runs == [(("my-otp",), {
         "shell": True, "stdout": subprocess.PIPE, "stdin": subprocess.DEVNULL, "stderr": 99,
         "timeout": 120, "check": False,
@@ -430,7 +450,7 @@ def _process_fails(monkeypatch, outcome) -> MFARequired | AuthenticationError:
 
     monkeypatch.setattr(mfa_module.subprocess, "run", run)
     with pytest.raises((MFARequired, AuthenticationError)) as info:
-        mfa_module.mfa_process_source(SERIAL, P_CHAIN)
+        mfa_module.MfaProcess().code(SERIAL, P_CHAIN)
     return info.value
 
 
@@ -460,8 +480,7 @@ def test_the_stored_seed_is_named_as_the_source_and_absent_without_a_key(ledger,
     codes.code_for(SERIAL, CHAIN)
     assert codes.last_origin == "the stored TOTP seed"
     for key_item in (None, lambda: None, lambda: Item(aws_access_key_id="AKIA")):
-        codes = MfaCodes(sources=[stored_seed_source], key_item=key_item, ledger=ledger,
-                         clock=clock)
+        codes = MfaCodes(sources=[StoredSeed(key_item)], ledger=ledger, clock=clock)
         with pytest.raises(MFARequired):  # no seed: the next source (none here)
             codes.code_for(SERIAL, CHAIN)
 
@@ -483,42 +502,34 @@ def _process_says(monkeypatch, *outputs: bytes) -> list[str]:
 
 
 def test_mfa_process_repeating_a_used_code_is_run_again_after_the_step(ledger, clock, monkeypatch):
-    from broker.aws.mfa import mfa_process_source
-
     ledger.record(SERIAL, UsedCode(STEP, 30, "111111", T0 - 5))  # accepted 5 s ago
     ran = _process_says(monkeypatch, b"111111\n", b"222222\n")
-    codes = MfaCodes(sources=[mfa_process_source], ledger=ledger, clock=clock)
+    codes = MfaCodes(sources=[MfaProcess()], ledger=ledger, clock=clock)
     assert codes.code_for(SERIAL, P_CHAIN) == "222222"
     assert ran == ["my-otp", "my-otp"] and clock.t == (STEP + 1) * 30
     assert codes.last_origin == "mfa_process"
 
 
 def test_codes_from_other_sources_are_named_and_checked_as_they_are(ledger, clock, terminal):
-    asked: list[str] = []
-
-    def source(serial: str, chain) -> str:
-        asked.append(serial)
-        return answers.pop(0)
-
-    answers = ["12 34 56", "12345"]
+    source = _Answers(["12 34 56", "12345"])
     codes = MfaCodes(sources=[source], ledger=ledger, clock=clock)
     assert codes.code_for(SERIAL, CHAIN) == "123456"
-    assert asked == [SERIAL] and codes.last_origin == "a code source"
+    assert source.asked == [SERIAL] and codes.last_origin == "a code source"
     with pytest.raises(AuthenticationError) as info:
         codes.code_for(SERIAL, CHAIN)
     assert info.value.message == "the MFA code from a code source is not 6 digits"
     terminal["answers"] = ["654321"]
-    codes = MfaCodes(sources=[tty_source], ledger=ledger, clock=clock)
+    codes = MfaCodes(sources=[Prompt()], ledger=ledger, clock=clock)
     assert codes.code_for(SERIAL, CHAIN) == "654321" and codes.last_origin == "the prompt"
 
 
 def test_mfa_process_stuck_on_a_used_code_is_asked_three_more_times(ledger, clock, monkeypatch):
-    from broker.aws.mfa import REFETCH_LIMIT, mfa_process_source
+    from broker.aws.mfa import REFETCH_LIMIT
 
     assert REFETCH_LIMIT == 3
     ledger.record(SERIAL, UsedCode(STEP, 30, "111111", T0 - 5))
     ran = _process_says(monkeypatch, *[b"111111\n"] * 6)
-    codes = MfaCodes(sources=[mfa_process_source], ledger=ledger, clock=clock)
+    codes = MfaCodes(sources=[MfaProcess()], ledger=ledger, clock=clock)
     with pytest.raises(AuthenticationError) as info:
         codes.code_for(SERIAL, P_CHAIN)
     assert len(ran) == 1 + REFETCH_LIMIT
@@ -542,8 +553,8 @@ def test_a_code_used_this_very_second_was_used_0_s_ago(ledger, clock):
 def test_broker_totp_turning_from_codes_to_a_seed_computes_the_code(ledger, clock):
     ledger.record(SERIAL, UsedCode(STEP, 30, "111111", T0 - 5))
     answers = ["111111", SEED]
-    codes = MfaCodes(sources=[reference_source], resolve=lambda reference: answers.pop(0),
-                     ledger=ledger, clock=clock)
+    codes = MfaCodes(sources=[TotpReference(lambda reference: answers.pop(0))], ledger=ledger,
+                     clock=clock)
     assert codes.code_for(SERIAL, REF_CHAIN) == pyotp_code(SEED, STEP + 1)
     last = ledger.last(SERIAL)
     assert last is not None and last.step == STEP + 1  # recorded for this device
@@ -576,24 +587,20 @@ def test_the_device_lock_is_released_when_sts_answered(tmp_path, clock, monkeypa
     assert ledger.events == [f"lock {SERIAL}", f"unlock {SERIAL}"]
 
 
-def test_guarded_sessions_are_the_same_cache_recording_the_same_key(tmp_path, monkeypatch):
+def test_a_session_made_with_a_code_is_cached_plainly_and_the_code_recorded(ledger, clock):
     import uuid
-    from datetime import datetime, timedelta, timezone
 
-    from broker.aws.credentials import Credentials
+    from broker.aws.chain import mfa_session_name
     from broker.testing.memory import MemoryBackend
 
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     cache = SessionCache(MemoryBackend(settings={"store": uuid.uuid4().hex},
-                                       namespace="sessions"), margin=123).for_key("k")
-    guarded = GuardedSessions(cache, MfaCodes(sources=[], ledger=MfaLedger(tmp_path / "m")))
-    assert (guarded.backend, guarded.margin, guarded.key_profile) == (cache.backend, 123, "k")
-    expires = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(microsecond=0)
-    guarded.get_or_create("k:session:0123456789abcdef",
-                          lambda: Credentials("ASIA", "s", "t", expires), kind="session")
-    item = cache.backend.get("k:session:0123456789abcdef")
-    assert item is not None and (item["kind"], item["key_profile"]) == ("session", "k")
+                                       namespace="sessions"), margin=123)
+    _session(_typed("123456", ledger, clock), "accept", cache)
+    assert cache.backend is not None
+    item = cache.backend.get(mfa_session_name(CHAIN))
+    assert item is not None and (item["kind"], item["key_profile"]) == ("session", "g")
+    used = ledger.last(SERIAL)
+    assert used is not None and used.accepted and ledger.same_code(SERIAL, used, "123456")
 
 
 def test_an_explicit_code_is_named_as_such(ledger, clock):
@@ -629,8 +636,7 @@ def test_a_device_is_locked_once_per_attempt_however_many_codes_it_gives(
     # a code AWS refused at the prompt is asked again inside the same attempt: locking the
     # device a second time there would wait for this very process
     answers = ["111111", "222222"]
-    codes = MfaCodes(sources=[lambda serial, chain: answers.pop(0) if answers else None],
-                     ledger=recording_ledger, clock=clock)
+    codes = MfaCodes(sources=[_Answers(answers)], ledger=recording_ledger, clock=clock)
     other = "arn:aws:iam::1:mfa/other"
     with codes.attempt():
         assert codes.code_for(SERIAL, CHAIN) == "111111"
@@ -646,8 +652,7 @@ def test_a_device_is_locked_once_per_attempt_however_many_codes_it_gives(
 def test_each_device_of_an_attempt_is_locked_until_its_end(recording_ledger, clock):
     other = "arn:aws:iam::1:mfa/other"
     answers = ["111111", "222222"]
-    codes = MfaCodes(sources=[lambda serial, chain: answers.pop(0)], ledger=recording_ledger,
-                     clock=clock)
+    codes = MfaCodes(sources=[_Answers(answers)], ledger=recording_ledger, clock=clock)
     with codes.attempt():
         codes.code_for(SERIAL, CHAIN)
         codes.code_for(other, CHAIN)
@@ -679,7 +684,7 @@ def test_a_typed_code_equal_to_the_last_accepted_is_refused_at_once(ledger, cloc
     # a code typed at the prompt cannot be asked again by broker: refused, no waiting
     ledger.record(SERIAL, UsedCode(STEP, 30, "111111", T0 - 5))
     terminal["answers"] = ["111111", "222222"]
-    codes = MfaCodes(sources=[tty_source], ledger=ledger, clock=clock)
+    codes = MfaCodes(sources=[Prompt()], ledger=ledger, clock=clock)
     with pytest.raises(AuthenticationError, match="was already used"):
         codes.code_for(SERIAL, CHAIN)
     assert clock.slept == [] and terminal["answers"] == ["222222"]

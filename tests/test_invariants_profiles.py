@@ -69,6 +69,7 @@ def test_a_config_not_in_utf8_names_the_byte(tmp_path):
     ("a#b", '[profile "a#b"]'),
     ("a;b", '[profile "a;b"]'),
     ("xx", "[profile xx]"),
+    ("aXb", "[profile aXb]"),
 ])
 def test_the_header_suggested_for_a_name_is_the_one_botocore_reads(name, header):
     assert profiles._header_for(name) == header
@@ -193,3 +194,208 @@ def test_a_profile_served_by_broker_itself_says_how_to_split_it():
     assert info.value.hint == (
         "use another profile for broker, e.g. [profile me-broker] holding the key, and point "
         "credential_process at that")
+
+
+# --- the exact words a user sees, and which sections are profiles (botocore's rule) -------
+
+
+def _refused(text: str, path: Path = P) -> tuple[str, str | None]:
+    with pytest.raises(ConfigError) as info:
+        profiles.parse(text, path)
+    return info.value.message, info.value.hint
+
+
+def _botocore_profiles(tmp_path: Path, text: str) -> dict[str, dict]:
+    import botocore.configloader
+
+    path = tmp_path / "botocore-config"
+    path.write_text(text)
+    return botocore.configloader.load_config(str(path))["profiles"]
+
+
+def test_a_bom_is_named_with_how_to_save_without_it():
+    assert _refused("\ufeff[default]\nregion = r\n") == (
+        f"{P} starts with a UTF-8 byte-order mark (BOM), which the AWS CLI cannot read",
+        "save the file as UTF-8 without BOM (in Notepad: 'UTF-8', not 'UTF-8 with BOM')")
+
+
+def test_a_setting_before_any_header_names_the_line_and_the_headers_to_use():
+    assert _refused("\nregion = r\n") == (
+        f"{P} is malformed (line 2): 'region = r' comes before any section header, so the "
+        "AWS CLI cannot read the file either",
+        f"fix line 2 of {P}: every setting belongs under a [default] or [profile NAME] header")
+
+
+def test_an_unclosed_first_header_is_named_as_such():
+    assert _refused("[profile a\nregion = r\n") == (
+        f"{P} is malformed (line 1): '[profile a' is a section header without its closing "
+        "']', so the AWS CLI cannot read the file either",
+        f"fix line 1 of {P}: every setting belongs under a [default] or [profile NAME] header")
+
+
+def test_a_line_that_is_not_a_setting_names_the_line():
+    assert _refused("[profile a]\nregion = r\n[profile b\n") == (
+        f"{P} is malformed (line 3): '[profile b' is not a 'key = value' line, so the AWS CLI "
+        "cannot read the file either",
+        f"fix or remove line 3 of {P}")
+
+
+@pytest.mark.parametrize(("text", "path", "what"), [
+    ("[a]\n[a]\n", P, "(line 2): section 'a' already exists"),
+    ("[a]\nx = 1\nx = 2\n", P, "(line 3): option 'x' in section 'a' already exists"),
+    # "]: " in a section's name or in the path: only configparser's own prefix is cut
+    ("[a]: b]\nx = 1\n[a]: b]\n", P, "(line 3): section 'a]: b' already exists"),
+    ("[a]\n[a]\n", Path("/c]: x/config"), "(line 2): section 'a' already exists"),
+])
+def test_a_repeated_section_or_setting_is_named_with_its_line(text, path, what):
+    assert _refused(text, path) == (
+        f"{path} is malformed {what}, so the AWS CLI cannot read it either", f"fix {path}")
+
+
+def test_a_bad_credentials_file_is_named_even_when_only_its_text_is_given():
+    with pytest.raises(ConfigError) as info:
+        profiles.parse("[profile a]\n", P, "[x]\n[x]\n")
+    assert info.value.message == (
+        "/invariants/credentials is malformed (line 2): section 'x' already exists, so the "
+        "AWS CLI cannot read it either")
+
+
+def test_a_block_that_is_not_key_value_lines_says_to_keep_the_value_on_one_line():
+    assert _refused("[profile a]\ns3 =\n  endpoint\n") == (
+        f"{P} [profile a] s3: a value starting on the next line must be a block of "
+        "'key = value' lines",
+        "put the value of s3 on the same line as 's3 ='")
+
+
+def test_a_continued_value_in_a_windows_file_reads_as_botocore_reads_it(tmp_path, home):
+    import botocore.configloader
+
+    path = tmp_path / "config"
+    path.write_bytes(b"[profile a]\r\ncredential_process = tool\r\n  --flag\r\nregion = r\r\n")
+    botocore_value = botocore.configloader.raw_config_parse(str(path))["profile a"]
+    assert profiles.load(path).profiles["a"].credential_process == "tool\n--flag"
+    assert botocore_value["credential_process"] == "tool\n--flag"
+
+
+def test_sections_that_are_not_profiles_are_not_warned_about(tmp_path):
+    # botocore's other section kinds, even holding a key a profile would have, and a bare
+    # section holding nothing a profile has: not profiles, and nothing to warn about
+    text = ("[sso-session corp]\nregion = r\n[services s]\nregion = r\n[plugins]\nregion = r\n"
+            "[tools]\nx = 1\n[profile after]\nregion = r\n")
+    cfg = profiles.parse(text, P)
+    assert (set(cfg.profiles), cfg.warnings, cfg.ignored) == ({"after"}, [], {})
+    assert set(_botocore_profiles(tmp_path, text)) == {"after"}
+
+
+@pytest.mark.parametrize(("header", "name", "advice"), [
+    ('[profile "a bX]', "a bX", 'write [profile "a bX"]'),  # shlex cannot split it
+    ('[Profile "a bX"]', "a bX", 'write [profile "a bX"]'),
+    ("[profile ]", None, "give it a name: [profile NAME]"),
+])
+def test_a_header_botocore_skips_is_warned_with_the_header_to_write(tmp_path, header, name,
+                                                                    advice):
+    text = f"{header}\nregion = r\n"
+    cfg = profiles.parse(text, P)
+    why = f"{header} is not read as a profile by the AWS CLI: {advice}"
+    assert (cfg.profiles, cfg.warnings) == ({}, [why])
+    assert cfg.ignored == ({name: why} if name else {})
+    assert _botocore_profiles(tmp_path, text) == {}
+
+
+def test_a_name_that_is_a_profile_is_not_listed_as_ignored():
+    cfg = profiles.parse("[profile dev]\nregion = a\n[Profile dev]\nregion = b\n", P)
+    assert cfg.warnings == ["[Profile dev] is not read as a profile by the AWS CLI: "
+                            "write [profile dev]"]
+    assert cfg.ignored == {}
+    assert cfg.get("dev").region == "a"
+
+
+def test_a_profile_names_the_header_it_was_read_from(tmp_path):
+    cfg = profiles.parse('[profile "my name"]\nregion = r\n[profile\tdev]\nregion = r\n', P)
+    assert cfg.profiles["my name"].where == f'{P} [profile "my name"]'
+    assert cfg.profiles["dev"].where == f"{P} [profile\tdev]"
+
+
+def test_a_profile_built_by_name_gets_the_header_botocore_would_read():
+    assert profiles.Profile("default").section == "default"
+    assert profiles.Profile("dev").section == "profile dev"
+    assert profiles.Profile("dev").where == "~/.aws/config [profile dev]"
+    assert profiles.Profile("dev").static_keys is False
+    assert profiles.Profile("dev", section="x", path=P).where == f"{P} [x]"
+
+
+def test_a_static_key_in_the_config_file_is_noted_and_not_kept():
+    cfg = profiles.parse(
+        "[profile r]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = k\n"
+        "[profile k]\naws_access_key_id = AKIA\naws_secret_access_key = s\n"
+        "role_arn = arn:aws:iam::1:role/k\nsource_profile = base\n[profile base]\n", P)
+    assert (cfg.profiles["k"].static_keys, cfg.profiles["r"].static_keys) == (True, False)
+    assert "aws_access_key_id" not in cfg.profiles["k"].values
+    chain = profiles.resolve_chain(cfg, "r")  # botocore uses k's key, not its role
+    assert (chain.key_profile.name, [h.name for h in chain.hops]) == ("k", ["r"])
+
+
+@pytest.mark.parametrize("credentials_file", [None, Path("/elsewhere/creds")])
+def test_a_profile_only_in_the_credentials_file_names_that_file(credentials_file):
+    cfg = profiles.parse("[profile a]\n", P,
+                         "[fromcreds]\naws_access_key_id = AKIA\naws_secret_access_key = s\n"
+                         "region = r\n", credentials_file)
+    where = credentials_file or Path("/invariants/credentials")
+    profile = cfg.profiles["fromcreds"]
+    assert (profile.path, profile.section, profile.where) == (
+        where, "fromcreds", f"{where} [fromcreds]")
+    assert (profile.static_keys, profile.values) == (True, {"region": "r"})
+    assert cfg.profiles["a"].static_keys is False
+
+
+def test_an_empty_value_is_the_problem_of_its_key_only():
+    profile = profiles.parse("[profile a]\nregion =\n", P).profiles["a"]
+    with pytest.raises(ConfigError) as info:
+        profile.problem("region")
+    assert (info.value.message, info.value.hint) == (
+        f"{P} [profile a] region is empty", "give a value or remove the line")
+    profile.unusable(target=False)  # a region only the target's counts
+
+
+@pytest.mark.parametrize("mark", [" #", " ;", "\t#", "\t;"])
+def test_a_comment_after_a_value_is_refused_as_part_of_the_value(mark):
+    profile = profiles.parse(f"[profile a]\nsource_profile = base{mark} the key\n",
+                             P).profiles["a"]
+    with pytest.raises(ConfigError) as info:
+        profile.problem("source_profile")
+    assert (info.value.message, info.value.hint) == (
+        f"{P} [profile a] source_profile = {'base' + mark + ' the key'!r} ends in a comment, "
+        "which the AWS CLI reads as part of the value",
+        "put the comment on a line of its own")
+
+
+def test_a_nested_block_where_a_value_belongs_is_the_problem_of_that_key():
+    profile = profiles.parse("[profile a]\nregion =\n  x = y\n", P).profiles["a"]
+    assert profile.region is None
+    with pytest.raises(ConfigError) as info:
+        profile.problem("region")
+    assert (info.value.message, info.value.hint) == (
+        f"{P} [profile a] region is a nested block, not a value", "put it on one line")
+
+
+def test_an_include_profile_problem_is_the_problem_of_include_profile():
+    cfg = profiles.parse("[profile a]\ninclude_profile = b\n[profile b]\ninclude_profile = a\n"
+                         "[profile c]\ninclude_profile = ghost\n", P)
+    expected = {
+        "a": ("include_profile loop: a -> b -> a",
+              "remove include_profile from one profile in the loop"),
+        "c": ("profile 'c' has include_profile = 'ghost', which does not exist",
+              "add [profile ghost] or fix include_profile"),
+    }
+    for name, (message, hint) in expected.items():
+        assert list(cfg.profiles[name].problem_by_key) == ["include_profile"]
+        with pytest.raises(ConfigError) as info:
+            cfg.profiles[name].problem("include_profile")
+        assert (info.value.message, info.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize("key", ["include_profile", "parent_profile"])
+def test_an_empty_include_profile_includes_nothing(key):
+    profile = profiles.parse(f"[profile a]\n{key} =\nregion = r\n", P).profiles["a"]
+    assert profile.problems == []
+    assert profile.region == "r"

@@ -16,6 +16,7 @@ import pytest
 
 from broker.aws.credentials import Credentials
 from broker.errors import AWSError
+from broker.services import child
 from broker.services import server as server_service
 
 TOKEN = "Tok3n-With_Mixed.Case-0123456789abcdefXYZ"
@@ -173,23 +174,23 @@ def test_a_child_killed_by_a_signal_makes_broker_die_by_it(signum):
     def body() -> None:
         signal.signal(signum, lambda *_: os._exit(98))
         signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
-        server_service.exit_status(-signum)
+        child.exit_status(-signum)
         os._exit(97)  # exit_status came back: not killed
 
     status = _in_a_fork(body)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signum, status
-    assert server_service.exit_status(3) == 3  # (called here too: mutmut sees this test)
+    assert child.exit_status(3) == 3  # (called here too: mutmut sees this test)
 
 
 def test_a_child_dumping_core_is_128_plus_its_signal():
-    status = _in_a_fork(lambda: os._exit(server_service.exit_status(-signal.SIGSEGV)))
+    status = _in_a_fork(lambda: os._exit(child.exit_status(-signal.SIGSEGV)))
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGSEGV
-    assert server_service.exit_status(-signal.SIGSEGV) == 128 + signal.SIGSEGV
+    assert child.exit_status(-signal.SIGSEGV) == 128 + signal.SIGSEGV
 
 
 def _state() -> tuple[dict, set]:
     handlers = {s: signal.getsignal(s)
-                for s in (*server_service.RELAYED, signal.SIGTTOU, signal.SIGTTIN)}
+                for s in (*child.relayed_signals(), signal.SIGTTOU, signal.SIGTTIN)}
     return handlers, signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
@@ -201,16 +202,16 @@ def test_supervise_returns_the_childs_code_and_gives_everything_back():
     def start() -> None:  # the server's threads start with the relayed signals blocked
         started.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
-    assert server_service.supervise(["sh", "-c", "exit 7"], {"PATH": "/usr/bin:/bin"},
+    assert child.supervise(["sh", "-c", "exit 7"], {"PATH": "/usr/bin:/bin"},
                                     start) == 7
-    assert set(server_service.RELAYED) | {signal.SIGCHLD} <= started[0]
+    assert set(child.relayed_signals()) | {signal.SIGCHLD} <= started[0]
     assert _state() == before
 
 
 @pytest.mark.timeout(30)
 def test_supervise_runs_the_child_with_the_environment_given(tmp_path):
     out = tmp_path / "env"
-    code = server_service.supervise(
+    code = child.supervise(
         ["sh", "-c", f'echo "$ONLY" > {out}; [ -z "$HOME" ]'], {"ONLY": "this"}, lambda: None)
     assert code == 0 and out.read_text() == "this\n"
 
@@ -229,7 +230,7 @@ def test_a_signal_sent_to_broker_is_relayed_to_the_child(when):
         threading.Timer(1.0, kill_me).start()
     began = time.monotonic()
     # without the signal the child ends by itself, with 0, after 10 s
-    code = server_service.supervise(
+    code = child.supervise(
         ["sh", "-c", "trap 'exit 42' USR1; i=0; while [ $i -lt 100 ]; do sleep 0.1; "
          "i=$((i+1)); done"], {"PATH": "/usr/bin:/bin"}, start)
     assert code in (42, -signal.SIGUSR1), code
@@ -246,7 +247,7 @@ def test_supervise_says_why_a_command_cannot_start(tmp_path, make, message, hint
     before = _state()
     command = make(tmp_path)
     with pytest.raises(UsageError) as info:
-        server_service.supervise([command], {}, lambda: None)
+        child.supervise([command], {}, lambda: None)
     assert (info.value.message, info.value.hint) == (message.format(command), hint)
     assert _state() == before
 
@@ -255,7 +256,7 @@ def test_a_handler_python_did_not_set_is_restored_to_the_default():
     old = signal.getsignal(signal.SIGUSR2)
     try:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-        server_service._restore({signal.SIGUSR2: None})
+        child._restore({signal.SIGUSR2: None})
         assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGUSR2, old)
@@ -267,13 +268,13 @@ def test_same_group_tells_a_child_in_broker_s_group():
     same = subprocess.Popen(["sleep", "5"])
     apart = subprocess.Popen(["sleep", "5"], start_new_session=True)
     try:
-        assert server_service._same_group(same) is True
-        assert server_service._same_group(apart) is False
+        assert child._same_group(same) is True
+        assert child._same_group(apart) is False
     finally:
-        for child in (same, apart):
-            child.kill()
-            child.wait()
-    assert server_service._same_group(same) is False  # gone: nothing to tell
+        for process in (same, apart):
+            process.kill()
+            process.wait()
+    assert child._same_group(same) is False  # gone: nothing to tell
 
 
 # --- run(): what the child is handed ----------------------------------------------------------
@@ -391,14 +392,14 @@ def _cache_level(ctx, name: str) -> None:
 
 
 def test_a_code_is_needed_only_when_every_level_down_to_the_code_has_expired():
-    from broker.aws.chain import ChainOptions, level_session_names
+    from broker.aws.chain import ChainOptions, level_session_names, needs_code
     from broker.aws.profiles import resolve_chain
 
     ctx = _refresh_context()
 
     def needed(profile: str, **options) -> bool:
-        return server_service.code_needed(ctx, resolve_chain(ctx.aws, profile),
-                                          ChainOptions(**options))
+        return needs_code(resolve_chain(ctx.aws, profile), ChainOptions(**options),
+                          ctx.sessions)
 
     assert needed("k") is True and needed("role") is True  # nothing cached
     assert needed("role", no_session=True) is True  # the role's call carries the code
@@ -626,12 +627,12 @@ def test_run_reports_a_failed_refresh_and_passes_no_session_on(tmp_path, monkeyp
     monkeypatch.setattr(server_service, "obtain", obtain)
     reported: list[str] = []
     expired = Credentials("ASIAOLD", "s", "t", datetime.now(timezone.utc) - timedelta(seconds=5))
-    child = ("import os, urllib.request, urllib.error\n"
-             "request = urllib.request.Request(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
-             " headers={'Authorization': os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN']})\n"
-             "try:\n    urllib.request.urlopen(request, timeout=10)\n"
-             "except urllib.error.HTTPError as exc:\n    raise SystemExit(exc.code - 400)\n")
-    code = server_service.run(_context(), _first(expired), [sys.executable, "-c", child],
+    script = ("import os, urllib.request, urllib.error\n"
+              "request = urllib.request.Request(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
+              " headers={'Authorization': os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN']})\n"
+              "try:\n    urllib.request.urlopen(request, timeout=10)\n"
+              "except urllib.error.HTTPError as exc:\n    raise SystemExit(exc.code - 400)\n")
+    code = server_service.run(_context(), _first(expired), [sys.executable, "-c", script],
                               no_session=True, report=reported.append, environ=os.environ)
     assert code == 100  # 500: the refresh failed, nothing valid to serve
     assert asked[0]["no_session"] is True
@@ -655,7 +656,7 @@ def test_a_signal_for_broker_alone_is_relayed_by_the_waiting_loop():
         signal.pthread_kill(main, signal.SIGUSR2)  # pending for the main thread only
 
     threading.Timer(1.0, kill_main).start()
-    code = server_service.supervise(
+    code = child.supervise(
         ["sh", "-c", "trap 'exit 43' USR2; i=0; while [ $i -lt 100 ]; do sleep 0.1; "
          "i=$((i+1)); done"], {"PATH": "/usr/bin:/bin"}, lambda: None)
     assert code in (43, -signal.SIGUSR2), code

@@ -11,8 +11,8 @@ import pytest
 from broker.backend import TOTP, Item
 from broker.services import doctor
 from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
-from tests.support.migrate_helpers import Stores
-from tests.support.ops_helpers import require_keyctl
+from tests.support.contexts import require_keyctl
+from tests.support.stores import Stores
 
 #: README's ~/.aws/config, with its credential_process profile.
 README_CONFIG = f"""\
@@ -158,7 +158,7 @@ def test_a_removed_key_takes_its_stored_seed_along(stores: Stores) -> None:
 def test_an_unreadable_key_forgets_its_seed(stores: Stores) -> None:
     from broker.aws.mfa_ledger import MfaLedger
     from broker.errors import BackendError
-    from tests.support.migrate_helpers import DirBackend
+    from tests.support.backends import DirBackend
 
     class Unreadable(DirBackend):
         def get(self, name: str) -> Item | None:
@@ -224,10 +224,12 @@ def test_doctor_wants_a_region_in_a_credential_process_profile(in_home, monkeypa
 
 
 def test_doctor_names_vaults_a_service_account_can_never_read(in_home, monkeypatch) -> None:
+    # an op:// reference in the config puts the onepassword backend in use: its checks say
+    monkeypatch.setenv("OP_SERVICE_ACCOUNT_TOKEN", "ops_x")
     with open(in_home.broker_config, "a") as handle:
         handle.write('\n[backends.pass]\npassphrase = "op://Private/GPG key/password"\n')
-    check = _doctor({doctor.TOKEN_VARIABLE: "ops_x"})["1Password vault"]
+    check = _doctor({})["1Password vault"]
     assert check.status == "fail" and "op://Private/GPG key/password" in check.summary
     with open(in_home.broker_config, "w") as handle:
         handle.write('[backends.pass]\npassphrase = "op://AWS/GPG key/password"\n')
-    assert "1Password vault" not in _doctor({doctor.TOKEN_VARIABLE: "ops_x"})
+    assert "1Password vault" not in _doctor({})

@@ -12,7 +12,8 @@ from broker.aws import federation
 from broker.aws.credentials import Credentials
 from broker.errors import BrokerError, UsageError
 from broker.services import console
-from tests.support.ops_helpers import memory_context, require_keyctl, stub_federation
+from tests.support.contexts import default_keys, home_context, require_keyctl
+from tests.support.federation import stub_federation
 
 
 def _query(url: str) -> dict[str, str]:
@@ -159,7 +160,7 @@ def test_no_browser_or_no_visit_is_an_error():
 
 
 def test_login_in_process_opens_the_browser(in_home, sts, monkeypatch):
-    ctx = memory_context(in_home)
+    ctx = home_context(in_home, default_keys("dev"))
     with stub_federation() as stub:
         monkeypatch.setenv(federation.ENDPOINT_VARIABLE, stub.url)
         visits: list[tuple[int, str | None]] = []

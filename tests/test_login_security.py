@@ -24,7 +24,8 @@ from broker.aws import federation
 from broker.errors import BrokerError
 from broker.services import console, loopback
 from broker.services.loopback import Request
-from tests.support.ops_helpers import require_keyctl, stub_federation
+from tests.support.contexts import require_keyctl
+from tests.support.federation import stub_federation
 from tests.support.other_user import fetch_as, hold_as, throwaway_uid
 
 SECRET_URL = "https://signin.aws.amazon.com/federation?Action=login&SigninToken=SECRET-TOKEN"

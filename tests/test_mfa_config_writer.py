@@ -16,9 +16,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from broker.aws.config_writer import (
+    HEADER,
+    classify,
     line_ending,
     set_profile_value,
     split_lines,
+    without_section,
     write_profile_value,
 )
 from broker.errors import ConfigError, UsageError
@@ -442,3 +445,57 @@ def test_botocore_reads_the_new_value_and_nothing_else_changes(text, profile, ke
 
     # Writing the same value again changes nothing.
     assert set_profile_value(updated, profile, key, value) == updated
+
+
+# --- removing a section: botocore reads every other section as before --------------------
+
+
+def raw_sections(text: str) -> dict[str, object] | None:
+    """botocore's raw_config_parse of a file holding ``text`` (BOM left out), or None."""
+    with tempfile.TemporaryDirectory() as home:
+        path = Path(home, "credentials")
+        path.write_bytes(text.removeprefix("\ufeff").encode("utf-8"))
+        try:
+            return dict(raw_config_parse(str(path)))
+        except Exception:
+            return None
+
+
+@settings(
+    max_examples=300, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(configs(), st.data())
+def test_removing_a_section_leaves_every_other_section_as_botocore_read_it(text, data):
+    before = raw_sections(text)
+    assume(before is not None)
+    assert before is not None
+    old = split_lines(text.removeprefix("\ufeff"))
+    names = [line.name for line in classify(old) if line.kind == HEADER]
+    assume(names)
+    name = data.draw(st.sampled_from(names))
+    try:
+        updated = without_section(text, lambda header: header == name)
+    except ConfigError as exc:
+        assert name == "DEFAULT" or "without changing how other sections" in str(exc)
+        return
+    after = raw_sections(updated)
+    assert after == {k: v for k, v in before.items() if k != name}
+    assert updated.startswith("\ufeff") == text.startswith("\ufeff")
+    # Lines only go, the section's header among them; a kept line is kept byte for byte,
+    # but for a blank line after a lone "\r", which takes "\r" so as not to merge with it.
+    new = split_lines(updated.removeprefix("\ufeff"))
+    kinds = classify(old)
+    at, removed_headers = 0, []
+    for line in new:
+        while at < len(old) and old[at] != line and not (line == "\r" and old[at] == "\n"):
+            if kinds[at].kind == HEADER:
+                removed_headers.append(kinds[at].name)
+            at += 1
+        assert at < len(old), (line, new)
+        at += 1
+    removed_headers += [k.name for k in kinds[at:] if k.kind == HEADER]
+    assert removed_headers == [name]
+    # Removing it again finds nothing when the header was unique.
+    if names.count(name) == 1:
+        assert without_section(updated, lambda header: header == name) == updated

@@ -8,7 +8,6 @@ seed it stored first. Crashes are simulated in-process by failing a step.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import boto3
 import pytest
@@ -21,7 +20,8 @@ from broker.services import credentials
 from broker.services import mfa as mfa_service
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET, follow_clock
-from tests.support.totp_helpers import T0, FakeClock, memory_context, pyotp_code, store_key
+from tests.support.contexts import home_context, store_key
+from tests.support.otp import T0, FakeClock, pyotp_code
 
 SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/moto"  # moto's caller is always user/moto
 CONFIG = """\
@@ -82,7 +82,7 @@ def clock(monkeypatch):
 def ctx(in_home, iam, clock, sts, monkeypatch):
     follow_clock(sts, clock.now, monkeypatch)  # the local STS checks codes at the fake time
     in_home.aws_config.write_text(CONFIG)
-    context = memory_context(Path(in_home.env["BROKER_CONFIG"]))
+    context = home_context(in_home)
     store_key(context, "dev")
     store_key(context, "base")
     return context
@@ -232,7 +232,7 @@ class DroppingMemory(MemoryBackend):
 
 def test_a_backend_that_drops_the_seed_is_caught_before_enabling(in_home, iam, sts, clock):
     in_home.aws_config.write_text(CONFIG)
-    ctx = memory_context(Path(in_home.env["BROKER_CONFIG"]), DroppingMemory)
+    ctx = home_context(in_home, backend=DroppingMemory)
     store_key(ctx, "dev")
     with pytest.raises(BackendError, match="did not keep the TOTP seed"):
         mfa_service.enroll(ctx, "dev")

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.conftest import BIN
-from tests.support.ops_helpers import require_keyctl
+from tests.support.contexts import require_keyctl
 
 MESSAGE = "Touch your YubiKey"
 

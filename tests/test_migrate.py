@@ -21,12 +21,9 @@ import pytest
 from broker import config
 from broker.backend import SECRET_ACCESS_KEY, TOTP, Item
 from broker.testing.memory import MemoryBackend
-from tests.support.migrate_helpers import (
-    Stores,
-    register_test_plugins,
-    sample_items,
-)
-from tests.support.migrate_helpers import table_rows as _rows
+from tests.support.backends import register_test_plugins, sample_items
+from tests.support.stores import Stores
+from tests.support.stores import table_rows as _rows
 
 #: The backends of the matrix; pass and onepassword join when their plugins are ready.
 MATRIX = ["memory", "keyctl", "pass", "onepassword"]
@@ -239,7 +236,7 @@ def test_sigkill_at_each_step_loses_nothing(
         args.append("--memory-only")  # the only copies end up in memory, knowingly
 
     crashed = subprocess.run(
-        [sys.executable, "-m", "tests.support.migrate_helpers", step, "2", *args],
+        [sys.executable, "-m", "tests.support.crash", step, "2", *args],
         env={**stores.home.env, "PYTHONPATH": pythonpath},
         capture_output=True, text=True, timeout=60, start_new_session=True,
         stdin=subprocess.DEVNULL,

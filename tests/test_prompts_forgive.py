@@ -17,7 +17,6 @@ import os
 import select
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from broker.backend import Item
+from broker.testing.gnupg import throwaway_gnupg_home
 from tests.conftest import ACCOUNT, BIN, TEST_KEY_ID, TEST_SECRET, BrokerHome, serial
-from tests.support.ops_helpers import require_keyctl
+from tests.support.contexts import require_keyctl
 
 KEY = f"{TEST_KEY_ID}\n{TEST_SECRET}\n"
 DEVICE = serial("dev-user")
@@ -172,30 +172,8 @@ PASSPHRASE = "correct horse battery staple"
 @pytest.fixture
 def protected_gnupg() -> Iterator[tuple[Path, str]]:
     """A throwaway GNUPGHOME whose key has a passphrase; gpg-agent caches nothing."""
-    path = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))  # the agent's socket path is short
-    path.chmod(0o700)
-    (path / "gpg-agent.conf").write_text(
-        "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\ns2k-count 65536\n"
-    )
-    uid = "prompt-test@example.invalid"
-
-    def gpg(*args: str) -> str:
-        return subprocess.run(
-            ["gpg", "--homedir", str(path), "--batch", "--pinentry-mode", "loopback",
-             "--passphrase-fd", "0", *args],
-            input=PASSPHRASE, capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
-
-    try:
-        gpg("--quick-generate-key", uid, "ed25519", "cert,sign", "never")
-        listing = gpg("--with-colons", "--list-keys", uid)
-        fpr = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
-        gpg("--quick-add-key", fpr, "cv25519", "encr", "never")
-        yield path, uid
-    finally:
-        subprocess.run(["gpgconf", "--homedir", str(path), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
-        subprocess.run(["rm", "-rf", str(path)], check=False)
+    with throwaway_gnupg_home("prompt-test@example.invalid", PASSPHRASE) as gnupg:
+        yield gnupg.path, gnupg.key.uid
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ pipx) are not run here: the test runs the broker this checkout installed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.testing.gnupg import GnupgHome, throwaway_gnupg_home
 from tests.conftest import BIN
-from tests.support.migrate_helpers import GnupgHome
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ACCOUNT = "123456789012"
@@ -118,7 +119,8 @@ class World:
 def readme_home(tmp_path: Path) -> Iterator[tuple[dict[str, str], World, object, GnupgHome]]:
     from broker.testing.local_sts import enforcing_sts
 
-    gnupg = GnupgHome()
+    exits = contextlib.ExitStack()
+    gnupg = exits.enter_context(throwaway_gnupg_home())
     keyring = f"broker-readme-{uuid.uuid4().hex[:10]}"
     home = tmp_path / "home"
     (home / ".aws").mkdir(parents=True)
@@ -140,7 +142,7 @@ def readme_home(tmp_path: Path) -> Iterator[tuple[dict[str, str], World, object,
             }
             yield env, world, sts, gnupg
     finally:
-        gnupg.close()
+        exits.close()
         from broker_keyctl import KeyctlBackend
 
         KeyctlBackend(settings={"keyring": keyring}).purge(every_namespace=True)
@@ -169,7 +171,7 @@ def test_the_quick_start_runs_as_written(readme_home, tmp_path):
             code, shown = run_in_terminal(shlex.split(command), env, {})
             assert code != 0 and "region" in shown.lower(), shown
             config.write_text(ini[0] + "\n" + ini[1])
-        argv = shlex.split(command.replace("<gpg-id>", gnupg.key_id))
+        argv = shlex.split(command.replace("<gpg-id>", gnupg.key.uid))
         if argv[0] == "eval":
             continue  # completion: tests/test_completion.py
         code, shown = run_in_terminal(argv, {**env, "SHELL": str(shell)}, answers)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from broker.backend import Backend
+from broker.backend import Backend, Capability
 from broker.errors import BackendUnavailable, ConfigError
 from broker.registry import Registry
 from broker.testing.memory import MemoryBackend
@@ -93,3 +94,72 @@ def test_construct_failure_is_a_clear_error():
     registry = Registry(extra={"exploding": Exploding})
     with pytest.raises(BackendUnavailable, match="failed to start: ValueError: bad settings"):
         registry.create("exploding")
+
+
+EAGER = '''
+from broker.backend import Availability, Backend, Capability
+
+class Plugin(Backend):
+    name = "eager"
+    description = "a third-party session cache"
+    capabilities = Capability.LIST | Capability.STORE_SESSIONS | Capability.EXPIRY
+    priority = {priority}
+    def availability(self):
+        return Availability(True)
+    def get(self, name):
+        return None
+    def list(self):
+        return []
+'''
+
+
+def test_priority_is_kept_in_the_index_and_read_again_when_the_class_changes(home, tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(site, "broker-eager", "broker_eager_plugin", EAGER.format(priority=100),
+                      "eager")
+    # no __pycache__ in the site dir: a new entry there would change sys.path's stamp
+    env = {"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def cache() -> str:
+        listing = json.loads(home.run("backend", "list", "--json", env=env, check=True).stdout)
+        return next(b["name"] for b in listing if b["session_cache"])
+
+    assert cache() == "eager"  # outranks keyctl (1) for the default session cache
+    index = json.loads((Path(home.env["XDG_CACHE_HOME"]) / "broker" / "plugins.json").read_text())
+    assert index["facts"]["eager"]["priority"] == 100
+    assert index["facts"]["keyctl"]["priority"] == 1
+    module = site / "broker_eager_plugin.py"
+    module.write_text(EAGER.format(priority=0.5))
+    stat = module.stat()
+    os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    assert cache() == "keyctl"  # the changed file was read again
+
+
+def test_a_cached_exec_chooses_without_importing_other_plugins(home):
+    from broker_keyctl import KeyctlBackend
+
+    from tests.support.imports import imported_modules
+
+    if not KeyctlBackend().availability().ok:
+        pytest.skip("kernel keyring unavailable")
+    home.add_key("dev")
+    home.run("export", "dev", check=True)  # fills the session cache
+    names = imported_modules(home.env, "export", "dev")
+    assert "broker_keyctl" in names
+    assert not names & {"broker_pass", "broker_onepassword"}, sorted(names)
+
+
+def test_every_backend_created_gets_the_resolver():
+    seen = []
+
+    class Recording(MemoryBackend):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            seen.append(self._resolver)
+
+    registry = Registry(extra={"recording": Recording})
+    registry.create("recording")
+    registry.availability("recording")
+    registry.best_available(Capability.NONE, ["recording"])
+    assert seen and all(r is registry.resolver for r in seen)
+    assert registry.resolver("env:HOME") == os.environ["HOME"]

@@ -11,14 +11,14 @@ TOTP seed, the GPG passphrase and the 1Password token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from broker.testing.gnupg import throwaway_gnupg_home
 from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
 from tests.test_reliability import ArgvWatcher
 
@@ -37,43 +37,13 @@ def _keyctl(home):
 @pytest.fixture
 def emulator(home, tmp_path) -> Iterator[object]:
     """A fake 1Password account (its state file lives outside the scanned directories)."""
-    from broker.testing import onepassword_emulator
-    from broker.testing.onepassword_emulator import field
+    from broker_onepassword.testing import child_environment, field, installed
 
-    site = Path(onepassword_emulator.__file__).resolve().parent / "_op_site"
-    with onepassword_emulator.installed(tmp_path / "op-state.json") as emu:
+    with installed(tmp_path / "op-state.json") as emu:
         emu.create_item("GPG key", [field("password", GPG_PASSPHRASE, "Concealed")],
                         category="Password")
-        home.env.update(
-            BROKER_OP_EMULATOR=str(emu.path),
-            PYTHONPATH=str(site),
-            OP_SERVICE_ACCOUNT_TOKEN=emu.token,
-        )
+        home.env.update(child_environment(emu.path), OP_SERVICE_ACCOUNT_TOKEN=emu.token)
         yield emu
-
-
-def protected_gnupg_home() -> Path:
-    """A short GNUPGHOME with a key protected by GPG_PASSPHRASE and no agent caching."""
-    path = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
-    path.chmod(0o700)
-    (path / "gpg.conf").write_text("s2k-count 65536\n")
-    (path / "gpg-agent.conf").write_text(
-        "allow-loopback-pinentry\ndefault-cache-ttl 0\nmax-cache-ttl 0\n"
-    )
-    uid = "broker-flow@example.invalid"
-
-    def gpg(*args: str) -> str:
-        return subprocess.run(
-            ["gpg", "--homedir", str(path), "--batch", "--pinentry-mode", "loopback",
-             "--passphrase-fd", "0", *args],
-            input=GPG_PASSPHRASE, capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
-
-    gpg("--quick-generate-key", uid, "ed25519", "cert,sign", "never")
-    listing = gpg("--with-colons", "--list-keys", uid)
-    fpr = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
-    gpg("--quick-add-key", fpr, "cv25519", "encr", "never")
-    return path
 
 
 @pytest.fixture(params=["keyctl", "pass", "onepassword"])
@@ -92,20 +62,18 @@ def flow_home(request, home, emulator, tmp_path):
         f'[backends.keyctl]\nkeyring = "{home.keyring}"\n\n'
         '[backends.onepassword]\nvault = "Broker"\n'
     )
-    gnupghome = None
-    if request.param == "pass":
-        gnupghome = protected_gnupg_home()
-        store = home.root / ".password-store"
-        home.env.update(GNUPGHOME=str(gnupghome), PASSWORD_STORE_DIR=str(store))
-        subprocess.run(["pass", "init", "broker-flow@example.invalid"], env=home.env,
-                       capture_output=True, check=True)
-        config += '\n[backends.pass]\npassphrase = "op://Broker/GPG key/password"\n'
-    home.broker_config.write_text(config)
-    yield home, request.param, tmpdir
-    if gnupghome is not None:
-        subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
-        subprocess.run(["rm", "-rf", str(gnupghome)], check=False)
+    with contextlib.ExitStack() as cleanup:
+        if request.param == "pass":
+            # a key protected by GPG_PASSPHRASE, no agent caching
+            gnupg = cleanup.enter_context(
+                throwaway_gnupg_home("broker-flow@example.invalid", GPG_PASSPHRASE))
+            store = home.root / ".password-store"
+            home.env.update(gnupg.env, PASSWORD_STORE_DIR=str(store))
+            subprocess.run(["pass", "init", gnupg.key.uid], env=home.env,
+                           capture_output=True, check=True)
+            config += '\n[backends.pass]\npassphrase = "op://Broker/GPG key/password"\n'
+        home.broker_config.write_text(config)
+        yield home, request.param, tmpdir
 
 
 def test_whole_flow_leaves_no_secret_on_disk_or_in_argv(flow_home, emulator, sts):

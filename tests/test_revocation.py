@@ -5,21 +5,16 @@ profile's name (``base:ops`` has a colon, as session names do)."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
 from broker.aws.session_cache import KEY_PROFILE, SessionCache, parse_session_name, session_name
-from broker.backend import Item
-from broker.config import Settings
-from broker.registry import Registry
 from broker.services import backends as backend_service
 from broker.services import credentials, keys, migrate, rotate
-from broker.services.context import Context
 from broker.testing.memory import MemoryBackend
 from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET
-from tests.support.keyring_cache import broker_context, cache_settings, default_keys
-from tests.support.ops_helpers import create_iam_user
+from tests.support.contexts import default_keys, home_context
+from tests.support.iam import create_iam_user
 
 BASE_DEVICE = f"arn:aws:iam::{ACCOUNT}:mfa/base-user"
 #: base:ops: a key profile whose name has a colon, on base's device; ops-admin a role on it.
@@ -36,8 +31,7 @@ EXTRA = (
 @pytest.fixture
 def ctx(in_home, sts):
     in_home.aws_config.write_text(in_home.aws_config.read_text() + EXTRA)
-    return broker_context(Path(in_home.env["BROKER_CONFIG"]),
-                          default_keys("base", "base:ops", "dev"), keyring=in_home.keyring)
+    return home_context(in_home, default_keys("base", "base:ops", "dev"))
 
 
 def _cached(ctx, *profiles: str) -> dict[str, bool]:
@@ -167,8 +161,7 @@ def test_rotate_ends_the_sessions_of_a_key_profile_named_with_a_colon(in_home, s
         + f"\n[profile {key}-ro]\nrole_arn = arn:aws:iam::{ACCOUNT}:role/ro\n"
         + f"source_profile = {key}\n"
     )
-    ctx = broker_context(Path(in_home.env["BROKER_CONFIG"]), {key: (old_id, secret)},
-                         keyring=in_home.keyring)
+    ctx = home_context(in_home, {key: (old_id, secret)})
     credentials.obtain(ctx, f"{key}-ro")
     assert _cached(ctx, key, f"{key}-ro") == {key: True, f"{key}-ro": True}
     result = rotate.rotate(ctx, key, sleep=lambda _: None)
@@ -185,16 +178,7 @@ class OtherMemory(MemoryBackend):
 
 def test_migrate_delete_source_ends_the_sessions_made_from_the_moved_keys(in_home, sts):
     in_home.aws_config.write_text(in_home.aws_config.read_text() + EXTRA)
-    cache, cache_backends = cache_settings(in_home.keyring)
-    backends = {**cache_backends, "memory": {"store": uuid.uuid4().hex},
-                "memory2": {"store": uuid.uuid4().hex}}
-    settings = Settings(path=Path(in_home.env["BROKER_CONFIG"]), backend="memory",
-                        session_cache=cache, backends=backends)
-    ctx = Context(settings, Registry(settings_for=backends,
-                                     extra={"memory": MemoryBackend, "memory2": OtherMemory}))
-    for name in ("base:ops", "base"):
-        ctx.backend("memory").set(name, Item(aws_access_key_id=TEST_KEY_ID,
-                                             aws_secret_access_key=TEST_SECRET))
+    ctx = home_context(in_home, default_keys("base:ops", "base"), more={"memory2": OtherMemory})
     _obtain(ctx, in_home, "ops-admin", "admin")
     report = migrate.migrate(ctx, "memory", "memory2", profiles=["base:ops"],
                              delete_source=True)

@@ -13,7 +13,8 @@ from broker.backend import Item
 from broker.errors import AWSError, BackendError, Interrupted, UsageError
 from broker.services import rotate
 from tests.conftest import ACCOUNT
-from tests.support.ops_helpers import access_keys, create_iam_user, memory_context, require_keyctl
+from tests.support.contexts import home_context, require_keyctl
+from tests.support.iam import access_keys, create_iam_user
 
 
 def _identity(sts_url: str, key_id: str, secret: str) -> str:
@@ -119,7 +120,7 @@ def rotation(in_home, sts, moto_server):
     user, old_id, secret = create_iam_user(moto_server)
     profile = f"p-{uuid.uuid4().hex[:6]}"
     _add_profile(in_home, profile)
-    ctx = memory_context(in_home, {profile: (old_id, secret)})
+    ctx = home_context(in_home, {profile: (old_id, secret)})
 
     class Rotation:
         def __init__(self) -> None:
@@ -172,7 +173,7 @@ def test_two_keys_already(rotation, moto_server):
 
 
 def create_second_key(moto_url: str, user: str) -> str:
-    from tests.support.ops_helpers import iam_client
+    from tests.support.iam import iam_client
 
     return str(iam_client(moto_url).create_access_key(UserName=user)["AccessKey"]["AccessKeyId"])
 

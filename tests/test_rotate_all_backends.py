@@ -9,17 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from broker import config
 from broker.aws import iam_keys
 from broker.backend import Item
 from broker.errors import AWSError, BackendError
-from broker.registry import Registry
 from broker.services import rotate
-from broker.services.context import Context
-from broker.testing.memory import MemoryBackend
-from tests.support.keyring_cache import cache_settings
-from tests.support.migrate_helpers import SecondMemory, Stores
-from tests.support.ops_helpers import access_keys, create_iam_user, iam_client
+from tests.support.backends import SecondMemory
+from tests.support.contexts import home_context
+from tests.support.iam import access_keys, create_iam_user, iam_client
+from tests.support.stores import Stores
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
@@ -38,16 +35,8 @@ class TwoStores:
         self.user, self.old_id, secret = create_iam_user(moto_server)
         self.profile = f"p-{uuid.uuid4().hex[:6]}"
         _add_profile(home, self.profile)
-        cache, backends = cache_settings(home.keyring)
-        backends = {**backends, "memory": {"store": uuid.uuid4().hex},
-                    "memory2": {"store": uuid.uuid4().hex}}
-        settings = config.Settings(path=home.broker_config, backend="memory",
-                                   session_cache=cache, backends=backends)
-        registry = Registry(settings_for=settings.backends,
-                            extra={"memory": MemoryBackend, "memory2": SecondMemory})
-        self.ctx = Context(settings, registry)
         self.key = Item(aws_access_key_id=self.old_id, aws_secret_access_key=secret)
-        self.ctx.backend("memory").set(self.profile, self.key)
+        self.ctx = home_context(home, {self.profile: self.key}, more={"memory2": SecondMemory})
         self.ctx.backend("memory2").set(self.profile, self.key.replace(totp=SEED))
         self.sleeps: list[float] = []
 

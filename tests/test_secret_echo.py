@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from broker import paths
-from broker.aws.mfa import MfaCodes, stored_seed_source
+from broker.aws.mfa import MfaCodes, StoredSeed
 from broker.aws.mfa_ledger import MfaLedger, UsedCode
 from broker.aws.profiles import parse, resolve_chain
 from broker.backend import Item
@@ -19,8 +19,8 @@ from broker.errors import AuthenticationError, BrokerError
 from broker.registry import Registry
 from broker.secrets import NOT_SHOWN, ReferenceResolver, shown
 from tests.conftest import ACCOUNT
-from tests.support.keyring_cache import keyctl_usable
-from tests.support.totp_helpers import SEED, T0, FakeClock, pyotp_code
+from tests.support.contexts import keyctl_usable
+from tests.support.otp import SEED, T0, FakeClock, pyotp_code
 
 LITERAL = "MyLiteralPassw0rd"
 
@@ -81,7 +81,7 @@ def test_a_code_handed_out_for_the_console_is_not_kept(ledger):
     """`broker totp code` hands out a code that is still good for AWS: the ledger keeps
     its step and a keyed hash, never the code."""
     clock = FakeClock()
-    codes = MfaCodes(sources=[stored_seed_source], key_item=lambda: Item(totp=SEED),
+    codes = MfaCodes(sources=[StoredSeed(lambda: Item(totp=SEED))],
                      ledger=ledger, clock=clock)
     code = codes.code_for(SERIAL, CHAIN)
     assert code == pyotp_code(SEED, int(T0 // 30))

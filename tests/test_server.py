@@ -16,14 +16,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from broker.aws.chain import ChainOptions, hop_session_name, mfa_session_name
+from broker.aws.chain import ChainOptions, hop_session_name, mfa_session_name, needs_code
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import resolve_chain
 from broker.errors import AWSError
-from broker.services import credentials
+from broker.services import child, credentials
 from broker.services import server as server_service
 from tests.conftest import BIN
-from tests.support.ops_helpers import memory_context, require_keyctl
+from tests.support.contexts import default_keys, home_context, require_keyctl
 
 PROBE = textwrap.dedent(
     """
@@ -120,9 +120,9 @@ def test_inherited_credentials_are_scrubbed(keyctl_home):
     script = "import json, os; print(json.dumps(dict(os.environ)))"
     result = home.run("exec", "--server", "dev", "--", sys.executable, "-c", script,
                       env=inherited, check=True)
-    child = json.loads(result.stdout)
+    seen = json.loads(result.stdout)
     for name in inherited:
-        assert name not in child
+        assert name not in seen
 
 
 def test_exit_code_propagates(keyctl_home):
@@ -237,9 +237,9 @@ def test_ctrl_c_on_a_terminal_reaches_the_child_and_broker_waits(keyctl_home):
 
 def test_signals_the_terminal_sent_to_the_group_are_not_sent_twice():
     kernel, user = 0x80, 0
-    assert not server_service.should_relay(kernel, same_group=True)
-    assert server_service.should_relay(kernel, same_group=False)  # an interactive shell's own
-    assert server_service.should_relay(user, same_group=True)  # kill PID from elsewhere
+    assert not child.should_relay(kernel, same_group=True)
+    assert child.should_relay(kernel, same_group=False)  # an interactive shell's own
+    assert child.should_relay(user, same_group=True)  # kill PID from elsewhere
 
 
 def test_server_refuses_the_long_lived_key(keyctl_home):
@@ -339,7 +339,7 @@ def _get_new(
 
 
 def test_refresh_through_the_chain_reuses_the_mfa_session(in_home, sts):
-    ctx = memory_context(in_home)
+    ctx = home_context(in_home, default_keys("dev"))
     first = credentials.obtain(ctx, "dev")
     assert in_home.mfa_prompts() == 1
     clock = FakeClock()
@@ -349,7 +349,7 @@ def test_refresh_through_the_chain_reuses_the_mfa_session(in_home, sts):
         initial=first.credentials, clock=clock,
     )
     chain = resolve_chain(ctx.aws, "dev")
-    options = ChainOptions(session_duration=ctx.settings.session_duration)
+    options = ChainOptions.from_settings(ctx.settings)
     sessions = ctx.sessions.backend
     assert sessions is not None
     with server_service.CredentialServer(source) as server:
@@ -361,7 +361,7 @@ def test_refresh_through_the_chain_reuses_the_mfa_session(in_home, sts):
         # the role session runs out; the MFA session has hours left
         clock.advance(3600 - 60)
         sessions.delete(hop_session_name(chain, 0, options))
-        assert not server_service.code_needed(ctx, chain, options)
+        assert not needs_code(chain, options, ctx.sessions)
         # the refresh runs in the background; requests meanwhile get the still-valid keys
         status, document = _get_new(server, first.credentials.access_key_id)
         assert status == 200 and document["AccessKeyId"] != first.credentials.access_key_id
@@ -376,7 +376,7 @@ def test_refresh_through_the_chain_reuses_the_mfa_session(in_home, sts):
         in_home.next_step()  # hours later for broker: the device shows another code
         sessions.delete(hop_session_name(chain, 0, options))
         sessions.delete(mfa_session_name(chain))
-        assert server_service.code_needed(ctx, chain, options)
+        assert needs_code(chain, options, ctx.sessions)
         second = document["AccessKeyId"]
         status, document = _get_new(server, second)
         assert status == 200 and document["AccessKeyId"] != second
@@ -386,7 +386,7 @@ def test_refresh_through_the_chain_reuses_the_mfa_session(in_home, sts):
 
 
 def test_a_refresh_error_is_a_500_with_the_message_and_no_secret(in_home, sts):
-    ctx = memory_context(in_home)
+    ctx = home_context(in_home, default_keys("dev"))
     first = credentials.obtain(ctx, "dev")
     expired = Credentials("ASIAOLD", "old-secret", "old-token",
                           datetime.now(timezone.utc) - timedelta(seconds=1))
@@ -422,9 +422,9 @@ def test_child_environment_keeps_no_key(in_home):
 
 
 def test_exit_status_maps_return_codes():
-    assert server_service.exit_status(0) == 0
-    assert server_service.exit_status(7) == 7
-    assert server_service.exit_status(-signal.SIGSEGV) == 128 + signal.SIGSEGV
+    assert child.exit_status(0) == 0
+    assert child.exit_status(7) == 7
+    assert child.exit_status(-signal.SIGSEGV) == 128 + signal.SIGSEGV
 
 
 def _read_until(master: int, output: bytearray, marker: bytes, timeout: float = 60) -> None:
@@ -443,17 +443,11 @@ HARNESS = textwrap.dedent(
     from datetime import timedelta
     from broker import config
     from broker.aws.credentials import utcnow
-    from broker.backend import Item
-    from broker.registry import Registry
-    from broker.services import credentials, server
-    from broker.services.context import Context
-    from broker.testing.memory import MemoryBackend
+    from broker.services import child, credentials, server
+    from broker.testing.context import memory_context
 
-    settings = config.Settings(path=config.paths.config_file(), backend="memory",
-                               session_cache="none")
-    ctx = Context(settings, Registry(extra={"memory": MemoryBackend}))
-    ctx.backend("memory").set("typed", Item(aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-                                            aws_secret_access_key="secret"))
+    ctx = memory_context(config.paths.config_file(),
+                         {"typed": ("AKIAIOSFODNN7EXAMPLE", "secret")}, session_cache="none")
     first = credentials.obtain(ctx, "typed", mfa_code=os.environ["BROKER_TEST_FIRST_CODE"])
     source = server.RefreshingCredentials(
         server.refresher(ctx, "typed"), 300, initial=first.credentials,
@@ -464,7 +458,7 @@ HARNESS = textwrap.dedent(
     env = server.child_environment("typed", "us-east-1", endpoint.url, endpoint.token,
                                    os.environ)
     try:
-        code = server.supervise(["bash", "--norc", "--noprofile", "-i"], env, endpoint.start)
+        code = child.supervise(["bash", "--norc", "--noprofile", "-i"], env, endpoint.start)
     finally:
         endpoint.stop()
     sys.exit(code)
@@ -476,7 +470,7 @@ def test_an_mfa_prompt_during_a_refresh_takes_the_terminal_from_the_shell(home, 
     """An interactive shell puts its jobs in the terminal's foreground; the MFA prompt of a
     refresh must still reach the user, and the terminal go back to the job afterwards."""
     from tests.conftest import ACCOUNT
-    from tests.support.totp_helpers import SEED
+    from tests.support.otp import SEED
 
     typed = f"arn:aws:iam::{ACCOUNT}:mfa/typed"
     sts.register_mfa_device(typed, SEED)

@@ -26,7 +26,7 @@ import pytest
 from broker.aws.credentials import Credentials
 from broker.errors import AWSError
 from broker.services import server as server_service
-from tests.support.ops_helpers import require_keyctl
+from tests.support.contexts import require_keyctl
 from tests.support.other_user import hold_as, throwaway_uid
 
 
@@ -389,7 +389,7 @@ def test_the_chain_refresh_says_when_it_needs_a_code(in_home, sts, tmp_path):
     from broker.aws.chain import ChainOptions, hop_session_name, mfa_session_name
     from broker.aws.profiles import resolve_chain
     from broker.services import credentials
-    from tests.support.ops_helpers import memory_context
+    from tests.support.contexts import default_keys, home_context
 
     touch = tmp_path / "touched"
     touch.touch()
@@ -399,7 +399,7 @@ def test_the_chain_refresh_says_when_it_needs_a_code(in_home, sts, tmp_path):
     )
     assert 'mfa_process = "$BROKER_TEST_MFA"' in config
     in_home.aws_config.write_text(config.replace('mfa_process = "$BROKER_TEST_MFA"', waiting))
-    ctx = memory_context(in_home)
+    ctx = home_context(in_home, default_keys("dev"))
     first = credentials.obtain(ctx, "dev")
     clock = _Clock()
     fetch = server_service.refresher(ctx, "dev")
@@ -409,7 +409,7 @@ def test_the_chain_refresh_says_when_it_needs_a_code(in_home, sts, tmp_path):
     )
     clock.ahead = first.credentials.seconds_left(clock()) - 30  # 30 s left
     chain = resolve_chain(ctx.aws, "dev")
-    options = ChainOptions(session_duration=ctx.settings.session_duration)
+    options = ChainOptions.from_settings(ctx.settings)
     sessions = ctx.sessions.backend
     assert sessions is not None
     sessions.delete(hop_session_name(chain, 0, options))

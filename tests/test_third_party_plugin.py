@@ -9,6 +9,10 @@ in-tree PEP 517 backend (no setuptools or wheel to download into an isolated
 build environment), and the new environment reaches broker and its
 dependencies through a ``.pth`` file that adds this environment's
 site-packages, instead of installing them again.
+
+The last tests stay in process: a backend class that outranks the built-in ones and
+declares their capabilities is chosen as they are (the default backend, the session
+cache, the store `backend login` keeps a token in), and doctor runs its checks.
 """
 
 from __future__ import annotations
@@ -18,10 +22,19 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from broker import config
+from broker.backend import Capability, Check
+from broker.errors import NotFound
+from broker.registry import Registry
+from broker.services import backends, doctor
+from broker.services.context import Context
+from broker.testing.memory import MemoryBackend
 from tests.conftest import TEST_KEY_ID, TEST_SECRET
 
 PLUGIN = '''
@@ -92,6 +105,14 @@ class TestTinyFile(BackendContract):
     @pytest.fixture
     def reopen(self):
         return lambda b: TinyFileBackend(settings=b.settings, namespace=b.namespace)
+
+    @pytest.fixture
+    def bad_settings(self):
+        return [{}]  # no path: not available, and why
+
+    @pytest.fixture
+    def neighbour(self):
+        return lambda b: TinyFileBackend(settings={"path": b.settings["path"] + "-2"})
 '''
 
 # A PEP 517 backend in the source tree: builds a wheel from the module list below.
@@ -257,3 +278,86 @@ def test_the_contract_suite_runs_against_the_plugin(plugin_venv: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
+
+
+# --- in process: a plugin's declarations get it what the built-in ones get ----------------
+
+
+class Acme(MemoryBackend):
+    """A third-party store that outranks the built-in ones and declares what they do:
+    fit for STS sessions with expiry, and keeping secrets for references."""
+
+    name: ClassVar[str] = "acme"
+    priority: ClassVar[float] = 10.0
+    capabilities: ClassVar[Capability] = (
+        Capability.LIST | Capability.PERSISTENT | Capability.STORE_SESSIONS
+        | Capability.EXPIRY | Capability.SECRET_STORE
+    )
+    schemes: ClassVar[tuple[str, ...]] = ("acme",)
+    kept: ClassVar[dict[str, tuple[str, int | None]]] = {}
+
+    def store_secret(self, name: str, value: str, ttl_seconds: int | None) -> None:
+        Acme.kept[name] = (value, ttl_seconds)
+
+    def secret_reference(self, name: str) -> str:
+        return f"acme:{name}"
+
+    def delete_secret(self, name: str) -> bool:
+        return Acme.kept.pop(name, None) is not None
+
+    def resolve(self, reference: str) -> str:
+        name = reference.partition(":")[2]
+        if name not in Acme.kept:
+            raise NotFound(f"acme: no secret {name!r}", "store it first")
+        return Acme.kept[name][0]
+
+    def checks(self, used: bool) -> list[Check]:
+        return [Check("acme", "ok", f"acme's own row (used: {used})")]
+
+
+def _acme_context(home: Path) -> Context:
+    settings = config.Settings(home / "config.toml", backends={"acme": {"store": "acme-test"}})
+    return Context(settings, Registry(settings.backends, extra={"acme": Acme}))
+
+
+def test_a_higher_priority_plugin_is_chosen_as_the_built_ins_are(in_home) -> None:
+    ctx = _acme_context(in_home.root)
+    assert ctx.registry.preference_order()[0] == "acme"
+    assert ctx.credential_backend_name() == "acme"  # nobody chose: the best available
+    assert ctx.session_cache_name() == "acme"  # STORE_SESSIONS | EXPIRY, highest priority
+    assert ctx.sessions.backend is not None and ctx.sessions.backend.name == "acme"
+
+
+def test_backend_login_keeps_the_token_in_a_plugins_secret_store(in_home) -> None:
+    Acme.kept.clear()
+    ctx = _acme_context(in_home.root)
+    reference, expires = backends.login(ctx, "onepassword", "ops_token", 600)
+    assert reference == "acme:onepassword-token"
+    assert Acme.kept["onepassword-token"] == ("ops_token", 600)
+    assert ctx.resolver(reference) == "ops_token"  # found again by its scheme
+    assert 590 <= (expires - datetime.now(timezone.utc)).total_seconds() <= 600
+    assert backends.logout(ctx, "onepassword") is True
+    assert backends.logout(ctx, "onepassword") is False
+
+
+def test_doctor_runs_a_plugins_checks(in_home) -> None:
+    registry = Registry(extra={"acme": Acme})
+    checks = {c.name: c for c in doctor.run(
+        doctor.Facts(environ={"AWS_ENDPOINT_URL": in_home.env["AWS_ENDPOINT_URL"]}), registry)}
+    assert checks["acme"].summary == "acme's own row (used: True)"  # the default and cache
+    assert checks["session cache"].summary == "sessions are kept in acme"
+
+
+def test_builtin_order_is_their_declared_priority() -> None:
+    class Plain(MemoryBackend):
+        pass
+
+    class Eager(MemoryBackend):
+        priority: ClassVar[float] = 2.5
+
+    registry = Registry(extra={"zz": Plain, "aa": Plain, "eager": Eager})
+    order = registry.preference_order()
+    builtin = [n for n in order if n in ("onepassword", "pass", "keyctl")]
+    assert builtin == ["onepassword", "pass", "keyctl"]  # as before priorities existed
+    assert order.index("eager") == order.index("pass") - 1  # 2.5: between 3 and 2
+    assert order[-2:] == ["aa", "zz"]  # the default 0, ties by name

@@ -9,7 +9,7 @@ import pytest
 
 from broker.aws.totp import MIN_BITS, TotpSeed, parse_seed
 from broker.errors import ConfigError, UsageError
-from tests.support.totp_helpers import SEED
+from tests.support.otp import SEED
 
 SHORT_OK = "JBSWY3DPEHPK3PXPJBSWY3DPEH"  # 26 characters: 130 bits
 
@@ -130,7 +130,7 @@ def test_error_class_and_hint_are_the_callers():
 
 def test_without_a_terminal_the_countdown_is_one_line():
     """A log or an SDK capturing stderr gets one line, not a line per second."""
-    from tests.support.totp_helpers import FakeClock
+    from tests.support.otp import FakeClock
 
     clock = FakeClock(start=1000.0)
     clock.terminal = False

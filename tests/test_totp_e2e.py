@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ACCOUNT, BrokerHome
-from tests.support.totp_helpers import SEED, imported_modules, pyotp_code
+from tests.support.imports import imported_modules
+from tests.support.otp import SEED, pyotp_code
 
 OTP_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/otp-user"
 OTP_PROFILES = f"""

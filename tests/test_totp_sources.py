@@ -22,16 +22,9 @@ from broker.services import backends as backend_service
 from broker.services import credentials, listing
 from broker.services import mfa as mfa_service
 from tests.conftest import ACCOUNT, follow_clock
-from tests.support.totp_helpers import (
-    OTP_CONFIG,
-    SEED,
-    T0,
-    CountingMemory,
-    FakeClock,
-    memory_context,
-    pyotp_code,
-    store_key,
-)
+from tests.support.backends import CountingMemory
+from tests.support.contexts import home_context, store_key
+from tests.support.otp import OTP_CONFIG, SEED, T0, FakeClock, pyotp_code
 
 OTP_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/otp-user"
 
@@ -50,7 +43,7 @@ def ctx(in_home, clock, sts, monkeypatch):
         sts.register_mfa_device(f"arn:aws:iam::{ACCOUNT}:mfa/{device}", SEED)
     in_home.aws_config.write_text(OTP_CONFIG)
     CountingMemory.reads.clear()
-    context = memory_context(Path(in_home.env["BROKER_CONFIG"]), CountingMemory)
+    context = home_context(in_home, backend=CountingMemory)
     store_key(context, "otp", totp=SEED)
     store_key(context, "proc", totp=SEED)
     store_key(context, "ref")
@@ -208,7 +201,7 @@ def test_a_malformed_stored_seed_is_a_clear_error(ctx, sts):
 def test_the_guard_holds_across_ledger_instances(in_home, clock, tmp_path):
     # what one process records, another sees: the state lives in one file
     MfaLedger().record("arn:x", UsedCode(int(T0 // 30), 30, "000000", T0))
-    codes = MfaCodes(key_item=lambda: None, clock=clock)
+    codes = MfaCodes(clock=clock)
     from broker.aws.totp import parse_seed
 
     assert codes._computed("arn:x", parse_seed(SEED)).step == int(T0 // 30) + 1

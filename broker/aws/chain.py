@@ -2,7 +2,10 @@
 
 Each level is cached in the session cache and refreshed under its own lock,
 so an MFA session is asked for once per lifetime and shared by every role
-profile with the same source and device.
+profile with the same source and device. The chain names its cached levels
+(:func:`level_session_names`) and so answers whether a refresh now needs an MFA
+code (:func:`needs_code`). The call that carries the code runs inside one MFA attempt
+(:meth:`broker.aws.mfa.MfaCodes.attempt`): the code counts as used once STS accepted it.
 
 AWS's duration rules decide the shape (:func:`plan`): AssumeRole signed with
 temporary credentials is role chaining and gets at most one hour
@@ -24,6 +27,7 @@ from broker.errors import ConfigError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # mfa imports subprocess, needed only when a session is made
     from broker.aws.mfa import MfaCodes
+    from broker.config import Settings
 
 #: DurationSeconds limits, seconds (STS API reference: GetSessionToken, AssumeRole).
 GET_SESSION_TOKEN_LIMITS = (900, 129_600)
@@ -52,6 +56,28 @@ class ChainOptions:
         self.session_duration = session_duration
         self.region = region
         self.profile = profile
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        duration: int | None = None,
+        no_session: bool = False,
+        region: str | None = None,
+        profile: str | None = None,
+    ) -> ChainOptions:
+        """The options every use case runs the chain with: the MFA session's lifetime from
+        broker's config (``settings.session_duration``, seconds), the rest as given
+        (``duration``: ``--duration`` in seconds; ``region`` already resolved; ``profile``
+        the profile whose STS client settings apply, None for none)."""
+        return cls(
+            duration=duration,
+            no_session=no_session,
+            session_duration=settings.session_duration,
+            region=region,
+            profile=profile,
+        )
 
 
 class PlannedCall:
@@ -273,8 +299,27 @@ def level_session_names(chain: Chain, options: ChainOptions) -> list[str]:
     return names
 
 
+def needs_code(chain: Chain, options: ChainOptions, cache: SessionCache) -> bool:
+    """Whether making ``chain``'s credentials now sends an MFA code (so may ask a person):
+    the chain has an MFA device, makes at least one STS call (not the raw key of
+    ``--no-session`` without a role), and every cached level down to the one that
+    carries the code has expired in ``cache`` (or is within its refresh margin)."""
+    if not chain.mfa_serial:
+        return False
+    names = level_session_names(chain, options)
+    if not names:  # the long-lived key itself: no call, no code
+        return False
+    return all(cache.get(name) is None for name in names)
+
+
 class CredentialChain:
-    """Produces a profile's credentials, from the cache where it can."""
+    """Produces a profile's credentials, from the cache where it can.
+
+    Sessions go through ``cache`` recording the chain's key profile
+    (:meth:`SessionCache.for_key`). ``fresh``: never serve a cached level, make each
+    again (a new session replaces the cached one), as proving a TOTP seed needs (a cached
+    session would answer without AWS checking the code).
+    """
 
     def __init__(
         self,
@@ -283,12 +328,15 @@ class CredentialChain:
         load_master: Callable[[], Credentials],
         mfa: MfaCodes,
         options: ChainOptions,
+        *,
+        fresh: bool = False,
     ) -> None:
         self.chain = chain
-        self.cache = cache
+        self.cache = cache.for_key(chain.key_profile.name)
         self.load_master = load_master
         self.mfa = mfa
         self.options = options
+        self.fresh = fresh
         self.calls: list[str] = []  # STS calls made, for tests and --debug
 
     def cached(self) -> Credentials | None:
@@ -331,6 +379,7 @@ class CredentialChain:
         return self.cache.get_or_create(
             mfa_session_name(self.chain, self.options),
             create,
+            reuse=not self.fresh,
             kind="session",
             profile=self.chain.key_profile.name,
             mfa_serial=self.chain.mfa_serial or "",
@@ -340,7 +389,11 @@ class CredentialChain:
         self, serial: str | None, call: Callable[[str | None], Credentials]
     ) -> Credentials:
         """``call(code)`` with an MFA code for ``serial`` (None: no code). A code typed at
-        the prompt that AWS refuses is asked for again, up to ``PROMPT_TRIES`` in all."""
+        the prompt that AWS refuses is asked for again, up to ``PROMPT_TRIES`` in all.
+
+        The whole exchange is one MFA attempt (:meth:`MfaCodes.attempt`): the device stays
+        locked until STS has answered, and the code counts as used only if it accepted.
+        """
         if not serial:
             return call(None)
         from broker import tty
@@ -348,15 +401,16 @@ class CredentialChain:
         from broker.errors import MFACodeRefused
 
         tries = 0
-        while True:
-            code = self.mfa.code_for(serial, self.chain)
-            try:
-                return call(code)
-            except MFACodeRefused as exc:
-                tries += 1
-                if self.mfa.last_origin != PROMPT_ORIGIN or tries >= PROMPT_TRIES:
-                    raise
-                tty.write(f"broker: {exc.message}; {tries_left(PROMPT_TRIES - tries)}\n")
+        with self.mfa.attempt():
+            while True:
+                code = self.mfa.code_for(serial, self.chain)
+                try:
+                    return call(code)
+                except MFACodeRefused as exc:
+                    tries += 1
+                    if self.mfa.last_origin != PROMPT_ORIGIN or tries >= PROMPT_TRIES:
+                        raise
+                    tty.write(f"broker: {exc.message}; {tries_left(PROMPT_TRIES - tries)}\n")
 
     def _hop(
         self, index: int, roles: list[PlannedCall], session: PlannedCall | None
@@ -399,6 +453,7 @@ class CredentialChain:
         return self.cache.get_or_create(
             hop_session_name(self.chain, index, self.options),
             create,
+            reuse=not self.fresh,
             kind="role",
             profile=hop.name,
             role_arn=hop.role_arn or "",

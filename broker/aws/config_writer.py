@@ -1,10 +1,19 @@
-"""Setting one value in ``~/.aws/config`` without disturbing the rest.
+"""broker's one editor of the AWS INI files: setting one value in ``~/.aws/config``, and
+removing one section of ``~/.aws/credentials``, without disturbing the rest.
 
 configparser would drop every comment and reflow the file, so this edits lines: the
 value is replaced in place (or added after the section's last setting, or in a new
-section at the end); comments, blank lines, order, each line's own ending, a UTF-8
-byte-order mark and the file's mode stay as they were. The file is replaced atomically
-(a symlinked config is written through its link) under a lock.
+section at the end), a section goes from its header through its last setting; comments,
+blank lines, order, each line's own ending, a UTF-8 byte-order mark and the file's mode
+stay as they were. The file is read again under a lock, changed, and replaced atomically
+(a symlinked file is written through its link).
+
+configupdater (the comment-keeping INI editor on PyPI) was weighed and not used: in its
+4.1 release it writes an added line with ``\\n`` in a ``\\r\\n`` file, does not split
+lines at a lone ``\\r`` as text-mode reading does, refuses a file that starts with a
+byte-order mark, edits the first of two sections botocore reads the second of, and drops
+the comment that follows a removed section (usually the next section's). Each is a rule
+below.
 
 The file is read as botocore reads it (it is what the AWS CLI and SDKs use):
 
@@ -397,6 +406,56 @@ def _verify(
         )
 
 
+def without_section(
+    text: str, names: Callable[[str], bool], *, source: str = "~/.aws/credentials"
+) -> str:
+    """``text`` without the section whose header name ``names`` accepts: its header
+    through its last setting (continuation lines included). Comments and blank lines after
+    that stay, as they usually introduce the next section. When several headers match, the
+    later one goes (the one a later-wins reading takes); ``text`` itself when none does.
+
+    ``source`` names the file in errors. Raises ConfigError when the file cannot be parsed
+    (as botocore would refuse it), when the section is ``[DEFAULT]`` (its values reach every
+    section), or when the removal would change how any other section reads.
+    """
+    bom = BOM if text.startswith(BOM) else ""
+    body = text[len(bom):]
+    before = _read(body, source)
+    lines = split_lines(body)
+    parsed = classify(lines)
+    headers = [i for i, line in enumerate(parsed) if line.kind == HEADER and names(line.name)]
+    if not headers:
+        return text
+    start = headers[-1]
+    section = parsed[start].name
+    if section == _DEFAULT_SECTION:
+        raise ConfigError(
+            f"{source}: the [{section}] section holds defaults for every other section",
+            "remove it by hand",
+        )
+    end = next(
+        (i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER), len(parsed)
+    )
+    last = max(
+        (i for i in range(start + 1, end) if parsed[i].kind not in (BLANK, COMMENT)),
+        default=start,
+    )
+    kept_after = lines[last + 1:]
+    if start and kept_after and _merge(line_ending(lines[start - 1]), kept_after[0]):
+        # After a lone "\r", the "\n" of a blank line would only make it "\r\n".
+        kept_after[0] = "\r" + kept_after[0][1:]
+    result = "".join([*lines[:start], *kept_after])
+    expected = copy.deepcopy(before)
+    del expected[0][section]
+    if _read(result, source) != expected:
+        raise ConfigError(
+            f"cannot remove [{section}] from {source} without changing how other sections "
+            "are read",
+            f"remove the [{section}] section by hand",
+        )
+    return bom + result
+
+
 def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
     """Set ``key = value`` in ``profile``'s section of the file at ``path``.
 
@@ -404,7 +463,7 @@ def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
     directory) and its bytes outside the edit; a symlink is followed, so dotfile managers
     keep their link.
     """
-    return _edit(
+    return edit_file(
         path, lambda text: set_profile_value(text, profile, key, value, source=str(path))
     )
 
@@ -413,12 +472,21 @@ def ensure_profile_section(path: Path, profile: str) -> bool:
     """Add an empty ``[profile NAME]`` (or ``[default]``) section to the file at ``path``
     unless botocore reads one for ``profile`` already; True if the file changed. The file
     is kept as :func:`write_profile_value` keeps it."""
-    return _edit(path, lambda text: with_profile_section(text, profile, source=str(path)))
+    return edit_file(path, lambda text: with_profile_section(text, profile, source=str(path)))
 
 
-def _edit(path: Path, change: Callable[[str], str]) -> bool:
+def edit_file(path: Path, change: Callable[[str], str], *, lock: str = "aws-config") -> bool:
+    """Replace the text of the file at ``path`` with ``change(text)``; True if it changed.
+
+    Under the broker lock ``lock``, the file is read right before the write, so ``change``
+    sees (and keeps) any edit made meanwhile, and can decline by returning ``text``. The
+    text is decoded from the bytes (UTF-8), so every line ending stays as written; a
+    missing file reads as "" and is made 0600 in a 0700 directory. The file is replaced
+    atomically, keeping its mode; a symlink is followed, so dotfile managers keep their
+    link. Raises ConfigError when the file cannot be read or is not UTF-8.
+    """
     target = Path(os.path.realpath(path))
-    with paths.file_lock("aws-config"):
+    with paths.file_lock(lock):
         try:
             text = target.read_bytes().decode("utf-8")  # bytes: keeps \r\n and lone \r
             mode = target.stat().st_mode & 0o7777

@@ -8,13 +8,13 @@ in an error message (urllib's errors do not carry the request URL).
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from broker import config
 from broker.aws import sts
 from broker.aws.credentials import Credentials
 from broker.errors import AWSError, NetworkError, UsageError
@@ -79,7 +79,7 @@ def destination(partition: Partition, region: str | None, path: str | None) -> s
 
 def endpoint(partition: Partition) -> str:
     """``$BROKER_FEDERATION_ENDPOINT`` (tests, proxies), else the partition's endpoint."""
-    return os.environ.get(ENDPOINT_VARIABLE) or partition.signin
+    return config.environment(ENDPOINT_VARIABLE) or partition.signin
 
 
 def federation_token(

@@ -2,14 +2,18 @@
 
 Sources, asked in this order:
 
-1. an explicit code (``--mfa-code``);
-2. the profile's ``mfa_process``;
+1. an explicit code (``--mfa-code``; :class:`ExplicitCode`);
+2. the profile's ``mfa_process`` (:class:`MfaProcess`);
 3. a TOTP seed kept with the key profile's key (the Item field ``totp``: base32 or an
-   ``otpauth://`` URI, stored in each backend's native shape);
+   ``otpauth://`` URI, stored in each backend's native shape; :class:`StoredSeed`);
 4. the profile's ``broker_totp`` secret reference: 6 to 8 digits are a code (as from
-   ``op://...?attribute=totp``), anything else a seed or an otpauth URI;
+   ``op://...?attribute=totp``), anything else a seed or an otpauth URI
+   (:class:`TotpReference`);
 5. a prompt on /dev/tty (an SDK running ``credential_process`` captures stdout and
-   stderr, so the prompt must use the terminal).
+   stderr, so the prompt must use the terminal; :class:`Prompt`).
+
+Each source is a small object behind one interface, :class:`CodeSource`: it offers a
+code or a seed for a device, or nothing (the next one is asked).
 
 The reuse guard: AWS refuses a code already used for the same device. The last accepted
 step per ``mfa_serial`` is kept in :mod:`broker.aws.mfa_ledger`; a computed code that
@@ -17,7 +21,8 @@ would repeat it waits for the next step (a countdown on the terminal), and a typ
 explicit code equal to the last accepted one is refused with the reason. ``mfa_process``
 is run again after the next step when it repeats a code just used (AWS would refuse it:
 each code is accepted once per device). A code counts as used once STS accepted
-it: :class:`GuardedSessions` wraps each session refresh in :meth:`MfaCodes.attempt`.
+it: the credential chain makes each call that carries a code inside
+:meth:`MfaCodes.attempt` (:mod:`broker.aws.chain`).
 """
 
 from __future__ import annotations
@@ -27,14 +32,13 @@ import dataclasses
 import re
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
+from typing import Protocol
 
 from broker import tty
 from broker.aws import totp
-from broker.aws.credentials import Credentials
 from broker.aws.mfa_ledger import MfaLedger, UsedCode
 from broker.aws.profiles import Chain
-from broker.aws.session_cache import SessionCache
 from broker.aws.totp import TotpSeed, parse_seed
 from broker.backend import TOTP, Item
 from broker.errors import AuthenticationError, ConfigError, MFARequired
@@ -63,20 +67,43 @@ FROM_PROMPT = "prompt"
 class Offer:
     """What a source offers: a code as it is, or a seed to compute one from.
 
-    ``refetch`` asks the source again (a reference to live codes, or ``mfa_process``).
+    ``live``: the source hands out live codes (``mfa_process``, a reference to live
+    codes), so asking it again after the next time step may give a fresher code.
     """
 
-    origin: str
     code: str | None = None
     seed: TotpSeed | None = None
-    refetch: Callable[[], Offer] | None = None
+    live: bool = False
 
 
-#: A source returns a 6-digit code, or None when it has nothing for this device.
-CodeSource = Callable[[str, Chain], "str | None"]
+class CodeSource(Protocol):
+    """Where MFA codes may come from.
+
+    ``name`` is what `broker list` shows for it, ``origin`` how messages name it ("the MFA
+    code from <origin> is not 6 digits"). :class:`MfaCodes` checks the shape of every code
+    offered.
+    """
+
+    name: str
+    origin: str
+
+    def offer(self, serial: str, chain: Chain) -> Offer | None:
+        """A code or a seed for device ``serial`` of ``chain``; None when this source has
+        nothing for it (the next source is asked).
+
+        Raises:
+            BrokerError: the source is configured but cannot give a code (MFARequired,
+                AuthenticationError, ConfigError...).
+        """
+        ...
 
 
 def check_code(code: str, origin: str) -> str:
+    """``code`` without blanks, if it is 6 ASCII digits.
+
+    Raises:
+        AuthenticationError: anything else, naming ``origin``.
+    """
     code = code.strip().replace(" ", "")
     if not _CODE.match(code):
         raise AuthenticationError(
@@ -95,80 +122,172 @@ def _nearest(chain: Chain, attribute: str) -> str | None:
 
 
 def source_name(chain: Chain, seed_stored: bool | None) -> str:
-    """Which source will give ``chain``'s codes ("" without an MFA device), for `list`."""
+    """Which source will give ``chain``'s codes ("" without an MFA device), for `list`:
+    a :attr:`CodeSource.name`, in the order :func:`default_sources` asks them.
+    ``seed_stored``: whether a seed is kept with the key (None: not known)."""
     if not chain.mfa_serial:
         return ""
     if _nearest(chain, "mfa_process"):
-        return FROM_PROCESS
+        return MfaProcess.name
     if seed_stored:
-        return FROM_STORED
+        return StoredSeed.name
     if _nearest(chain, "broker_totp"):
-        return FROM_REFERENCE
-    return FROM_PROMPT
-
-
-def mfa_process_source(serial: str, chain: Chain) -> str | None:
-    command = _nearest(chain, "mfa_process")
-    if not command:
-        return None
-    # stdout is the code; stderr ("Touch your YubiKey") goes to the terminal, because an
-    # SDK running credential_process captures broker's own stderr.
-    try:
-        with tty.helper_stderr() as stderr:
-            result = subprocess.run(  # noqa: S602 - a command the user configured, like aws-vault
-                command, shell=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                stderr=stderr, timeout=120, check=False,
-            )
-    except subprocess.TimeoutExpired:
-        raise MFARequired("mfa_process did not finish in 120 s", "check the command") from None
-    except OSError as exc:
-        raise MFARequired(
-            f"cannot run mfa_process: {exc.strerror or exc}", "check the command"
-        ) from None
-    if result.returncode != 0:
-        raise MFARequired(
-            f"mfa_process exited with status {result.returncode}",
-            "run the command by hand to see why",
-        )
-    return check_code(result.stdout.decode("utf-8", "replace"), "mfa_process")
+        return TotpReference.name
+    return Prompt.name
 
 
 def tries_left(left: int) -> str:
     return f"try again ({left} {'try' if left == 1 else 'tries'} left)"
 
 
-def tty_source(serial: str, chain: Chain) -> str | None:
-    """A code typed on the terminal; one that is not 6 digits is asked for again."""
-    if not tty.has_tty():
-        return None
-    for left in reversed(range(PROMPT_TRIES)):
-        typed = tty.prompt(f"MFA code for {serial}: ")
+class ExplicitCode:
+    """A code given on the command line (``--mfa-code``): offered once, then nothing."""
+
+    name = origin = "--mfa-code"
+
+    def __init__(self, code: str | None) -> None:
+        self._code = code
+
+    def offer(self, serial: str, chain: Chain) -> Offer | None:
+        code, self._code = self._code, None
+        return Offer(code=code) if code else None
+
+
+class MfaProcess:
+    """The profile's ``mfa_process`` (the nearest in the chain): a command that prints a
+    code on stdout. Its codes are live: it is run again for a fresher one."""
+
+    name = FROM_PROCESS
+    origin = "mfa_process"
+
+    def code(self, serial: str, chain: Chain) -> str | None:
+        """The code the command prints; None when no profile of ``chain`` sets one.
+
+        Raises:
+            MFARequired: the command cannot run, times out (120 s) or fails.
+            AuthenticationError: it printed no 6-digit code.
+        """
+        command = _nearest(chain, "mfa_process")
+        if not command:
+            return None
+        # stdout is the code; stderr ("Touch your YubiKey") goes to the terminal, because an
+        # SDK running credential_process captures broker's own stderr.
         try:
-            return check_code(typed, PROMPT_ORIGIN)
-        except AuthenticationError as exc:
-            if not left:
-                raise
-            tty.write(f"broker: {exc.message}; {tries_left(left)}\n")
-    raise AssertionError("unreachable")  # pragma: no cover
+            with tty.helper_stderr() as stderr:
+                result = subprocess.run(  # noqa: S602 - a command the user configured, like aws-vault
+                    command, shell=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                    stderr=stderr, timeout=120, check=False,
+                )
+        except subprocess.TimeoutExpired:
+            raise MFARequired("mfa_process did not finish in 120 s", "check the command") from None
+        except OSError as exc:
+            raise MFARequired(
+                f"cannot run mfa_process: {exc.strerror or exc}", "check the command"
+            ) from None
+        if result.returncode != 0:
+            raise MFARequired(
+                f"mfa_process exited with status {result.returncode}",
+                "run the command by hand to see why",
+            )
+        return check_code(result.stdout.decode("utf-8", "replace"), self.origin)
+
+    def offer(self, serial: str, chain: Chain) -> Offer | None:
+        code = self.code(serial, chain)
+        return Offer(code=code, live=True) if code else None
 
 
-def stored_seed_source(serial: str, chain: Chain) -> str | None:
-    """Stands in :attr:`MfaCodes.sources` for the TOTP seed kept with the key, which
-    :class:`MfaCodes` computes from (it holds the key's Item and the clock)."""
-    return None
+class StoredSeed:
+    """The TOTP seed kept with the key profile's key (the Item field ``totp``).
+
+    ``key_item`` returns that Item (already read for the key, so the seed costs no second
+    read); None, or an Item without the field, offers nothing.
+    """
+
+    name = FROM_STORED
+    origin = "the stored TOTP seed"
+
+    def __init__(self, key_item: Callable[[], Item | None] | None = None) -> None:
+        self.key_item = key_item
+
+    def offer(self, serial: str, chain: Chain) -> Offer | None:
+        """Raises ConfigError when the stored value is no seed."""
+        item = self.key_item() if self.key_item is not None else None
+        value = item.get(TOTP) if item is not None else None
+        if not value:
+            return None
+        name = chain.key_profile.name
+        seed = parse_seed(
+            value, origin=f"the TOTP seed stored with {name}'s key", error=ConfigError,
+            hint=f"store it again with `broker totp set {name}`",
+        )
+        return Offer(seed=seed)
 
 
-def reference_source(serial: str, chain: Chain) -> str | None:
-    """Stands in :attr:`MfaCodes.sources` for the profile's ``broker_totp`` reference,
-    which :class:`MfaCodes` resolves (a code, or a seed it computes from)."""
-    return None
+class TotpReference:
+    """The profile's ``broker_totp`` secret reference (the nearest in the chain), resolved
+    with ``resolve``: 6 to 8 digits are a live code (as from ``op://...?attribute=totp``),
+    anything else a seed or an otpauth URI. Without ``resolve`` it offers nothing."""
+
+    name = FROM_REFERENCE
+    origin = "broker_totp"
+
+    def __init__(self, resolve: Callable[[str], str] | None = None) -> None:
+        self.resolve = resolve
+
+    def offer(self, serial: str, chain: Chain) -> Offer | None:
+        """Raises ConfigError when the value is neither a code nor a seed."""
+        reference = _nearest(chain, "broker_totp")
+        if not reference or self.resolve is None:
+            return None
+        value = self.resolve(reference).strip()
+        compact = value.replace(" ", "")
+        if _CODE_SHAPE.match(compact):  # the reference hands out codes, not the seed
+            return Offer(code=compact, live=True)
+        seed = parse_seed(
+            value, origin="the seed from broker_totp", error=ConfigError,
+            hint="point broker_totp at a base32 seed, an otpauth:// URI or a 6-digit code",
+        )
+        return Offer(seed=seed)
 
 
-_ORIGINS: dict[CodeSource, str] = {mfa_process_source: "mfa_process", tty_source: PROMPT_ORIGIN}
+class Prompt:
+    """A code typed on the terminal (/dev/tty); nothing without a terminal."""
+
+    name = FROM_PROMPT
+    origin = PROMPT_ORIGIN
+
+    def code(self, serial: str, chain: Chain) -> str | None:
+        """The code typed; one that is not 6 digits is asked for again, ``PROMPT_TRIES``
+        times in all.
+
+        Raises:
+            AuthenticationError: the last try was not 6 digits either.
+        """
+        if not tty.has_tty():
+            return None
+        for left in reversed(range(PROMPT_TRIES)):
+            typed = tty.prompt(f"MFA code for {serial}: ")
+            try:
+                return check_code(typed, self.origin)
+            except AuthenticationError as exc:
+                if not left:
+                    raise
+                tty.write(f"broker: {exc.message}; {tries_left(left)}\n")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def offer(self, serial: str, chain: Chain) -> Offer | None:
+        code = self.code(serial, chain)
+        return Offer(code=code) if code else None
 
 
-def default_sources() -> list[CodeSource]:
-    return [mfa_process_source, stored_seed_source, reference_source, tty_source]
+def default_sources(
+    *,
+    key_item: Callable[[], Item | None] | None = None,
+    resolve: Callable[[str], str] | None = None,
+) -> list[CodeSource]:
+    """The sources `exec` asks, in order: ``mfa_process``, the stored seed (from
+    ``key_item``), ``broker_totp`` (resolved with ``resolve``), the prompt."""
+    return [MfaProcess(), StoredSeed(key_item), TotpReference(resolve), Prompt()]
 
 
 @dataclass
@@ -186,93 +305,51 @@ def _default_clock() -> totp.Clock:
 class MfaCodes:
     """Ask each source in turn, then let the reuse guard settle the code.
 
-    ``key_item`` returns the key profile's stored Item (already read for the key, so
-    the seed costs no second read); ``resolve`` resolves ``broker_totp`` references.
-    An explicit ``--mfa-code`` is used once.
+    ``explicit``: a code given on the command line (``--mfa-code``), asked before
+    ``sources`` and used once (:class:`ExplicitCode`).
     """
 
-    explicit: str | None = None
+    explicit: InitVar[str | None] = None
     sources: list[CodeSource] = field(default_factory=default_sources)
-    key_item: Callable[[], Item | None] | None = None
-    resolve: Callable[[str], str] | None = None
     clock: totp.Clock = field(default_factory=_default_clock)
     ledger: MfaLedger = field(default_factory=MfaLedger)
     asked: int = 0
-    #: The code last handed out, with its step, and the source it came from.
+    #: The code last handed out, with its step, and the origin of its source.
     last_issued: UsedCode | None = None
     last_origin: str = ""
     _pending: list[_Pending] = field(default_factory=list, repr=False)
     _depth: int = 0
 
-    # -- sources that need this object's collaborators --------------------------------
-
-    def _stored_seed(self, chain: Chain) -> Offer | None:
-        item = self.key_item() if self.key_item is not None else None
-        value = item.get(TOTP) if item is not None else None
-        if not value:
-            return None
-        name = chain.key_profile.name
-        seed = parse_seed(
-            value, origin=f"the TOTP seed stored with {name}'s key", error=ConfigError,
-            hint=f"store it again with `broker totp set {name}`",
-        )
-        return Offer("the stored TOTP seed", seed=seed)
-
-    def _reference(self, chain: Chain) -> Offer | None:
-        reference = _nearest(chain, "broker_totp")
-        if not reference or self.resolve is None:
-            return None
-        return self._from_reference(reference)
-
-    def _from_reference(self, reference: str) -> Offer:
-        assert self.resolve is not None
-        value = self.resolve(reference).strip()
-        compact = value.replace(" ", "")
-        if _CODE_SHAPE.match(compact):  # the reference hands out codes, not the seed
-            return Offer(
-                "broker_totp", code=check_code(compact, "broker_totp"),
-                refetch=lambda: self._from_reference(reference),
-            )
-        seed = parse_seed(
-            value, origin="the seed from broker_totp", error=ConfigError,
-            hint="point broker_totp at a base32 seed, an otpauth:// URI or a 6-digit code",
-        )
-        return Offer("broker_totp", seed=seed)
-
-    def _from_source(self, source: CodeSource, serial: str, chain: Chain) -> Offer | None:
-        code = source(serial, chain)
-        if not code:
-            return None
-        origin = _ORIGINS.get(source, "a code source")
-        # mfa_process hands out live codes: one equal to a code just used for this device
-        # would be refused by AWS, so the guard waits for the next step and runs it again.
-        refetch = None
-        if source is mfa_process_source:
-            def again() -> Offer:
-                offer = self._from_source(source, serial, chain)
-                if offer is None:
-                    raise MFARequired(f"mfa_process gave no code for {serial}", "check the command")
-                return offer
-
-            refetch = again
-        return Offer(origin, code=check_code(code, origin), refetch=refetch)
+    def __post_init__(self, explicit: str | None) -> None:
+        if explicit:
+            self.sources = [ExplicitCode(explicit), *self.sources]
 
     # -- choosing and guarding ----------------------------------------------------------
 
     def code_for(self, serial: str, chain: Chain) -> str:
+        """The code to send for device ``serial`` of ``chain`` now: from the first source
+        that offers one, settled by the reuse guard (which may wait for the next step).
+
+        Inside :meth:`attempt` the device stays locked and the code is recorded when the
+        attempt ends without an error; outside, it is recorded at once as handed out.
+
+        Raises:
+            MFARequired: no source offers a code.
+            AuthenticationError: a code of the wrong shape, or one already used.
+        """
         self.asked += 1
-        offer = self._offer(serial, chain)
+        source, offer = self._offer(serial, chain)
         lock: contextlib.ExitStack | None = None
         if not any(p.serial == serial and p.lock for p in self._pending):
             lock = contextlib.ExitStack()
             lock.enter_context(self.ledger.device_lock(serial))
         try:
-            used = self._settle(serial, offer)
+            used = self._settle(serial, chain, source, offer)
         except BaseException:
             if lock is not None:
                 lock.close()
             raise
-        self.last_issued, self.last_origin = used, offer.origin
+        self.last_issued, self.last_origin = used, source.origin
         pending = _Pending(serial, used, lock)
         if self._depth:
             self._pending.append(pending)  # recorded when STS has accepted it
@@ -312,27 +389,26 @@ class MfaCodes:
             if entry.lock is not None:
                 entry.lock.close()
 
-    def _offer(self, serial: str, chain: Chain) -> Offer:
-        if self.explicit:
-            explicit, self.explicit = self.explicit, None
-            return Offer("--mfa-code", code=check_code(explicit, "--mfa-code"))
+    @staticmethod
+    def _ask(source: CodeSource, serial: str, chain: Chain) -> Offer | None:
+        """``source``'s offer, its code checked for shape (naming the source)."""
+        offer = source.offer(serial, chain)
+        if offer is None or offer.code is None:
+            return offer
+        return dataclasses.replace(offer, code=check_code(offer.code, source.origin))
+
+    def _offer(self, serial: str, chain: Chain) -> tuple[CodeSource, Offer]:
         for source in self.sources:
-            offer: Offer | None
-            if source is stored_seed_source:
-                offer = self._stored_seed(chain)
-            elif source is reference_source:
-                offer = self._reference(chain)
-            else:
-                offer = self._from_source(source, serial, chain)
+            offer = self._ask(source, serial, chain)
             if offer is not None:
-                return offer
+                return source, offer
         raise MFARequired(
             f"an MFA code for {serial} is needed and there is no terminal to ask on",
             "pass --mfa-code, set mfa_process in the profile, keep a TOTP seed with the key "
             f"(`broker totp set {chain.key_profile.name}`), or run from a terminal",
         )
 
-    def _settle(self, serial: str, offer: Offer) -> UsedCode:
+    def _settle(self, serial: str, chain: Chain, source: CodeSource, offer: Offer) -> UsedCode:
         """The code to send, waiting for a fresh one or refusing a reused one."""
         if offer.seed is not None:
             return self._computed(serial, offer.seed)
@@ -346,23 +422,28 @@ class MfaCodes:
                 last is not None and now - last.at < REUSE_WINDOW
                 and self.ledger.same_code(serial, last, offer.code)
             )
-            if offer.refetch is None:  # a typed code: refused only if STS took it already
+            if not offer.live:  # a typed code: refused only if STS took it already
                 same = same and last is not None and last.accepted
             if not same:
                 return UsedCode(step, totp.DEFAULT_PERIOD, offer.code, now)
             assert last is not None
             ago = max(int(now - last.at), 0)
-            if offer.refetch is None or refetched >= REFETCH_LIMIT:
+            if not offer.live or refetched >= REFETCH_LIMIT:
                 raise AuthenticationError(
-                    f"the MFA code from {offer.origin} was already used for {serial} {ago} s "
+                    f"the MFA code from {source.origin} was already used for {serial} {ago} s "
                     "ago, and AWS accepts each code only once",
                     "wait for the next code your device shows (at most 30 s), then try again",
                 )
+            # A live source repeating a code just used for this device (AWS would refuse
+            # it): wait for the next step and ask it again.
             self.clock.wait_until(
                 (step + 1) * totp.DEFAULT_PERIOD,
                 f"broker: the MFA code for {serial} was used {ago} s ago; next code in",
             )
-            offer = offer.refetch()
+            again = self._ask(source, serial, chain)
+            if again is None:
+                raise MFARequired(f"{source.origin} gave no code for {serial}", "check the command")
+            offer = again
             refetched += 1
             if offer.seed is not None:
                 return self._computed(serial, offer.seed)
@@ -390,21 +471,3 @@ class MfaCodes:
             self.clock.wait_until(
                 wait_for, f"broker: the current MFA code for {serial} was used; next code in"
             )
-
-
-class GuardedSessions(SessionCache):
-    """The session cache, with each refresh made one MFA attempt: a code handed out
-    while creating a session counts as used once that session was created."""
-
-    def __init__(self, cache: SessionCache, codes: MfaCodes) -> None:
-        super().__init__(cache.backend, cache.margin, key_profile=cache.key_profile)
-        self.codes = codes
-
-    def get_or_create(
-        self, name: str, create: Callable[[], Credentials], **meta: str
-    ) -> Credentials:
-        def attempt() -> Credentials:
-            with self.codes.attempt():
-                return create()
-
-        return super().get_or_create(name, attempt, **meta)

@@ -137,17 +137,20 @@ class SessionCache:
         self.backend.set(name, creds.to_item(**meta), expires_at=creds.expiration)
 
     def get_or_create(
-        self, name: str, create: Callable[[], Credentials], **meta: str
+        self, name: str, create: Callable[[], Credentials], *, reuse: bool = True,
+        **meta: str,
     ) -> Credentials:
         """Serve from the cache, or create under a lock so that concurrent callers
-        wait for one refresh instead of making their own."""
-        cached = self.get(name)
+        wait for one refresh instead of making their own; the created session is cached
+        with ``meta`` as item fields. ``reuse=False``: never serve the cached session,
+        always create (the new one replaces it)."""
+        cached = self.get(name) if reuse else None
         if cached is not None:
             return cached
         # This lock only spares duplicate STS calls (the MFA device lock guards the code):
         # where no lock file can be made, the refresh goes on unlocked.
         with file_lock(f"session-{name}", required=False):
-            cached = self.get(name)
+            cached = self.get(name) if reuse else None
             if cached is not None:
                 return cached
             creds = create()

@@ -1,5 +1,6 @@
-"""What every command module shares: the `cli` group, this invocation's Context,
-the PROFILE argument and the option helpers.
+"""What every command module shares: the `cli` group, this run's :class:`Invocation`
+(its Context and debug flag, on click's context object), the PROFILE argument, the option
+helpers and the table printer.
 
 Command modules import this one; :mod:`broker.cli.app` imports the command modules
 and runs the group. Nothing here imports a command module.
@@ -9,25 +10,52 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 import click.shell_completion
 
-from broker import __version__
+from broker import __version__, config
 from broker.aws.profiles import default_profile_name
 from broker.config import parse_duration
 from broker.services.context import Context
 
-_DEBUG = {"on": bool(os.environ.get("BROKER_DEBUG"))}
-_CONTEXT: dict[str, Context] = {}
+
+@dataclass
+class Invocation:
+    """What one run of the command line shares between its group and its command: the
+    Context (made on first use, unless the caller handed one in) and whether errors show
+    their traceback (``--debug`` or ``BROKER_DEBUG``).
+
+    It lives on click's root context as ``obj``; :meth:`close` runs when that context
+    closes, at the end of the command line, and again (doing nothing) when
+    :func:`broker.cli.app.run` returns.
+    """
+
+    context: Context | None = None
+    debug: bool = field(default_factory=config.debug_requested)
+
+    def close(self) -> None:
+        """Close the Context's backends (dropping what they hold) and forget it."""
+        context, self.context = self.context, None
+        if context is not None:
+            context.close()
+
+
+def _invocation() -> Invocation:
+    """This run's Invocation, from the click context being invoked (one is made on the
+    spot for a command invoked outside :func:`broker.cli.app.run`)."""
+    return click.get_current_context().ensure_object(Invocation)
 
 
 def _context() -> Context:
-    """The one Context of this invocation, loaded on first use."""
-    if "ctx" not in _CONTEXT:
-        _CONTEXT["ctx"] = Context.load()
-    return _CONTEXT["ctx"]
+    """The one Context of this run, loaded on first use."""
+    invocation = _invocation()
+    if invocation.context is None:
+        invocation.context = Context.load()
+    return invocation.context
 
 
 def default_profile(profile: str | None) -> str:
@@ -70,10 +98,22 @@ def _human(seconds: int) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(__version__, prog_name="broker")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Short-lived AWS credentials from keys that never touch disk in plaintext."""
-    if debug:
-        _DEBUG["on"] = True
+    invocation = ctx.ensure_object(Invocation)
+    invocation.debug = invocation.debug or debug
+    ctx.call_on_close(invocation.close)
+
+
+def echo_table(rows: Sequence[Sequence[str]]) -> None:
+    """``rows`` on stdout as columns two spaces apart, each as wide as its widest cell; the
+    first row is the header. The last column is not padded, and no line ends in spaces.
+    Every row has as many cells as the first."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
 def read_code_line(fd: int = 0, limit: int = 64) -> str:

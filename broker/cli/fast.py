@@ -45,12 +45,23 @@ def _parse_export(args: list[str]) -> tuple[str, str] | None:
 
 
 def try_fast(args: list[str]) -> int | None:
-    if len(args) < 2 or args[0] not in ("exec", "export") or os.environ.get("BROKER_DEBUG"):
+    """Serve ``args`` (the command line without the program's name) from the session
+    cache: ``exec`` replaces this process, ``export`` prints and ends it (exit code 0).
+
+    None when the full command line must handle them: another command or flag, a cache
+    miss, ``BROKER_DEBUG`` set, a nested ``exec``, or any error (never raised here).
+    """
+    if len(args) < 2 or args[0] not in ("exec", "export"):
         return None
     try:
+        from broker import config
+        from broker.errors import ExitCode
+
+        if config.debug_requested():
+            return None
         if args[0] == "exec":
             parsed_exec = _parse_exec(args[1:])
-            if parsed_exec is None or os.environ.get("BROKER_PROFILE"):
+            if parsed_exec is None or config.environment("BROKER_PROFILE"):
                 return None
             profile, command = parsed_exec
         else:
@@ -82,6 +93,6 @@ def try_fast(args: list[str]) -> int | None:
         sys.stderr.flush()
         # Nothing is left to clean up (no files, no clients): skipping the interpreter's
         # shutdown saves ~4 ms, a tenth of this path, as exec does by replacing itself.
-        os._exit(0)
+        os._exit(ExitCode.SUCCESS)
     except Exception:
         return None  # the full path reports the problem properly

@@ -9,7 +9,14 @@ from dataclasses import asdict
 
 import click
 
-from broker.cli.base import _context, _human, cli, complete_profiles, profile_argument
+from broker.cli.base import (
+    _context,
+    _human,
+    cli,
+    complete_profiles,
+    echo_table,
+    profile_argument,
+)
 from broker.services import backends as backend_service
 from broker.services import keys
 from broker.services import listing as list_service
@@ -95,10 +102,7 @@ def list_command(as_json: bool, backend: str | None) -> None:
             info.name, " -> ".join(info.chain), info.backend or "-", _key_cell(info),
             info.mfa_source or "-", sessions,
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[-1]]))
+    echo_table(rows)
     for line in _notes(ctx, listing):
         click.echo(line, err=True)
 

@@ -12,18 +12,11 @@ from collections.abc import Sequence
 
 import click
 
-from broker.cli.base import _context, cli
+from broker.cli.base import _context, cli, echo_table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from broker.services.importers import ImportReport
-
-
-def _table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
 def _progress(done: int, total: int, profile: str) -> None:
@@ -88,7 +81,7 @@ def migrate_command(
         for outcome in report.outcomes:
             action = outcome.action + (", deleted source" if outcome.source_deleted else "")
             rows.append((outcome.profile, action, outcome.note))
-        _table(rows)
+        echo_table(rows)
     counts: dict[str, int] = {}
     for outcome in report.outcomes:
         counts[outcome.action] = counts.get(outcome.action, 0) + 1
@@ -115,7 +108,7 @@ def _import_summary(report: ImportReport, removed: str) -> None:
                 (outcome.profile, action, outcome.backend or "-", outcome.region or "-",
                  outcome.note)
             )
-        _table(rows)
+        echo_table(rows)
     else:
         click.echo("Nothing to import.", err=True)
     if report.dry_run:

@@ -14,6 +14,7 @@ import click
 
 from broker.cli.base import _context, _duration, cli, mfa_code_option, profile_argument
 from broker.cli.errors import report
+from broker.errors import ExitCode
 
 
 @cli.command("rotate")
@@ -106,4 +107,4 @@ def doctor_command(as_json: bool, online: bool) -> None:
             if check.fix and check.status != doctor.OK:
                 click.echo(f"      fix: {check.fix}")
     if doctor.failed(checks):
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)

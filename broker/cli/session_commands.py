@@ -98,6 +98,7 @@ def exec_with_server(
     profile: str, resolved: credential_service.Resolved, argv: list[str], options: Any
 ) -> None:
     """`exec --server`: run the child against a local credential endpoint; exit as it did."""
+    from broker.services import child
     from broker.services import server as server_service
 
     code = server_service.run(
@@ -111,7 +112,7 @@ def exec_with_server(
         report=report,
     )
     # SystemExit, not click's Exit: app.run() drops the code click returns for an Exit.
-    sys.exit(server_service.exit_status(code))
+    sys.exit(child.exit_status(code))
 
 
 def hoist_exec_options(args: list[str]) -> list[str]:

@@ -1,10 +1,11 @@
 """``~/.aws/credentials``: read its keys, and remove one section in place.
 
-Removal rewrites the file atomically (a temporary file in the same directory,
-fsync, rename), keeps its mode, and touches nothing but the section's own
-lines: its header through its last key line. Comments and blank lines after
-that, which usually introduce the next section, stay, as does everything in
-other sections.
+Removal goes through broker's one INI editor, :mod:`broker.aws.config_writer`: the
+file is read again under a lock, rewritten atomically (a temporary file in the same
+directory, fsync, rename) with its mode, line endings and byte-order mark kept, and
+nothing changes but the section's own lines: its header through its last key line.
+Comments and blank lines after that, which usually introduce the next section, stay, as
+does everything in other sections.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker import paths
+from broker.aws import config_writer
 from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
 from broker.errors import ConfigError
 
-_HEADER = re.compile(r"^\[(?P<name>.+)\]$")
 #: Keys whose values are secret (botocore reads aws_security_token as the session token).
 _SECRET_KEYS = frozenset(
     {ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, "aws_security_token"}
@@ -57,9 +56,15 @@ def _read_text(path: Path) -> str:
 
 
 def parse(text: str, path: Path) -> list[Section]:
+    """The sections of the credentials file ``text`` (read from ``path``, named in errors),
+    in file order, names stripped. Lines end where text-mode reading ends them (botocore's
+    way), a lone ``\\r`` included; a UTF-8 byte-order mark is read past, as
+    :mod:`broker.aws.config_writer` does. Raises ConfigError for a file configparser
+    refuses (a duplicate section among them)."""
     parser = configparser.RawConfigParser(strict=True, default_section="\x00none")
+    body = re.sub(r"\r\n?", "\n", text.removeprefix(config_writer.BOM))
     try:
-        parser.read_string(text, source=str(path))
+        parser.read_string(body, source=str(path))
     except configparser.Error as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"{path} is malformed: {first}", f"fix {path}") from None
@@ -79,46 +84,34 @@ def parse(text: str, path: Path) -> list[Section]:
 
 
 def load(path: Path | None = None) -> list[Section]:
+    """The sections of the file at ``path`` (default: :func:`credentials_path`); none for
+    a missing file. Raises ConfigError for a file that cannot be read or parsed."""
     path = path or credentials_path()
     return parse(_read_text(path), path)
 
 
-def _is_header(line: str) -> str | None:
-    match = _HEADER.match(line.strip())
-    return match.group("name").strip() if match else None
-
-
-def without_section(text: str, name: str) -> str:
-    """``text`` with section ``name`` removed (header through its last key line)."""
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if _is_header(line) == name), None)
-    if start is None:
-        return text
-    end = next((i for i in range(start + 1, len(lines)) if _is_header(lines[i])), len(lines))
-    last = start
-    for index in range(start + 1, end):
-        stripped = lines[index].strip()
-        if stripped and not stripped.startswith(("#", ";")):
-            last = index
-    return "".join(lines[:start] + lines[last + 1 :])
-
-
-def _replace(path: Path, data: str) -> None:
-    """Atomically replace ``path``'s contents, keeping its mode and its directory's."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    paths.atomic_write(path, data.encode("utf-8"), mode, private_dir=False)
+def without_section(text: str, name: str, *, source: str = "~/.aws/credentials") -> str:
+    """``text`` with section ``name`` (compared stripped, as :func:`parse` names sections)
+    removed, header through its last key line; of two such sections, the later (the one
+    :func:`parse`'s caller keeps). Raises ConfigError as
+    :func:`broker.aws.config_writer.without_section` does."""
+    return config_writer.without_section(
+        text, lambda header: header.strip() == name, source=source
+    )
 
 
 def remove_section(path: Path, name: str, access_key_id: str) -> bool:
     """Remove section ``name`` if it still holds ``access_key_id``; True if removed.
 
-    The file is read again right before the rewrite, so an edit made since the
-    import began is kept, and a section whose key changed meanwhile is left alone.
+    The file is read again under the lock right before the rewrite, so an edit made since
+    the import began is kept, and a section whose key changed meanwhile is left alone. A
+    symlinked file is rewritten where it lives. Raises ConfigError as :func:`load` does.
     """
-    target = path.resolve()  # rewrite the file a symlink points at, not the link
-    text = _read_text(target)
-    current = {s.name: s for s in parse(text, path)}.get(name)
-    if current is None or current.access_key_id != access_key_id:
-        return False
-    _replace(target, without_section(text, name))
-    return True
+
+    def change(text: str) -> str:
+        current = {s.name: s for s in parse(text, path)}.get(name)
+        if current is None or current.access_key_id != access_key_id:
+            return text
+        return without_section(text, name, source=str(path))
+
+    return config_writer.edit_file(path, change, lock="aws-credentials")

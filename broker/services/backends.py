@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from broker import config
 from broker.aws.profiles import Profile
-from broker.backend import Backend, Capability, Item, unnamed
+from broker.backend import Backend, Capability, unnamed
 from broker.errors import BackendUnavailable, BrokerError, UsageError
 from broker.services.context import Context
 
@@ -111,7 +110,7 @@ def _keep_keys_reachable(ctx: Context, new: str) -> list[str]:
     from broker.aws.config_writer import write_profile_value
 
     old = ctx.settings.backend
-    if not old or old == new or os.environ.get("BROKER_BACKEND"):
+    if not old or old == new or config.environment("BROKER_BACKEND"):
         return []
     try:
         store = ctx.backend(old)
@@ -141,8 +140,9 @@ def memory_only(ctx: Context, name: str) -> bool:
 
 def persistent_setup(ctx: Context) -> str:
     """How to set up a persistent credential backend here, in words for a hint: the
-    first installed one that is available, else what the ``pass`` backend (one command
-    away: `pass init`) or the first persistent one says it needs."""
+    first installed one (by priority) that is available, else what the first local one
+    (not ``SHARED``: no account or network to set up, say a pass store, one `pass init`
+    away) or else the first persistent one says it needs."""
     candidates: list[tuple[str, str]] = []
     for name in ctx.registry.preference_order():
         if memory_only(ctx, name):
@@ -153,11 +153,25 @@ def persistent_setup(ctx: Context) -> str:
         candidates.append((name, availability.reason))
     if not candidates:
         return "install a backend plugin that keeps keys on disk or in a vault"
-    name, reason = next((c for c in candidates if c[0] == "pass"), candidates[0])
+    names = [n for n, _ in candidates]
+    name, reason = candidates[names.index(easiest_to_set_up(ctx, names))]
     prefix = f"{name}: "
     reason = reason[len(prefix):] if reason.startswith(prefix) else reason
     reason = re.sub(r"\s*\([^()]*\)$", "", reason)  # "(password store ...)": a detail
     return f"set up {name}: {reason}"
+
+
+def easiest_to_set_up(ctx: Context, names: list[str]) -> str:
+    """The first of ``names`` (persistent backends, in priority order) that keeps items
+    on this machine (no ``SHARED`` capability: no account or network to set up), else
+    the first. ``names`` must not be empty."""
+    for name in names:
+        try:
+            if Capability.SHARED not in ctx.registry.backend_class(name).capabilities:
+                return name
+        except Exception:  # noqa: S112 - a broken plugin is no suggestion
+            continue
+    return names[0]
 
 
 def key_destination(
@@ -191,40 +205,64 @@ def clear_sessions(ctx: Context, profile: str | None = None) -> int:
 
 
 def token_name(backend: str) -> str:
-    """Where `backend login` keeps a backend's token: ``keyctl:<this name>``."""
+    """The name `backend login` keeps ``backend``'s token under in the secret store
+    (``onepassword-token``, found again as ``keyctl:onepassword-token``)."""
     return f"{backend}-token"
 
 
 def login(ctx: Context, name: str, secret: str, ttl: int) -> tuple[str, datetime]:
-    """Keep ``secret`` (a backend's access token) in the kernel keyring for ``ttl`` seconds.
+    """Keep ``secret`` (backend ``name``'s access token) in the secret store for ``ttl``
+    seconds (:func:`secret_store`: the kernel keyring where it works).
 
-    The backend then finds it through the secret reference ``keyctl:<name>-token``.
+    Returns the secret reference the backend finds it through (``keyctl:<name>-token``,
+    as the store says) and when the store forgets it (UTC).
+
+    Raises:
+        ConfigError, BackendUnavailable: ``name`` is not an installed, usable backend, or
+            no secret store works here.
+        UsageError: the token is empty.
     """
     ctx.registry.backend_class(name)  # an unknown backend is an error before anything
     if not secret.strip():
         raise UsageError("the token is empty", "paste it again")
-    keyring = _keyring(ctx)
+    store = secret_store(ctx)
     expires = datetime.now(timezone.utc) + timedelta(seconds=ttl)
-    keyring.set(token_name(name), Item(secret=secret.strip()), expires_at=expires)
-    return f"keyctl:{token_name(name)}", expires
+    store.store_secret(token_name(name), secret.strip(), ttl)
+    return store.secret_reference(token_name(name)), expires
 
 
 def logout(ctx: Context, name: str) -> bool:
-    return _keyring(ctx).delete(token_name(name))
+    """Forget backend ``name``'s token kept by :func:`login`; True if one was kept."""
+    return secret_store(ctx).delete_secret(token_name(name))
 
 
-def _keyring(ctx: Context) -> Backend:
-    if "keyctl" not in ctx.registry.names():
+def secret_store(ctx: Context) -> Backend:
+    """Where `backend login` keeps tokens: the highest-priority installed backend that
+    declares ``Capability.SECRET_STORE`` and works here, in its ``secrets`` namespace.
+
+    Raises:
+        BackendUnavailable: none is installed, or none works here (the first one's reason).
+    """
+    names = ctx.registry.with_capabilities(Capability.SECRET_STORE)
+    if not names:
         raise BackendUnavailable(
-            "the kernel keyring backend (keyctl) is not installed",
+            "no installed backend can keep a token for this login session (the built-in "
+            "kernel keyring backend, keyctl, is not installed)",
             "provide the token through the environment instead",
         )
-    keyring = ctx.backend("keyctl", "secrets")
-    availability = keyring.availability()
-    if not availability.ok:
-        raise BackendUnavailable(
-            f"cannot keep the token in the kernel keyring: "
-            f"{unnamed('keyctl', availability.reason)}",
-            "provide the token through the environment instead",
-        )
-    return keyring
+    reasons = []
+    for name in names:
+        try:
+            store = ctx.backend(name, "secrets")
+        except BrokerError as exc:
+            reasons.append((name, exc.message))
+            continue
+        availability = store.availability()
+        if availability.ok:
+            return store
+        reasons.append((name, availability.reason))
+    name, reason = reasons[0]
+    raise BackendUnavailable(
+        f"cannot keep the token in {name}: {unnamed(name, reason)}",
+        "provide the token through the environment instead",
+    )

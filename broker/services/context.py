@@ -8,12 +8,10 @@ from functools import cached_property
 from broker import config
 from broker.aws import profiles
 from broker.aws.session_cache import SessionCache
-from broker.backend import Backend, Capability
+from broker.backend import SESSION_CACHE, Backend, Capability
 from broker.errors import BackendUnavailable, ConfigError
 from broker.registry import Registry
 from broker.secrets import ReferenceResolver
-
-SESSION_CACHE_DEFAULT = "keyctl"
 
 
 class Context:
@@ -38,7 +36,8 @@ class Context:
 
     @cached_property
     def resolver(self) -> ReferenceResolver:
-        return ReferenceResolver(self.registry)
+        """The registry's reference resolver, the one every backend it creates gets."""
+        return self.registry.resolver
 
     def backend(self, name: str, namespace: str = "credentials") -> Backend:
         key = (name, namespace)
@@ -62,7 +61,7 @@ class Context:
         (broker's config file), or ``""`` when nobody did (the best available one)."""
         for choice, origin in (
             (explicit, "explicit"),
-            (os.environ.get("BROKER_BACKEND"), "BROKER_BACKEND"),
+            (config.environment("BROKER_BACKEND"), "BROKER_BACKEND"),
             (profile.broker_backend if profile else None, "broker_backend"),
             (self.settings.backend, "config"),
         ):
@@ -82,16 +81,19 @@ class Context:
         return self.backend(self.credential_backend_name(profile, explicit))
 
     def session_cache_name(self) -> str | None:
-        """The configured cache, or keyctl when it works here, or None (no caching)."""
-        name = os.environ.get("BROKER_SESSION_CACHE") or self.settings.session_cache
+        """The configured cache (``BROKER_SESSION_CACHE``, else ``session_cache``; "none"
+        turns caching off), else the default one: the highest-priority backend declaring
+        :data:`~broker.backend.SESSION_CACHE` (fit for sessions, forgetting them when they
+        expire) that works here (the kernel keyring, built in); None: no caching."""
+        name = config.environment("BROKER_SESSION_CACHE") or self.settings.session_cache
         if name:
             return None if name.lower() == "none" else name
-        if SESSION_CACHE_DEFAULT in self.registry.names():
+        for candidate in self.registry.with_capabilities(SESSION_CACHE):
             try:
-                if self.backend(SESSION_CACHE_DEFAULT, "sessions").availability().ok:
-                    return SESSION_CACHE_DEFAULT
-            except Exception:
-                return None
+                if self.backend(candidate, "sessions").availability().ok:
+                    return candidate
+            except Exception:  # noqa: S112 - a plugin that cannot start is no cache
+                continue
         return None
 
     @cached_property
@@ -101,9 +103,10 @@ class Context:
             return SessionCache(None, self.settings.refresh_margin)
         backend = self.backend(name, "sessions")
         if Capability.STORE_SESSIONS not in backend.capabilities:
+            able = self.registry.with_capabilities(Capability.STORE_SESSIONS)
             raise ConfigError(
                 f"session_cache = {name!r}: that backend cannot hold STS sessions",
-                'use "keyctl" or "none"',
+                "use " + " or ".join(f'"{n}"' for n in [*able, "none"]),
             )
         return SessionCache(backend, self.settings.refresh_margin)
 

@@ -72,7 +72,7 @@ def master_key(ctx: Context, chain: Chain, backend: str | None = None) -> Creden
 def cached(ctx: Context, profile: str, region: str | None = None) -> Resolved | None:
     """The target's cached session if fresh, touching no backend but the cache."""
     chain = resolve_chain(ctx.aws, profile)
-    name = final_session_name(chain, ChainOptions())
+    name = final_session_name(chain, ChainOptions.from_settings(ctx.settings))
     if name is None:
         return None
     creds = ctx.sessions.get(name)
@@ -91,26 +91,33 @@ def obtain(
     mfa_code: str | None = None,
     backend: str | None = None,
 ) -> Resolved:
-    from broker.aws.mfa import GuardedSessions, MfaCodes  # only when a session is made
+    """``profile``'s credentials through the whole chain, cached levels reused: the key
+    from its credential backend (``backend`` or the usual choice), MFA codes from
+    ``mfa_code`` then the default sources (:func:`broker.aws.mfa.default_sources`).
+    ``duration``: the final credentials' lifetime in seconds (None: the default).
+
+    Raises:
+        BrokerError: as :meth:`broker.aws.chain.CredentialChain.get`, and the backend's
+            errors reading the key (CredentialsNotFound when none is stored).
+    """
+    from broker.aws.mfa import MfaCodes, default_sources  # only when a session is made
 
     chain = resolve_chain(ctx.aws, profile)
     resolved_region = ctx.region_for(chain.target, region)
-    options = ChainOptions(
-        duration=duration,
-        no_session=no_session,
-        session_duration=ctx.settings.session_duration,
-        region=resolved_region,
+    options = ChainOptions.from_settings(
+        ctx.settings, duration=duration, no_session=no_session, region=resolved_region,
         profile=profile,
     )
     key = StoredKey(ctx, chain, backend)
-    codes = MfaCodes(explicit=mfa_code, key_item=key.item, resolve=ctx.resolver)
-    sessions = GuardedSessions(ctx.sessions.for_key(chain.key_profile.name), codes)
-    producer = CredentialChain(chain, sessions, key.credentials, codes, options)
+    codes = MfaCodes(
+        explicit=mfa_code, sources=default_sources(key_item=key.item, resolve=ctx.resolver)
+    )
+    producer = CredentialChain(chain, ctx.sessions, key.credentials, codes, options)
     calls = producer.calls
     try:
         creds = producer.get()
     finally:
         if ctx.long_lived:  # a long-lived process keeps no secret it can read again
-            del key, codes, sessions, producer
+            del key, codes, producer
             ctx.forget_secrets()
     return Resolved(profile, creds, resolved_region, chain, calls)

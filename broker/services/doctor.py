@@ -1,18 +1,21 @@
 """`broker doctor`: what is set up, what is broken, and how to fix it.
 
 Each check is a small function returning :class:`Check` results (ok, warn or
-fail, with the fix). Doctor is quick and local by default: no backend item is
-read, only listed where listing is local; the one request leaving the machine is
-an unauthenticated one to STS for its clock (TOTP codes and request signatures
-depend on it). ``online`` adds at most one 1Password API call.
+fail, with the fix). Doctor checks what is generic here (configs, plugins,
+profiles, the default backend and session cache, the clock, WSL);
+each installed backend adds its own rows through :meth:`Backend.checks
+<broker.backend.Backend.checks>` (the pass plugin its gpg rows, the keyctl plugin
+the kernel keyring's, the onepassword plugin the token's). Doctor is quick and
+local by default: no backend item is read, only listed where listing is local;
+the one request leaving the machine is an unauthenticated one to STS for its
+clock (TOTP codes and request signatures depend on it). ``online`` adds one
+listing of each shared backend in use (a 1Password vault: one API call).
 """
 
 from __future__ import annotations
 
 import configparser
 import os
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -25,38 +28,27 @@ from broker import config, paths
 from broker.aws import profiles
 from broker.aws.chain import problems as chain_problems
 from broker.aws.credentials import utcnow
-from broker.backend import Capability, unnamed
+from broker.backend import SESSION_CACHE, Backend, Capability, Check, unnamed
 from broker.errors import BrokerError, ConfigError
 from broker.registry import Registry
 from broker.services import backends, listing
-from broker.services.context import SESSION_CACHE_DEFAULT, Context
+from broker.services.context import Context
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-ONEPASSWORD = "onepassword"
-TOKEN_VARIABLE = "OP_SERVICE_ACCOUNT_TOKEN"  # noqa: S105 - a variable's name
 CLOCK_OK, CLOCK_FAIL = 5.0, 30.0
 DEFAULT_STS_URL = "https://sts.amazonaws.com/"
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # ok | warn | fail
-    summary: str
-    fix: str = ""
-
-
 @dataclass
 class Facts:
-    """What the checks look at, replaceable in tests."""
+    """What the generic checks look at, replaceable in tests (a backend's own checks
+    look at the process's environment themselves)."""
 
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     proc_version: Path = Path("/proc/version")
-    which: Callable[[str], str | None] = shutil.which
     clock: Callable[[], datetime] = utcnow
     online: bool = False
     timeout: float = 3.0
-    terminal: Callable[[], str | None] = field(default=lambda: _terminal())
 
     @property
     def wsl(self) -> int:
@@ -68,17 +60,6 @@ class Facts:
         if "microsoft" not in text:
             return 0
         return 2 if ("wsl2" in text or "microsoft-standard" in text) else 1
-
-
-def _terminal() -> str | None:
-    """This process's terminal device (``/dev/pts/3``), if a standard stream is one."""
-    for fd in (0, 2, 1):
-        try:
-            if os.isatty(fd):
-                return os.ttyname(fd)
-        except OSError:
-            continue
-    return None
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -141,6 +122,20 @@ def check_plaintext_credentials(facts: Facts) -> Check:
 # --- backends -----------------------------------------------------------------------------
 
 
+def referenced(ctx: Context) -> set[str]:
+    """Backends that resolve a secret reference written in broker's config (the pass
+    backend's passphrase from ``op://...``, a token from ``keyctl:NAME``): by the scheme
+    each installed plugin claims."""
+    names = set()
+    for table in ctx.settings.backends.values():
+        for value in table.values():
+            scheme, sep, _ = value.partition(":") if isinstance(value, str) else ("", "", "")
+            owner = ctx.registry.scheme_backend(scheme.lower()) if sep and scheme else None
+            if owner is not None:
+                names.add(owner)
+    return names
+
+
 class Backends:
     """Which backends are in use, and the names they hold (listed once each)."""
 
@@ -164,6 +159,9 @@ class Backends:
         used = {self.default, self.cache}
         for profile in (aws.profiles.values() if aws else []):
             used.add(profile.broker_backend)
+        used.update(referenced(ctx))
+        #: Backends broker uses here: the default, the session cache, profiles'
+        #: broker_backend, and those resolving secret references in broker's config.
         self.used = {n for n in used if n}
 
         #: Backends that failed to list for a problem of their own: name -> the reason.
@@ -235,16 +233,25 @@ def check_default_backend(ctx: Context, used: Backends) -> Check:
 
 
 def check_session_cache(ctx: Context, used: Backends) -> Check:
-    configured = os.environ.get("BROKER_SESSION_CACHE") or ctx.settings.session_cache
+    """Where STS sessions are cached: the configured backend, else the default one (see
+    :meth:`Context.session_cache_name`), or why none is."""
+    configured = config.environment("BROKER_SESSION_CACHE") or ctx.settings.session_cache
     if used.cache is None:
         if configured and configured.lower() == "none":
             return Check("session cache", WARN, "off (session_cache = none): every command "
                          "makes new STS sessions and asks for an MFA code",
                          'set session_cache = "keyctl" where the kernel keyring works')
+        able = ctx.registry.with_capabilities(SESSION_CACHE)
+        if not able:
+            return Check("session cache", WARN,
+                         "none available (no installed backend can cache STS sessions): "
+                         "every command makes new STS sessions and asks for an MFA code",
+                         "install a backend plugin that can (the built-in keyctl one)")
         return Check("session cache", WARN,
-                     f"none available ({SESSION_CACHE_DEFAULT} does not work here): every "
+                     f"none available ({' and '.join(able)} "
+                     f"{'does' if len(able) == 1 else 'do'} not work here): every "
                      "command makes new STS sessions and asks for an MFA code",
-                     "see the keyctl check below")
+                     f"see the {able[0]} check below")
     availability = ctx.registry.availability(used.cache)
     if not availability.ok:
         return Check("session cache", FAIL,
@@ -329,77 +336,63 @@ def _process_check(
     return Check(label, OK, f"served by `broker export {target}`")
 
 
-# --- tools and the kernel -----------------------------------------------------------------
+# --- each backend's own checks ------------------------------------------------------------
 
 
-def _version(facts: Facts, tool: str) -> str:
-    path = facts.which(tool)
-    if not path:
-        return ""
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True,
-                             timeout=facts.timeout, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return path
-    first = next((line for line in out.splitlines() if line.strip()), "")
-    return f"{path} ({first.strip()[:60]})" if first else path
-
-
-def check_gnupg(facts: Facts, used: Backends) -> list[Check]:
-    needed = "pass" in used.used
-    gpg, pass_cli = _version(facts, "gpg"), facts.which("pass")
-    checks = []
-    if gpg:
-        checks.append(Check("gpg", OK, gpg))
-    elif needed:
-        checks.append(Check("gpg", FAIL, "gpg is not installed; the pass backend needs it",
-                            "sudo apt install gnupg"))
-    else:
-        checks.append(Check("gpg", OK, "not installed (only the pass backend needs it)"))
-    if pass_cli:
-        checks.append(Check("pass", OK, f"{pass_cli} (reads and writes the same store)"))
-    else:
-        checks.append(Check("pass", OK, "the pass CLI is not installed (optional: broker "
-                                        "reads its store itself)"))
-    checks.append(_gpg_tty(facts, needed))
+def check_backends(ctx: Context, used: Backends) -> list[Check]:
+    """Each installed backend's own rows (:meth:`broker.backend.Backend.checks`, told
+    whether broker uses it here), in the order of their names; then, for a shared one in
+    use (its items are elsewhere: a vault), whether it answers (:func:`_reachability`).
+    A backend that cannot start, or whose checks raise, gets a row saying so."""
+    checks: list[Check] = []
+    for name in ctx.registry.names():
+        if ctx.registry.load(name).broken:
+            continue  # check_plugins said so
+        in_use = name in used.used
+        try:
+            backend = ctx.backend(name)
+        except BrokerError as exc:
+            if name not in used.said:
+                used.said.add(name)
+                checks.append(Check(f"backend {name}", FAIL if in_use else WARN,
+                                    unnamed(name, exc.message), exc.hint))
+            continue
+        try:
+            rows = list(backend.checks(in_use))
+        except Exception as exc:  # a plugin's mistake weakens doctor, never stops it
+            rows = [Check(f"backend {name}", WARN, f"its checks failed ({type(exc).__name__})",
+                          "report it to the plugin's authors, or disable the plugin")]
+        checks += rows
+        if in_use and Capability.SHARED in backend.capabilities:
+            checks += _reachability(name, backend, used,
+                                    said=any(r.status == FAIL for r in rows))
     return checks
 
 
-def _gpg_tty(facts: Facts, needed: bool) -> Check:
-    """GPG_TTY as broker uses it: it tells gpg the terminal itself when GPG_TTY is unset
-    (the pass backend finds it even under an SDK's credential_process), and an exported
-    GPG_TTY wins, so only a stale one can send pinentry to the wrong terminal."""
-    if not needed:
-        return Check("GPG_TTY", OK, "not needed (the pass backend is not in use)")
-    value = facts.environ.get("GPG_TTY")
-    if not value:
-        return Check("GPG_TTY", OK, "not set: not needed, broker tells gpg this terminal")
-    if not os.path.exists(value):
-        return Check("GPG_TTY", WARN, f"{value} does not exist: pinentry cannot ask there",
-                     "unset GPG_TTY (broker finds the terminal itself), or export it from "
-                     "each shell: `export GPG_TTY=$(tty)` in ~/.bashrc")
-    here = facts.terminal()
-    if here and os.path.realpath(here) != os.path.realpath(value):
-        return Check("GPG_TTY", WARN, f"{value}, but this terminal is {here}: pinentry would "
-                     "ask for the passphrase on the other one",
-                     "unset GPG_TTY (broker finds the terminal itself), or export it from "
-                     "each shell: `export GPG_TTY=$(tty)` in ~/.bashrc")
-    return Check("GPG_TTY", OK, f"{value} (broker would find the terminal without it too)")
+def _reachability(name: str, backend: Backend, used: Backends, *, said: bool) -> list[Check]:
+    """``NAME reachability`` for a shared backend in use: its availability reason (unless
+    its own rows or an earlier row said a problem already), else not checked offline,
+    else the one listing ``--online`` makes (shared with the profile rows)."""
+    row = f"{name} reachability"
+    availability = backend.availability()
+    if not availability.ok:
+        if said or name in used.said:
+            return []
+        used.said.add(name)
+        return [Check(row, FAIL, unnamed(name, availability.reason),
+                      "fix that as the reason says; `broker backend list` shows every backend")]
+    if not used.online:
+        return [Check(row, OK, "not checked (`broker doctor --online` lists its items, "
+                      "one request)")]
+    names, why = used.listed(name)  # the same listing the profile rows use
+    if names is None:
+        used.said.add(name)
+        return [Check(row, FAIL, used.problems.get(name, why),
+                      "check its settings, its credentials and the network")]
+    return [Check(row, OK, f"reachable ({len(names)} items)")]
 
 
-def check_keyctl(ctx: Context, facts: Facts, used: Backends) -> Check:
-    if "keyctl" not in ctx.registry.names():
-        status = FAIL if "keyctl" in used.used else OK
-        return Check("keyctl", status, "the keyctl backend is not installed",
-                     "reinstall broker" if status == FAIL else "")
-    availability = ctx.registry.availability("keyctl")
-    if availability.ok:
-        note = " (WSL2: memory only, cleared by `wsl --shutdown`)" if facts.wsl == 2 else ""
-        return Check("keyctl", OK, f"the kernel keyring works here{note}")
-    status = FAIL if "keyctl" in used.used else WARN
-    return Check("keyctl", status, unnamed("keyctl", availability.reason),
-                 "sessions are not cached without it; use WSL2 or a VM with the keyring, "
-                 "or `broker backend set pass` for keys")
+# --- WSL ----------------------------------------------------------------------------------
 
 
 def check_wsl(facts: Facts) -> Check:
@@ -411,118 +404,6 @@ def check_wsl(facts: Facts) -> Check:
                      "convert the distribution: `wsl --set-version <distro> 2` (in Windows)")
     return Check("WSL", OK, "WSL2: the kernel keyring works; the 1Password desktop app is not "
                  "reachable from inside WSL (use a service-account token)")
-
-
-# --- 1Password ----------------------------------------------------------------------------
-
-
-def _op_references(settings: config.Settings) -> list[str]:
-    return [v for table in settings.backends.values() for v in table.values()
-            if isinstance(v, str) and v.startswith("op://")]
-
-
-#: Vaults a 1Password service account can never be given (1Password's rule).
-SERVICE_ACCOUNT_NEVER = ("private", "personal", "employee", "shared")
-
-
-def _kept_token(ctx: Context) -> bool:
-    from broker.services.backends import token_name
-
-    if "keyctl" not in ctx.registry.names():
-        return False
-    try:
-        keyring = ctx.backend("keyctl", "secrets")
-        return keyring.availability().ok and keyring.get(token_name(ONEPASSWORD)) is not None
-    except Exception:
-        return False
-
-
-def _token_check(ctx: Context, facts: Facts) -> tuple[Check, bool]:
-    """How the onepassword backend authenticates, in the order it looks (the ``token``
-    setting, ``account`` for the desktop app, the environment, the kernel keyring); and
-    whether that is a service account."""
-    settings = ctx.settings.backend_settings(ONEPASSWORD)
-    setting, account = settings.get("token"), settings.get("account")
-    token = facts.environ.get(TOKEN_VARIABLE, "").strip()
-    name = "1Password token"
-    if isinstance(setting, str) and setting:
-        from broker.secrets import shown
-
-        return Check(name, OK, f"from the reference {shown(setting)}"), True
-    if isinstance(account, str) and account:
-        if facts.wsl:
-            return Check(name, FAIL, f"account = {account!r} asks the desktop app, which is not "
-                         "reachable from inside WSL",
-                         "use a service-account token: `broker backend login onepassword`, "
-                         "and remove `account` from [backends.onepassword]"), False
-        return Check(name, OK, f"the desktop app, account {account!r} (it asks for approval "
-                     "in each new process)"), False
-    if token:
-        if token.startswith("ops_"):
-            return Check(name, OK, f"from {TOKEN_VARIABLE}"), True
-        return Check(name, FAIL, f"{TOKEN_VARIABLE} does not look like a service-account "
-                     "token (ops_...)", "copy the token again"), True
-    if _kept_token(ctx):
-        return Check(name, OK, "kept in the kernel keyring (`broker backend login "
-                     "onepassword`)"), True
-    return Check(name, FAIL, "no service-account token"
-                 + (" (the desktop app is not reachable from inside WSL)" if facts.wsl
-                    else ", and no desktop app account set"),
-                 f"`broker backend login onepassword`, or export {TOKEN_VARIABLE}"
-                 + ("" if facts.wsl else "; or account = \"...\" under [backends.onepassword]")
-                 ), True
-
-
-def _vault_checks(ctx: Context) -> list[Check]:
-    """Vaults a service account can never read, named in broker's config."""
-    named = []
-    vault = ctx.settings.backend_settings(ONEPASSWORD).get("vault")
-    if isinstance(vault, str) and vault.lower() in SERVICE_ACCOUNT_NEVER:
-        named.append(f"vault = {vault!r}")
-    for reference in _op_references(ctx.settings):
-        head = reference[len("op://"):].split("/", 1)[0]
-        if head.lower() in SERVICE_ACCOUNT_NEVER:
-            named.append(reference)
-    if not named:
-        return []
-    return [Check("1Password vault", FAIL, f"{', '.join(named)}: a service account can never "
-                  "read the Private, Personal, Employee or default Shared vault",
-                  "keep these items in a vault of their own (e.g. AWS) shared with the "
-                  "service account, and name it there")]
-
-
-def check_onepassword(ctx: Context, facts: Facts, used: Backends) -> list[Check]:
-    in_use = ONEPASSWORD in used.used or bool(_op_references(ctx.settings))
-    if not in_use:
-        return [Check("1Password", OK, "not used")]
-    token, service_account = _token_check(ctx, facts)
-    checks = [token]
-    if service_account:
-        checks += _vault_checks(ctx)
-    if ONEPASSWORD not in ctx.registry.names():
-        checks.append(Check("1Password reachability", FAIL, "the onepassword plugin is not "
-                            "installed", "reinstall broker"))
-        return checks
-    availability = ctx.registry.availability(ONEPASSWORD)
-    if not availability.ok:
-        if token.status == OK:  # a problem the token row does not already say
-            checks.append(Check("1Password reachability", FAIL,
-                                unnamed(ONEPASSWORD, availability.reason),
-                                "fix the token or the app as the reason says"))
-        used.said.add(ONEPASSWORD)
-    elif not facts.online:
-        checks.append(Check("1Password reachability", OK, "not checked (`broker doctor "
-                            "--online` makes one API call)"))
-    else:
-        names, why = used.listed(ONEPASSWORD)  # the one API call, shared with the key checks
-        if names is None:
-            checks.append(Check("1Password reachability", FAIL,
-                                used.problems.get(ONEPASSWORD, why),
-                                "check the token, the network and the vault settings"))
-            used.said.add(ONEPASSWORD)
-        else:
-            checks.append(Check("1Password reachability", OK, f"reachable ({len(names)} items)"))
-    return checks
 
 
 # --- the clock ----------------------------------------------------------------------------
@@ -586,9 +467,7 @@ def run(facts: Facts | None = None, registry: Registry | None = None) -> list[Ch
         checks.append(check_session_cache(ctx, used))
         if aws is not None:
             checks += check_profiles(ctx, aws, used)
-        checks += check_gnupg(facts, used)
-        checks.append(check_keyctl(ctx, facts, used))
-        checks += check_onepassword(ctx, facts, used)
+        checks += check_backends(ctx, used)
         checks.append(check_clock(facts))
         checks.append(check_wsl(facts))
         return checks

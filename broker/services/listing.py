@@ -16,7 +16,12 @@ from broker.aws.mfa_ledger import MfaLedger
 from broker.aws.profiles import Chain, Profile, resolve_chain
 from broker.backend import Capability, unnamed
 from broker.errors import BackendUnavailable, BrokerError
-from broker.services.backends import LOST_AT_REBOOT, memory_only, persistent_setup
+from broker.services.backends import (
+    LOST_AT_REBOOT,
+    easiest_to_set_up,
+    memory_only,
+    persistent_setup,
+)
 from broker.services.context import Context
 
 #: ``broker export``'s options that take a value (to find its PROFILE argument).
@@ -94,7 +99,7 @@ def keep_keys_hint(ctx: Context, source: str) -> str:
             return f"`broker migrate --from {source} --to {name} --delete-source`"
     if not lasting:
         return persistent_setup(ctx)
-    target = "pass" if "pass" in lasting else lasting[0]  # as persistent_setup chooses
+    target = easiest_to_set_up(ctx, lasting)  # as persistent_setup chooses
     return (f"{persistent_setup(ctx)}, then "
             f"`broker migrate --from {source} --to {target} --delete-source`")
 

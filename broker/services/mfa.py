@@ -171,27 +171,21 @@ def _prove_seed(
     (AWS takes each code once); the code is recorded as used."""
     from broker.aws import sts
     from broker.aws.chain import ChainOptions, CredentialChain
-    from broker.aws.mfa import GuardedSessions, MfaCodes, stored_seed_source
-
-    class Fresh(GuardedSessions):
-        """Always asks AWS (a cached session would answer without checking the code); the
-        new session replaces the cached one only once AWS accepted the code."""
-
-        def get(self, name: str) -> Credentials | None:
-            return None
+    from broker.aws.mfa import MfaCodes, StoredSeed
 
     key_profile = known or Profile(profile)
     own = Chain(key_profile, key_profile, (), serial)
     creds = Credentials.from_item(item, what=f"the stored key of {profile!r}")
-    codes = MfaCodes(sources=[stored_seed_source], key_item=lambda: item, clock=clock)
-    sessions = Fresh(ctx.sessions.for_key(profile), codes)
-    options = ChainOptions(
-        session_duration=ctx.settings.session_duration,
-        region=ctx.region_for(known) if known else None, profile=profile,
+    codes = MfaCodes(sources=[StoredSeed(lambda: item)], clock=clock)
+    options = ChainOptions.from_settings(
+        ctx.settings, region=ctx.region_for(known) if known else None, profile=profile,
     )
+    # fresh: always ask AWS (a cached session would answer without checking the code); the
+    # new session replaces the cached one only once AWS accepted the code.
+    producer = CredentialChain(own, ctx.sessions, lambda: creds, codes, options, fresh=True)
     with sts.profile_scope(profile):
         try:
-            CredentialChain(own, sessions, lambda: creds, codes, options).get()
+            producer.get()
         except MFACodeRefused:
             raise AuthenticationError(
                 f"AWS refused the code made from that seed for {serial}: it is not that "
@@ -239,7 +233,7 @@ def current_code(
     It counts as used at once (the console will use it): a `broker exec` in the same
     30 seconds waits for the next code instead of sending this one again.
     """
-    from broker.aws.mfa import MfaCodes, reference_source, stored_seed_source
+    from broker.aws.mfa import MfaCodes, StoredSeed, TotpReference
     from broker.services.credentials import StoredKey
 
     chain = _chain(ctx, profile)
@@ -252,10 +246,7 @@ def current_code(
             return None  # broker_totp may still serve
 
     clock = clock or totp.CLOCK
-    codes = MfaCodes(
-        sources=[stored_seed_source, reference_source], key_item=key_item,
-        resolve=ctx.resolver, clock=clock,
-    )
+    codes = MfaCodes(sources=[StoredSeed(key_item), TotpReference(ctx.resolver)], clock=clock)
     serial = chain.mfa_serial or f"profile:{chain.key_profile.name}"
     try:
         code = codes.code_for(serial, chain)

@@ -16,7 +16,6 @@ namespace moves; STS sessions are caches and are never migrated.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,10 +146,14 @@ def _names(source: Backend, profiles: Iterable[str]) -> list[str]:
 
 
 def _plan(source: Backend, target: Backend, names: list[str]) -> list[_Step]:
+    """Each item as the source and the target hold it, read with one ``get_many`` on each
+    side (a 1Password vault answers 50 items per request)."""
+    items = source.get_many(names) if names else {}
+    present = target.get_many(names) if names else {}
     steps = []
     for name in names:
-        item = source.get(name)
-        existing = target.get(name)
+        item = items.get(name)
+        existing = present.get(name)
         differing = (
             item.differing_fields(existing) if item is not None and existing is not None else []
         )
@@ -233,7 +236,7 @@ def _default_notes(ctx: Context, source: str, target: str) -> list[str]:
                 f"profile {profile.name!r} sets broker_backend = {source} in {ctx.aws.path}; "
                 f"change it to {target}"
             )
-    if os.environ.get("BROKER_BACKEND") == source:
+    if config.environment("BROKER_BACKEND") == source:
         notes.append(f"BROKER_BACKEND={source} is set in this environment; change it to {target}")
     return notes
 

@@ -7,9 +7,11 @@ import os
 import shlex
 from collections.abc import Collection, Mapping
 
+from broker import config
 from broker.aws.credentials import format_time
 from broker.childenv import withheld_variables
 from broker.errors import NestedSession, UsageError
+from broker.services import child
 from broker.services.credentials import Resolved
 
 #: Inherited variables that could shadow or leak into the credentials we set.
@@ -38,7 +40,7 @@ FORMATS = ("env", "export", "json", "ini")
 
 
 def refuse_nesting(environ: Mapping[str, str]) -> None:
-    current = environ.get("BROKER_PROFILE")
+    current = config.environment("BROKER_PROFILE", environ)
     if current:
         raise NestedSession(
             f"already inside a broker session for profile {current!r}",
@@ -62,14 +64,22 @@ def variables(resolved: Resolved) -> dict[str, str]:
     return out
 
 
+def inherited(
+    environ: Mapping[str, str], withheld: Collection[str] | None = None
+) -> dict[str, str]:
+    """What a child of `exec` or `exec --server` inherits: ``environ`` less the
+    :data:`SCRUBBED` credential variables and less broker's own secret inputs
+    (``withheld``, by default :func:`broker.childenv.withheld_variables`)."""
+    hidden = withheld_variables() if withheld is None else withheld
+    return {k: v for k, v in environ.items() if k not in SCRUBBED and k not in hidden}
+
+
 def child_environment(
     resolved: Resolved, environ: Mapping[str, str], withheld: Collection[str] | None = None
 ) -> dict[str, str]:
-    """``environ`` less the :data:`SCRUBBED` credential variables and less broker's own
-    secret inputs (``withheld``, by default :func:`broker.childenv.withheld_variables`),
-    plus the credentials, the region and ``BROKER_PROFILE``."""
-    hidden = withheld_variables() if withheld is None else withheld
-    env = {k: v for k, v in environ.items() if k not in SCRUBBED and k not in hidden}
+    """:func:`inherited` from ``environ``, plus the credentials, the region and
+    ``BROKER_PROFILE``."""
+    env = inherited(environ, withheld)
     env.update(variables(resolved))
     env["BROKER_PROFILE"] = resolved.profile
     return env
@@ -78,19 +88,14 @@ def child_environment(
 def run(
     resolved: Resolved, command: list[str], withheld: Collection[str] | None = None
 ) -> None:
-    """Replace this process with ``command`` (or $SHELL) holding the credentials."""
-    env = child_environment(resolved, os.environ, withheld)
-    argv = command or [os.environ.get("SHELL") or "/bin/sh"]
-    import sys
+    """Replace this process with ``command`` (or $SHELL) holding the credentials
+    (:func:`broker.services.child.replace`); returns only by raising.
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execvpe(argv[0], argv, env)  # noqa: S606 - the user's own command
-    except FileNotFoundError:
-        raise UsageError(f"command not found: {argv[0]}", "check the command after --") from None
-    except PermissionError:
-        raise UsageError(f"cannot run {argv[0]}: permission denied", "check its mode") from None
+    Raises:
+        UsageError: the command is not found or may not be run.
+    """
+    env = child_environment(resolved, os.environ, withheld)
+    child.replace(child.command_argv(command, os.environ), env)
 
 
 def render(resolved: Resolved, fmt: str) -> str:

@@ -32,7 +32,7 @@ from broker.aws import iam_keys
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import Chain, resolve_chain
 from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Backend, Item
-from broker.errors import BrokerError, CredentialsNotFound, Interrupted
+from broker.errors import BrokerError, CredentialsNotFound, ExitCode, Interrupted
 from broker.services.context import Context
 
 #: Seconds between verification attempts: 1, 2, 4, then 8 (about a minute in all).
@@ -47,7 +47,7 @@ class RotationFailed(BrokerError):
     The exit code is the one of the error that stopped the rotation.
     """
 
-    def __init__(self, message: str, hint: str, exit_code: int) -> None:
+    def __init__(self, message: str, hint: str, exit_code: ExitCode) -> None:
         super().__init__(message, hint)
         self.exit_code = exit_code
 
@@ -82,7 +82,7 @@ def _failed(cause: BaseException, state: str, hint: str) -> RotationFailed:
     if isinstance(cause, BrokerError):
         detail, code = cause.message, cause.exit_code
     else:  # a plugin's own exception: its text is not ours to show, its type is
-        detail, code = f"unexpected {type(cause).__name__}", 1
+        detail, code = f"unexpected {type(cause).__name__}", ExitCode.FAILURE
     return RotationFailed(f"{detail}; {state}", hint, code)
 
 
@@ -94,15 +94,16 @@ def _iam_credentials(
     if not chain.mfa_serial:
         return old
     from broker.aws.chain import ChainOptions, CredentialChain
-    from broker.aws.mfa import GuardedSessions, MfaCodes
+    from broker.aws.mfa import MfaCodes, default_sources
 
     # The key profile's own chain without its roles: the same cached MFA session `exec`
     # uses (same profile, same device), and the same code sources (a stored TOTP seed too).
     own = Chain(chain.key_profile, chain.key_profile, (), chain.mfa_serial)
-    options = ChainOptions(session_duration=ctx.settings.session_duration, region=region)
-    codes = MfaCodes(explicit=mfa_code, key_item=lambda: item, resolve=ctx.resolver)
-    sessions = GuardedSessions(ctx.sessions.for_key(chain.key_profile.name), codes)
-    return CredentialChain(own, sessions, lambda: old, codes, options).get()
+    options = ChainOptions.from_settings(ctx.settings, region=region)
+    codes = MfaCodes(
+        explicit=mfa_code, sources=default_sources(key_item=lambda: item, resolve=ctx.resolver)
+    )
+    return CredentialChain(own, ctx.sessions, lambda: old, codes, options).get()
 
 
 def _stored_key_id(store: Backend, name: str) -> str | None:

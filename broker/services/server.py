@@ -12,8 +12,8 @@ the usual chain (the MFA session reused until it expires). A refresh runs in the
 background: a request never waits on a person answering an MFA prompt while the
 credentials already served are still valid. The endpoint itself
 (:mod:`broker.services.loopback`) bounds every connection in time and in number.
-broker stays the parent: it relays signals to the child, stops serving when the
-child exits, and exits with the child's status.
+broker stays the parent (:func:`broker.services.child.supervise`): it relays signals
+to the child, stops serving when the child exits, and exits with the child's status.
 """
 
 from __future__ import annotations
@@ -23,39 +23,21 @@ import hmac
 import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
-from broker.aws.chain import ChainOptions, level_session_names
+from broker.aws.chain import ChainOptions, needs_code
 from broker.aws.credentials import Credentials, format_time, utcnow
-from broker.aws.profiles import Chain, resolve_chain
+from broker.aws.profiles import resolve_chain
 from broker.errors import BrokerError, UsageError
 from broker.services import loopback
+from broker.services.child import command_argv, signals_unblocked, supervise, terminal_foreground
 from broker.services.context import Context
 from broker.services.credentials import Resolved, obtain
 from broker.services.loopback import Request, Response
-from broker.services.present import SCRUBBED
-
-#: Signals relayed to the child. SIGTSTP/SIGCONT keep their default: the terminal
-#: stops and continues broker and the child together.
-RELAYED = (
-    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-)
-#: Signals whose default action ends a process without a core dump: a child killed
-#: by one of these makes broker die by the same signal.
-_REPLAYED = frozenset(
-    {signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGPIPE, signal.SIGALRM,
-     signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2}
-)
-#: siginfo.si_code of a signal the kernel sent (the terminal's ^C, ^\, hangup).
-_SI_KERNEL = 0x80
-_WAIT_TICK = 0.5
+from broker.services.present import inherited
 
 Report = Callable[[str], None]
 
@@ -295,13 +277,10 @@ def child_environment(
     profile: str, region: str | None, url: str, token: str, environ: Mapping[str, str],
     withheld: frozenset[str] | None = None,
 ) -> dict[str, str]:
-    """The child's environment: inherited credential variables scrubbed, broker's own
-    secret inputs withheld (as for `exec`: :func:`broker.childenv.withheld_variables`),
-    no keys at all."""
-    from broker.childenv import withheld_variables
-
-    hidden = withheld_variables() if withheld is None else withheld
-    env = {k: v for k, v in environ.items() if k not in SCRUBBED and k not in hidden}
+    """The child's environment: what a child of `exec` inherits
+    (:func:`broker.services.present.inherited`: credential variables scrubbed, broker's
+    own secret inputs withheld), the endpoint's address and token, no keys at all."""
+    env = inherited(environ, withheld)
     env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = url
     env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
     if region:
@@ -312,44 +291,6 @@ def child_environment(
 
 
 # --- refreshing through the chain -------------------------------------------------------
-
-
-def code_needed(ctx: Context, chain: Chain, options: ChainOptions) -> bool:
-    """Whether refreshing ``chain`` now needs an MFA code: every cached level down to
-    the one that carries the code has expired (or is within the refresh margin)."""
-    if not chain.mfa_serial or (options.no_session and not chain.hops):
-        return False
-    return all(ctx.sessions.get(name) is None for name in level_session_names(chain, options))
-
-
-@contextlib.contextmanager
-def terminal_foreground() -> Iterator[None]:
-    """Make broker the terminal's foreground process group for a prompt, then give
-    the terminal back. An interactive shell child puts itself in the foreground;
-    a background process reading the terminal would be stopped (or, with SIGTTIN
-    ignored, get EIO)."""
-    try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
-    except OSError:
-        fd = -1
-    moved_from = -1
-    # From the background, tcsetpgrp() stops the caller unless SIGTTOU is ignored, as
-    # supervise() makes it.
-    movable = signal.getsignal(signal.SIGTTOU) == signal.SIG_IGN
-    try:
-        if fd >= 0 and movable:
-            with contextlib.suppress(OSError):
-                current = os.tcgetpgrp(fd)
-                if current != os.getpgrp():
-                    os.tcsetpgrp(fd, os.getpgrp())
-                    moved_from = current
-        yield
-    finally:
-        if moved_from >= 0:
-            with contextlib.suppress(OSError):
-                os.tcsetpgrp(fd, moved_from)
-        if fd >= 0:
-            os.close(fd)
 
 
 class ChainRefresh:
@@ -368,16 +309,15 @@ class ChainRefresh:
         self._ctx, self._profile, self._region = ctx, profile, region
         self._duration, self._no_session, self._backend = duration, no_session, backend
         self._chain = resolve_chain(ctx.aws, profile)
-        self._options = ChainOptions(
-            duration=duration,
-            no_session=no_session,
-            session_duration=ctx.settings.session_duration,
+        self._options = ChainOptions.from_settings(
+            ctx.settings, duration=duration, no_session=no_session,
             region=ctx.region_for(self._chain.target, region),
         )
 
     def needs_code(self) -> bool:
-        """Whether the refresh now needs an MFA code (so possibly a person)."""
-        return code_needed(self._ctx, self._chain, self._options)
+        """Whether the refresh now needs an MFA code (so possibly a person): the chain's
+        answer (:func:`broker.aws.chain.needs_code`) against the session cache."""
+        return needs_code(self._chain, self._options, self._ctx.sessions)
 
     def __call__(self) -> Credentials:
         # A refresh that needs an MFA code may prompt: take the terminal from the
@@ -385,7 +325,7 @@ class ChainRefresh:
         # broker holds it would be stopped).
         prompting = self.needs_code()
         foreground = terminal_foreground() if prompting else contextlib.nullcontext()
-        with _signals_unblocked(), foreground:
+        with signals_unblocked(), foreground:
             return obtain(
                 self._ctx, self._profile, region=self._region, duration=self._duration,
                 no_session=self._no_session, backend=self._backend,
@@ -407,112 +347,6 @@ def refresher(
     )
 
 
-# --- the child ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _signals_unblocked() -> Iterator[None]:
-    old = signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _relay(child: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        child.send_signal(signum)
-
-
-def should_relay(si_code: int, same_group: bool) -> bool:
-    """Relay a signal unless the terminal sent it to the group the child is in."""
-    return not (si_code == _SI_KERNEL and same_group)
-
-
-def _same_group(child: subprocess.Popen[bytes]) -> bool:
-    try:
-        return os.getpgid(child.pid) == os.getpgrp()
-    except OSError:
-        return False
-
-
-def _restore(handlers: dict[signal.Signals, Any]) -> None:
-    for signum, handler in handlers.items():
-        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-
-
-def supervise(argv: list[str], env: dict[str, str], start: Callable[[], None]) -> int:
-    """Run ``argv`` as a child, relaying signals, until it exits; its return code.
-
-    ``start`` runs first with the relayed signals blocked, so that the threads it
-    starts (the server's) never take a signal meant for the child. The main thread
-    then waits with sigtimedwait(), which also says who sent a signal: one the
-    terminal sent to the whole process group already reached a child in that group
-    and is not sent twice.
-    """
-    waited = {*RELAYED, signal.SIGCHLD}
-    early: list[int] = []
-
-    def remember(signum: int, frame: object) -> None:
-        early.append(signum)
-
-    previous = {s: signal.signal(s, remember) for s in RELAYED}
-    try:
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-        try:
-            start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        try:
-            child = subprocess.Popen(argv, env=env)
-        except FileNotFoundError:
-            raise UsageError(
-                f"command not found: {argv[0]}", "check the command after --"
-            ) from None
-        except PermissionError:
-            raise UsageError(
-                f"cannot run {argv[0]}: permission denied", "check its mode"
-            ) from None
-        # Ignored only now, so the child does not inherit it: lets a prompt take the
-        # terminal back from the child's foreground job (see terminal_foreground).
-        tty_signals = {
-            s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTTOU, signal.SIGTTIN)
-        }
-        signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-        try:
-            while True:
-                while early:
-                    _relay(child, early.pop(0))
-                code = child.poll()
-                if code is not None:
-                    return code
-                info = signal.sigtimedwait(waited, _WAIT_TICK)
-                if info is None or info.si_signo == signal.SIGCHLD:
-                    continue
-                if should_relay(info.si_code, _same_group(child)):
-                    _relay(child, info.si_signo)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            _restore(tty_signals)
-    finally:
-        _restore(previous)
-
-
-def exit_status(returncode: int) -> int:
-    """The child's exit code; a child killed by a signal makes broker die by the same
-    signal (when that signal ends a process without a core dump), else 128 + signal."""
-    if returncode >= 0:
-        return returncode
-    signum = -returncode
-    if signum in _REPLAYED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
-        os.kill(os.getpid(), signum)
-    return 128 + signum
-
-
 def run(
     ctx: Context,
     first: Resolved,
@@ -525,9 +359,15 @@ def run(
     report: Report = lambda _: None,
     environ: Mapping[str, str] | None = None,
 ) -> int:
-    """Serve ``first`` (then fresh credentials) to ``command`` (or $SHELL) until it exits.
+    """Serve ``first`` (then fresh credentials) to ``command`` (or $SHELL) until it exits,
+    supervised by :func:`broker.services.child.supervise`.
 
-    Returns the child's return code (negative: killed by that signal).
+    Returns the child's return code (negative: killed by that signal); the caller exits
+    with :func:`broker.services.child.exit_status` of it.
+
+    Raises:
+        UsageError: ``first`` is the long-lived key (nothing to refresh), or the command
+            cannot be started.
     """
     creds = first.credentials
     if not creds.session_token or creds.expiration is None:
@@ -543,10 +383,8 @@ def run(
         needs_code=fetch.needs_code,
     )
     server = CredentialServer(source, report)
-    argv = command or [environ.get("SHELL") or "/bin/sh"]
+    argv = command_argv(command, environ)
     env = child_environment(first.profile, first.region, server.url, server.token, environ)
-    sys.stdout.flush()
-    sys.stderr.flush()
     try:
         return supervise(argv, env, server.start)
     finally:

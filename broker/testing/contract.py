@@ -14,13 +14,26 @@ Use it from a plugin's test suite::
         @pytest.fixture
         def reopen(self):
             return lambda b: MyBackend(settings=b.settings, namespace=b.namespace)
+
+        # optional: settings with which it cannot work, to prove it says why
+        @pytest.fixture
+        def bad_settings(self):
+            return [{}]  # no path: not available, and why
+
+        # optional: an instance over another part of the same store (another prefix)
+        @pytest.fixture
+        def neighbour(self):
+            return lambda b: MyBackend(settings={**b.settings, "prefix": "other"})
+
+Fixtures left out skip the tests that need them; every other test runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -32,8 +45,11 @@ from broker.backend import (
     Availability,
     Backend,
     Capability,
+    Check,
     Item,
 )
+from broker.errors import BrokerError
+from broker.registry import Registry
 
 SAMPLE = Item(
     {
@@ -56,6 +72,28 @@ class BackendContract:
     def reopen(self) -> Callable[[Backend], Backend]:
         """A new instance over the same storage (defaults to the same object)."""
         return lambda backend: backend
+
+    @pytest.fixture
+    def other_namespace(self) -> Callable[[Backend, str], Backend]:
+        """``other_namespace(backend, namespace)``: an instance over the same storage in
+        another namespace (default: the class made again with the same settings and
+        resolver)."""
+        return lambda backend, namespace: type(backend)(
+            settings=backend.settings, namespace=namespace, resolver=backend._resolver
+        )
+
+    @pytest.fixture
+    def neighbour(self) -> Callable[[Backend], Backend | None]:
+        """An instance in the same namespace over another part of the same store, made
+        with a different setting (a prefix, a folder, a title template), that must not
+        see this one's items; None (the default) skips the test: no such setting."""
+        return lambda backend: None
+
+    @pytest.fixture
+    def bad_settings(self) -> list[Mapping[str, Any]]:
+        """Settings tables with which the backend cannot work here (a store that does not
+        exist, a malformed value); empty (the default) skips the test."""
+        return []
 
     def test_declares_name_and_capabilities(self, backend: Backend) -> None:
         assert isinstance(backend.name, str) and backend.name
@@ -127,3 +165,114 @@ class BackendContract:
         assert backend.get("contract-expiring") == SAMPLE
         time.sleep(2.2)
         assert backend.get("contract-expiring") is None
+
+    def test_get_many(self, backend: Backend) -> None:
+        backend.set("contract-a", SAMPLE)
+        backend.set("contract-b", SAMPLE.replace(note="b"))
+        found = backend.get_many(["contract-a", "contract-missing", "contract-b"])
+        assert found == {
+            "contract-a": SAMPLE,
+            "contract-missing": None,
+            "contract-b": SAMPLE.replace(note="b"),
+        }
+        assert backend.get_many([]) == {}
+
+    def test_namespaces_are_isolated(
+        self, backend: Backend, other_namespace: Callable[[Backend, str], Backend]
+    ) -> None:
+        other = other_namespace(backend, "contract-other")
+        self._isolated(backend, other)
+
+    def test_neighbours_are_isolated(
+        self, backend: Backend, neighbour: Callable[[Backend], Backend | None]
+    ) -> None:
+        other = neighbour(backend)
+        if other is None:
+            pytest.skip(f"{backend.name}: no `neighbour` fixture (no setting separates stores)")
+        self._isolated(backend, other)
+
+    @staticmethod
+    def _isolated(backend: Backend, other: Backend) -> None:
+        """Neither instance sees, lists or deletes what the other holds."""
+        backend.set("contract-ns", SAMPLE)
+        assert other.get("contract-ns") is None
+        other.set("contract-ns", SAMPLE.replace(note="the other one"))
+        assert backend.get("contract-ns") == SAMPLE
+        again = other.get("contract-ns")
+        assert again is not None and again["note"] == "the other one"
+        if Capability.LIST in backend.capabilities:
+            backend.set("contract-only-here", SAMPLE)
+            assert "contract-only-here" not in other.list()
+            backend.delete("contract-only-here")
+        assert other.delete("contract-ns") is True
+        assert backend.get("contract-ns") == SAMPLE
+        assert other.get("contract-ns") is None
+        other.close()
+
+    def test_availability_with_bad_settings_says_why(
+        self, backend: Backend, bad_settings: list[Mapping[str, Any]]
+    ) -> None:
+        """Refused at once (a BrokerError with its reason), or not available with a reason,
+        never an exception from ``availability()``; and the registry, which is how broker
+        meets the backend, reports it not available, with that reason, without raising."""
+        if not bad_settings:
+            pytest.skip(f"{backend.name}: no `bad_settings` fixture")
+        cls = type(backend)
+        for settings in bad_settings:
+            try:
+                broken = cls(settings=settings, namespace=backend.namespace)
+            except BrokerError as exc:
+                assert exc.message, settings
+            else:
+                availability = broken.availability()
+                assert isinstance(availability, Availability)
+                assert not availability.ok and availability.reason, settings
+                broken.close()
+            registry = Registry(settings_for={"contract": dict(settings)},
+                                extra={"contract": cls})
+            said = registry.availability("contract")
+            assert not said.ok and said.reason, settings
+
+    def test_availability_never_raises_on_odd_settings(self, backend: Backend) -> None:
+        """Each setting replaced by a value of the wrong type: refused at construction (a
+        BrokerError), or ``availability()`` answers (ok or not, with a reason)."""
+        for key in backend.settings:
+            for odd in (12345, ["a", "list"], {"a": "table"}, ""):
+                settings = {**backend.settings, key: odd}
+                try:
+                    other = type(backend)(settings=settings, namespace=backend.namespace,
+                                          resolver=backend._resolver)
+                except BrokerError:
+                    continue
+                availability = other.availability()
+                assert isinstance(availability, Availability), (key, odd)
+                assert availability.ok or availability.reason, (key, odd)
+                other.close()
+
+    def test_close_twice_is_harmless(
+        self, backend: Backend, reopen: Callable[[Backend], Backend]
+    ) -> None:
+        backend.set("contract-close", SAMPLE)
+        backend.close()
+        backend.close()
+        assert reopen(backend).get("contract-close") == SAMPLE
+
+    def test_checks_are_doctor_rows(self, backend: Backend) -> None:
+        for used in (False, True):
+            rows = backend.checks(used)
+            assert isinstance(rows, list)
+            for row in rows:
+                assert isinstance(row, Check)
+                assert row.name and row.summary and row.status in ("ok", "warn", "fail")
+
+    def test_secret_store(self, backend: Backend) -> None:
+        if Capability.SECRET_STORE not in backend.capabilities:
+            pytest.skip(f"{backend.name} does not declare SECRET_STORE")
+        backend.store_secret("contract-token", "contract token value", 60)
+        reference = backend.secret_reference("contract-token")
+        assert backend.resolve(reference) == "contract token value"
+        assert backend.get("contract-token") is None  # apart from the items
+        assert backend.delete_secret("contract-token") is True
+        with pytest.raises(BrokerError):
+            backend.resolve(reference)
+        assert backend.delete_secret("contract-token") is False

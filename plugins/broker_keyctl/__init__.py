@@ -29,11 +29,12 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, ClassVar, TypeVar
 
+    from broker.backend import Check
     from broker_keyctl._native import KeyOps
 
     _T = TypeVar("_T")
 
-    __all__ = ["KeyctlBackend"]
+__all__ = ["KeyctlBackend"]
 
 
 KEY_SPEC_USER_KEYRING = -4
@@ -69,9 +70,13 @@ _ENOSYS_REASON = (
     "use WSL2, or choose another backend (`broker backend set pass`)"
 )
 _OTHER_BACKEND = "choose another backend (`broker backend set pass`)"
+#: Where the kernel says which kernel this is (WSL2's names Microsoft and WSL2).
+PROC_VERSION = "/proc/version"
 
 # The loaded ctypes layer, shared by every instance in the process.
 _OPS: KeyOps | None = None
+# Inside the class, `list` is the method of that name.
+_CheckList = list["Check"]
 
 
 class KeyctlUnavailable(BackendUnavailable):
@@ -139,6 +144,16 @@ def _timeout_for(expires_at: datetime | None) -> int | None:
     return min(max(1, int(-(-remaining // 1))), 0xFFFFFFFF)
 
 
+def _wsl2() -> bool:
+    """Whether this is WSL2's kernel (its /proc/version names Microsoft and WSL2)."""
+    try:
+        with open(PROC_VERSION, encoding="utf-8", errors="replace") as stream:
+            text = stream.read().lower()
+    except OSError:
+        return False
+    return "microsoft" in text and ("wsl2" in text or "microsoft-standard" in text)
+
+
 def _quota_left(uid: int) -> tuple[int, int] | None:
     """(keys, bytes) this user may still add, from /proc/key-users; None if unknown."""
     try:
@@ -179,7 +194,11 @@ class KeyctlBackend(Backend):
     description: ClassVar[str] = "Linux kernel keyring: memory only, expiring keys, lost on reboot"
     capabilities: ClassVar[Capability] = (
         Capability.LIST | Capability.STORE_SESSIONS | Capability.EXPIRY
+        | Capability.SECRET_STORE
     )
+    #: After onepassword (3) and pass (2) for keys: memory only, so chosen for them only
+    #: when neither works; the default session cache and token store wherever it works.
+    priority: ClassVar[float] = 1.0
     schemes: ClassVar[tuple[str, ...]] = ("keyctl",)
 
     def __init__(
@@ -517,9 +536,30 @@ class KeyctlBackend(Backend):
         timeout = None if ttl_seconds is None else min(int(ttl_seconds), 0xFFFFFFFF)
         self._write(SECRETS_NAMESPACE, name, Item({SECRET_FIELD: value}), timeout)
 
+    def secret_reference(self, name: str) -> str:
+        """``keyctl:NAME``: what :meth:`resolve` answers with the secret kept under NAME."""
+        return f"keyctl:{name}"
+
     def delete_secret(self, name: str) -> bool:
         """Forget a secret stored with :meth:`store_secret`; True if one was there."""
         return self._remove(SECRETS_NAMESPACE, name)
+
+    # -- broker doctor -----------------------------------------------------------------
+
+    def checks(self, used: bool) -> _CheckList:
+        """One row, ``keyctl``: the kernel keyring works here (on WSL2: memory only until
+        ``wsl --shutdown``), or why not; a failure when broker uses it, else a warning."""
+        from broker.backend import Check, unnamed
+
+        availability = self.availability()
+        if availability.ok:
+            note = " (WSL2: memory only, cleared by `wsl --shutdown`)" if _wsl2() else ""
+            return [Check("keyctl", "ok", f"the kernel keyring works here{note}")]
+        return [Check(
+            "keyctl", "fail" if used else "warn", unnamed(self.name, availability.reason),
+            "sessions are not cached without it; use WSL2 or a VM with the keyring, "
+            "or `broker backend set pass` for keys",
+        )]
 
     # -- maintenance -------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""1Password as a broker backend, through the official SDK (``onepassword-sdk``).
+"""1Password as a broker backend, through the official SDK (``onepassword-sdk``), or
+through the 1Password CLI signed in through the desktop app (:mod:`broker_onepassword._cli`:
+``op``, or ``op.exe`` from WSL2, with no token; the ``transport`` setting).
 
 Items are API Credentials items titled from a template (``AWS {profile}``),
 tagged ``broker``, with the access key, the secret, the MFA serial and the TOTP
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from broker.backend import ACCESS_KEY_ID, Availability, Backend, Capability, Item, Resolver
 from broker.errors import (
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, ClassVar, TypeVar
 
+    from broker.backend import Check
+    from broker_onepassword._cli import CliSession
     from broker_onepassword._sdk import Session
     from broker_onepassword._state import IdState
 
@@ -61,6 +65,7 @@ _REFERENCE_SAFE = re.compile(r"^[A-Za-z0-9 _.\-]+$")
 _NAMESPACE_TAG = "broker:"
 # Inside the class, `list` is the method of that name.
 _Names = list[str]
+_Checks = list["Check"]
 
 
 def _no_token_error(detail: str = "") -> AuthenticationError:
@@ -72,18 +77,6 @@ def _no_token_error(detail: str = "") -> AuthenticationError:
         "to keep it in the kernel keyring for this login; or set account = \"...\" under "
         "[backends.onepassword] to use the 1Password desktop app",
     )
-
-
-def _own_resolver() -> Resolver | None:
-    """broker's reference resolver over its configured plugins, or None."""
-    try:
-        from broker import config
-        from broker.registry import from_settings
-        from broker.secrets import ReferenceResolver
-
-        return ReferenceResolver(from_settings(config.load()))
-    except Exception:
-        return None
 
 
 class OnePasswordBackend(Backend):
@@ -98,7 +91,12 @@ class OnePasswordBackend(Backend):
       ``env:OP_SERVICE_ACCOUNT_TOKEN``, then ``keyctl:onepassword-token``);
     * ``account``: use the 1Password desktop app, signed in to this account (name or id),
       instead of a service account;
-    * ``timeout``: seconds to wait for one 1Password call (60 with the app, else 120).
+    * ``timeout``: seconds to wait for one 1Password call (60 with the app, else 120);
+    * ``transport``: ``"sdk"``, ``"cli"`` (the 1Password CLI signed in through the app:
+      :mod:`broker_onepassword._cli`, docs/wsl2.md) or ``"auto"`` (the default: the CLI
+      when no service-account token is configured and ``op`` is installed);
+    * ``op_path``: the CLI to run (default: ``op.exe``/``op`` on PATH, then the usual
+      Windows install locations inside WSL2).
     """
 
     name: ClassVar[str] = "onepassword"
@@ -107,6 +105,16 @@ class OnePasswordBackend(Backend):
         Capability.LIST | Capability.PERSISTENT | Capability.SHARED
     )
     schemes: ClassVar[tuple[str, ...]] = ("op",)
+    #: First for keys when it works here: a vault the user already keeps and syncs.
+    priority: ClassVar[float] = 3.0
+
+    @classmethod
+    def shows_reference(cls, reference: str) -> bool:
+        """Only ``op://...`` has the shape of a 1Password reference: ``op:text`` may be a
+        secret typed where its reference belongs, and is never echoed."""
+        return reference.partition(":")[2].startswith("//") and super().shows_reference(
+            reference
+        )
 
     def __init__(
         self,
@@ -117,7 +125,7 @@ class OnePasswordBackend(Backend):
     ) -> None:
         super().__init__(settings=settings, namespace=namespace, resolver=resolver)
         self._token: str | None = None
-        self._session: Session | None = None
+        self._session: Session | CliSession | None = None
         self._state: IdState | None = None
         self._vault_id: str | None = None
         self._vault_known = False  # the vault id came from the state file
@@ -144,9 +152,26 @@ class OnePasswordBackend(Backend):
 
     @property
     def desktop(self) -> bool:
+        """Whether 1Password is reached as the user's own account (the desktop app, or
+        the 1Password CLI signed in through it), not as a service account."""
+        if self.transport == "cli":
+            return True
         return self._setting("token") is None and self._setting("account") is not None
 
+    @property
+    def transport(self) -> str:
+        """``"sdk"`` or ``"cli"`` (the 1Password CLI): the ``transport`` setting, ``auto``
+        by default (:func:`broker_onepassword._cli.choose`). Raises ConfigError."""
+        chosen = self.__dict__.get("_transport")
+        if chosen is None:
+            from broker_onepassword._cli import choose
+
+            chosen = self.__dict__["_transport"] = choose(self).transport
+        return str(chosen)
+
     def _auth_key(self) -> str:
+        if self.transport == "cli":
+            return f"cli:{self._setting('account') or ''}"
         return f"desktop:{self._setting('account')}" if self.desktop else "service-account"
 
     def _timeout(self) -> float:
@@ -230,11 +255,8 @@ class OnePasswordBackend(Backend):
         return token
 
     def _resolve_reference(self, reference: str) -> str:
-        """A secret reference's value: through the resolver given, else broker's own."""
-        if self._resolver is None:
-            resolver = _own_resolver()
-            if resolver is not None:
-                return resolver(reference)
+        """A secret reference's value, through the resolver given (the registry gives
+        broker's own to every backend it creates)."""
         return self.resolve_setting(reference)
 
     def _auth(self) -> Any:
@@ -245,6 +267,13 @@ class OnePasswordBackend(Backend):
         return self._resolve_token()
 
     def _run(self, operation: Callable[[Any], Awaitable[T]], what: str) -> T:
+        if self.transport == "cli":  # the same calls, each one `op` process
+            if self._session is None:
+                from broker_onepassword._cli import open_session
+
+                self._session = open_session(self)
+            result: T = self._session.run(operation, what)
+            return result
         if self._session is None:
             from broker_onepassword._sdk import Session
 
@@ -267,6 +296,10 @@ class OnePasswordBackend(Backend):
             ) from None
 
     def _sdk(self) -> Any:
+        if self.transport == "cli":  # items as the CLI's JSON, in the SDK's shapes
+            from broker_onepassword._cli_items import SdkShapes
+
+            return SdkShapes
         from broker_onepassword._sdk import load_sdk
 
         return load_sdk()
@@ -283,6 +316,15 @@ class OnePasswordBackend(Backend):
     def _availability(self) -> Availability:
         from broker_onepassword import _platform
 
+        try:
+            if self.transport == "cli":
+                from broker_onepassword import _cli
+
+                self._template()
+                self._timeout()
+                return _cli.availability(self)
+        except ConfigError as exc:
+            return Availability(False, str(exc))
         problem = _platform.native_core_problem()
         if problem:
             return Availability(False, problem)
@@ -337,11 +379,8 @@ class OnePasswordBackend(Backend):
         )
 
     def _kept(self, reference: str) -> bool:
-        """Whether a ``keyctl:`` reference gives a token (an offline keyring read).
-
-        An instance made without a resolver (the registry checks availability that
-        way) uses broker's own, as a command would.
-        """
+        """Whether a ``keyctl:`` reference gives a token (an offline keyring read);
+        False when it does not, or when this instance was made without a resolver."""
         try:
             return bool(self._resolve_reference(reference).strip())
         except BrokerError:
@@ -647,7 +686,7 @@ class OnePasswordBackend(Backend):
                     names.add(untagged[item_id])
         return sorted(names)
 
-    def get_many(self, names: _Names) -> dict[str, Item | None]:
+    def get_many(self, names: Sequence[str]) -> dict[str, Item | None]:
         """Several items with one ItemsGetAll per 50 (plus one ItemsList when some id
         is not known yet or is stale)."""
         from broker_onepassword._fields import to_item
@@ -747,7 +786,11 @@ class OnePasswordBackend(Backend):
     def describe(self) -> dict[str, str]:
         from broker_onepassword._state import state_path
 
-        if self.desktop:
+        if self.transport == "cli":
+            from broker_onepassword._cli import describe_auth
+
+            auth = describe_auth(self)
+        elif self.desktop:
             auth = f"1Password desktop app, account {self._setting('account')}"
         elif self._setting("token"):
             from broker.secrets import shown
@@ -761,6 +804,22 @@ class OnePasswordBackend(Backend):
             "auth": auth,
             "ids kept in": str(state_path()),
         }
+
+    def checks(self, used: bool) -> _Checks:
+        """``broker doctor``'s rows for 1Password: how it authenticates, and vaults a
+        service account can never read. Each comes from a small function of
+        :mod:`broker_onepassword._checks`; a new check is one more term here."""
+        from broker_onepassword import _checks, _cli_checks
+
+        if not used:
+            return _checks.not_used()
+        if _cli_checks.uses_cli(self):  # the user's own account, through `op` and the app
+            return _cli_checks.checks(self, used)
+        return [
+            *_checks.token(self),
+            *_checks.vaults(self),
+            *_cli_checks.checks(self, used),
+        ]
 
     def close(self) -> None:
         if self._session is not None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, ClassVar
 
+    from broker.backend import Check
     from broker_pass._gpg import Decrypted, Gpg
 
 __all__ = ["PassBackend"]
@@ -43,6 +44,7 @@ _INIT_HINT = "run `pass init <gpg-id>`"
 _PROMPT_TRIES = 3
 # Inside the class, `list` is the method of that name.
 _Names = list[str]
+_CheckList = list["Check"]
 
 
 def _check_path(path: str, what: str) -> list[str]:
@@ -90,6 +92,8 @@ class PassBackend(Backend):
     capabilities: ClassVar[Capability] = (
         Capability.LIST | Capability.PERSISTENT | Capability.INTERACTIVE
     )
+    #: After onepassword (3), before keyctl (1): keys last, on this machine only.
+    priority: ClassVar[float] = 2.0
     schemes: ClassVar[tuple[str, ...]] = ("pass",)
 
     def __init__(
@@ -527,6 +531,13 @@ class PassBackend(Backend):
                 unreadable.append(name)
                 missing.update(key_ids)
         return unreadable, sorted(missing)
+
+    def checks(self, used: bool) -> _CheckList:
+        """``broker doctor``'s rows for the pass backend: gpg (this backend's ``gpg``
+        setting), the pass CLI and GPG_TTY (see :mod:`broker_pass._checks`)."""
+        from broker_pass import _checks
+
+        return [*_checks.gnupg(used, self.gpg_binary), *_checks.gpg_tty(used)]
 
     def close(self) -> None:
         """Forget the resolved passphrase."""

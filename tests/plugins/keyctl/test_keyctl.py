@@ -72,8 +72,10 @@ def test_declarations() -> None:
     assert KeyctlBackend.name == "keyctl"
     assert KeyctlBackend.capabilities == (
         Capability.LIST | Capability.STORE_SESSIONS | Capability.EXPIRY
+        | Capability.SECRET_STORE
     )
     assert Capability.PERSISTENT not in KeyctlBackend.capabilities
+    assert KeyctlBackend.priority == 1.0  # after onepassword (3) and pass (2)
     assert "\n" not in KeyctlBackend.description and KeyctlBackend.description
     assert KeyctlBackend.schemes == ("keyctl",)
 

@@ -1,7 +1,7 @@
 """Fixtures for the onepassword backend: the SDK's real Python layer over the emulator.
 
 1Password cannot be reached from here, so every test (except the opt-in live one)
-routes the SDK's native core to :mod:`broker.testing.onepassword_emulator`, with
+routes the SDK's native core to :mod:`broker_onepassword.testing`, with
 its own state file, its own HOME and XDG directories (so the backend's id state
 file is fresh), and the emulator's token in ``OP_SERVICE_ACCOUNT_TOKEN``.
 """
@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 from broker_onepassword import OnePasswordBackend
+from broker_onepassword.testing import SITE, OnePasswordEmulator, child_environment, installed
 
 from broker.backend import Resolver
-from broker.testing import onepassword_emulator
-from broker.testing.onepassword_emulator import OnePasswordEmulator
 
 #: Put on PYTHONPATH (with BROKER_OP_EMULATOR set) to route child processes' SDK calls.
-OP_SITE = Path(onepassword_emulator.__file__).resolve().parent / "_op_site"
+OP_SITE = SITE
 BIN = Path(sys.executable).parent
 
 
@@ -46,7 +45,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OnePasswordEmulator]:
     """A fresh fake 1Password account; its token is in OP_SERVICE_ACCOUNT_TOKEN."""
-    with onepassword_emulator.installed(tmp_path / "op-state.json") as emu:
+    with installed(tmp_path / "op-state.json") as emu:
         monkeypatch.setenv("OP_SERVICE_ACCOUNT_TOKEN", emu.token)
         yield emu
 
@@ -71,7 +70,4 @@ def make_backend(emulator: OnePasswordEmulator) -> Iterator[Callable[..., OnePas
 @pytest.fixture
 def child_env(emulator: OnePasswordEmulator, isolated_home: Path) -> dict[str, str]:
     """The environment for a child process that shares this test's fake account."""
-    env = dict(os.environ)
-    env["BROKER_OP_EMULATOR"] = str(emulator.path)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(OP_SITE), env.get("PYTHONPATH")]))
-    return env
+    return {**os.environ, **child_environment(emulator.path, os.environ.get("PYTHONPATH"))}

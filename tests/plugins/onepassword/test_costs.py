@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import pytest
 from broker_onepassword import OnePasswordBackend
+from broker_onepassword.testing import OnePasswordEmulator, field
 
 from broker.backend import ACCESS_KEY_ID, Item
 from broker.testing.contract import SAMPLE
-from broker.testing.onepassword_emulator import OnePasswordEmulator, field
 
 
 def calls(emulator: OnePasswordEmulator) -> dict[str, int]:

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from broker_onepassword import OnePasswordBackend, _platform
 from broker_onepassword._sdk import Session
+from broker_onepassword.testing import OnePasswordEmulator
 
 from broker.errors import AppLocked
 from broker.testing.contract import SAMPLE
-from broker.testing.onepassword_emulator import OnePasswordEmulator
 
 ACCOUNT = "me@example.com"
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import onepassword
 import pytest
-
-from broker.testing import onepassword_emulator as emu
-from broker.testing.onepassword_emulator import OnePasswordEmulator, field
+from broker_onepassword import testing as emu
+from broker_onepassword.testing import OnePasswordEmulator, field
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # 160 bits
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from broker_onepassword import OnePasswordBackend, _platform
 from broker_onepassword._sdk import AccessDenied, VersionConflict, translate
+from broker_onepassword.testing import OnePasswordEmulator, make_token
 
 from broker.errors import (
     AmbiguousMatch,
@@ -21,7 +22,6 @@ from broker.errors import (
     RateLimited,
 )
 from broker.testing.contract import SAMPLE
-from broker.testing.onepassword_emulator import OnePasswordEmulator, make_token
 
 SECRET = SAMPLE["aws_secret_access_key"]
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 from broker_onepassword import OnePasswordBackend, _sdk
+from broker_onepassword.testing import OnePasswordEmulator
 
 from broker.errors import BackendError
-from broker.testing.onepassword_emulator import OnePasswordEmulator
 
 
 @pytest.mark.parametrize(("version", "expected"), [

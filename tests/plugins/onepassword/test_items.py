@@ -12,11 +12,11 @@ import pyotp
 import pytest
 from broker_onepassword import OnePasswordBackend
 from broker_onepassword._state import state_path
+from broker_onepassword.testing import OnePasswordEmulator, field
 
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Capability, Item
 from broker.errors import AmbiguousMatch, ConfigError
 from broker.testing.contract import SAMPLE
-from broker.testing.onepassword_emulator import OnePasswordEmulator, field
 
 SEED = SAMPLE[TOTP]
 

@@ -41,11 +41,11 @@ from typing import Any
 
 import pytest
 from broker_onepassword import OnePasswordBackend
+from broker_onepassword.testing import REQUESTS, SIGN_IN_REQUESTS, make_token
 
 from broker.backend import TOTP, Backend
 from broker.errors import AuthenticationError, NotFound
 from broker.testing.contract import SAMPLE, BackendContract
-from broker.testing.onepassword_emulator import REQUESTS, SIGN_IN_REQUESTS, make_token
 
 # Read at import: the autouse fixture clears these variables for every other test.
 TOKEN = os.environ.get("OP_SERVICE_ACCOUNT_TOKEN", "")

@@ -1,6 +1,6 @@
 """Several processes, one fake account: child processes, the real `broker` CLI.
 
-Children get ``broker/testing/_op_site`` on PYTHONPATH and ``BROKER_OP_EMULATOR``
+Children get ``broker_onepassword/testing/_site`` on PYTHONPATH and ``BROKER_OP_EMULATOR``
 set to this test's state file; its sitecustomize routes their SDK calls there.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from broker_onepassword import OnePasswordBackend
+from broker_onepassword.testing import OnePasswordEmulator
 
 from broker.backend import Item
 from broker.testing.contract import SAMPLE
-from broker.testing.onepassword_emulator import OnePasswordEmulator
 from tests.conftest import TEST_KEY_ID, TEST_SECRET, BrokerHome
 
 from .conftest import OP_SITE
@@ -73,7 +73,7 @@ def test_parallel_children_count_every_call(
 def test_site_is_inert_without_the_variable(child_env: dict[str, str]) -> None:
     env = dict(child_env)
     del env["BROKER_OP_EMULATOR"]
-    result = run_python("import sys; print('broker.testing.onepassword_emulator' in "
+    result = run_python("import sys; print('broker_onepassword.testing' in "
                         "sys.modules)", env)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -92,9 +92,10 @@ def test_production_code_has_no_test_hooks() -> None:
     package = Path(OnePasswordBackend.__module__.replace(".", "/"))
     root = Path(sys.modules[OnePasswordBackend.__module__].__file__ or "").parent
     assert root.name == package.name
-    for source in root.glob("*.py"):
+    for source in root.glob("*.py"):  # the emulator's own package, testing/, aside
         text = source.read_text()
-        for word in ("emulator", "BROKER_OP_EMULATOR", "broker.testing", "pytest"):
+        for word in ("emulator", "BROKER_OP_EMULATOR", "broker.testing",
+                     "broker_onepassword.testing", "pytest"):
             assert word not in text, f"{source.name} mentions {word}"
 
 

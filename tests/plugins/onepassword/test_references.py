@@ -8,12 +8,12 @@ from collections.abc import Callable
 import pyotp
 import pytest
 from broker_onepassword import OnePasswordBackend
+from broker_onepassword.testing import OnePasswordEmulator, field
 
 from broker.errors import AmbiguousMatch, ConfigError, NotFound
 from broker.registry import Registry
 from broker.secrets import ReferenceResolver
 from broker.testing.contract import SAMPLE
-from broker.testing.onepassword_emulator import OnePasswordEmulator, field
 
 SEED = SAMPLE["totp"]
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from broker_pass import PassBackend
+
+from broker.testing.gnupg import GnupgHome, GnupgKey, throwaway_gnupg_home
 
 PASSPHRASE = "correct horse battery staple ü"
 SECOND_PASSPHRASE = "another passphrase for key two"
@@ -27,12 +28,6 @@ PASSPHRASE_REF = "test:gpg-passphrase"
 
 # Never start a pinentry in tests (fail instead); never look keys up on the network.
 GPG_CONF = "pinentry-mode error\nauto-key-locate local\nno-auto-key-retrieve\n"
-AGENT_CONF = """\
-default-cache-ttl 0
-max-cache-ttl 0
-allow-loopback-pinentry
-s2k-count 65536
-"""
 
 
 def fake_resolver(reference: str) -> str:
@@ -42,17 +37,6 @@ def fake_resolver(reference: str) -> str:
     raise AssertionError(f"unexpected reference {reference!r}")
 
 
-
-
-@dataclass(frozen=True)
-class Key:
-    uid: str
-    fingerprint: str
-    #: The encryption subkey's id: what an encrypted entry names as its recipient.
-    subkey_id: str
-    passphrase: str
-
-
 def gpg(home: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["gpg", "--homedir", home, "--batch", *args],
@@ -60,47 +44,23 @@ def gpg(home: str, *args: str, input: str | None = None) -> subprocess.Completed
     )
 
 
-def make_key(home: str, uid: str, passphrase: str | None) -> Key:
-    """A new ed25519/cv25519 key in ``home``; ``None`` makes it unprotected."""
-    if passphrase is None:
-        gpg(home, "--passphrase", "", "--pinentry-mode", "loopback",
-            "--quick-gen-key", uid, "future-default", "default", "never")
-    else:
-        gpg(home, "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-            "--quick-gen-key", uid, "future-default", "default", "never", input=passphrase)
-    out = gpg(home, "--with-colons", "--list-keys", f"={uid}").stdout
-    fingerprint = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
-    subkey = next(line.split(":")[4] for line in out.splitlines() if line.startswith("sub:"))
-    return Key(uid, fingerprint, subkey, passphrase or "")
-
-
-def kill_agent(home: str) -> None:
-    subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
-                   capture_output=True, timeout=30, check=False)
-
-
 @dataclass(frozen=True)
 class Keys:
-    template: str
-    one: Key
-    two: Key
+    template: GnupgHome
+    one: GnupgKey
+    two: GnupgKey
 
 
 @pytest.fixture(scope="session")
 def keys() -> Iterator[Keys]:
+    """Two ed25519/cv25519 keys, each with a passphrase, in a template home."""
     if shutil.which("gpg") is None or shutil.which("gpgconf") is None:
         pytest.skip("GnuPG is not installed")
-    home = tempfile.mkdtemp(prefix="g", dir="/tmp")
-    try:
-        Path(home, "gpg.conf").write_text(GPG_CONF)
-        Path(home, "gpg-agent.conf").write_text(AGENT_CONF)
-        one = make_key(home, "Broker Test One <one@example.test>", PASSPHRASE)
-        two = make_key(home, "Broker Test Two <two@example.test>", SECOND_PASSPHRASE)
-        kill_agent(home)
-        yield Keys(home, one, two)
-    finally:
-        kill_agent(home)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_gnupg_home("Broker Test One <one@example.test>", PASSPHRASE,
+                              gpg_conf=GPG_CONF) as template:
+        two = template.add_key("Broker Test Two <two@example.test>", SECOND_PASSPHRASE)
+        template.stop_agent()
+        yield Keys(template, template.key, two)
 
 
 @dataclass
@@ -120,9 +80,9 @@ class Env:
     def gpg(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return gpg(self.gnupghome, *args, input=input)
 
-    def new_key(self, uid: str, passphrase: str | None) -> Key:
+    def new_key(self, uid: str, passphrase: str | None) -> GnupgKey:
         """Another key, in this test's GNUPGHOME only."""
-        return make_key(self.gnupghome, uid, passphrase)
+        return GnupgHome(Path(self.gnupghome), self.keys.one).add_key(uid, passphrase)
 
     def pass_cli(
         self, *args: str, input: str | None = None, passphrase: str | None = None,
@@ -161,29 +121,24 @@ class Env:
 @pytest.fixture
 def env(keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     """An isolated HOME, a private copy of the keys' GNUPGHOME and an empty store path."""
-    gnupghome = tempfile.mkdtemp(prefix="g", dir="/tmp")
-    shutil.copytree(keys.template, gnupghome, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("S.*", "*.lock", ".#*"))
-    home = tmp_path / "home"
-    home.mkdir()
-    for name in list(os.environ):
-        if name.startswith(("PASSWORD_STORE_", "GIT_", "BROKER_")) or name in (
-            "GPG_TTY", "GPG_AGENT_INFO", "XDG_RUNTIME_DIR",
-        ):
-            monkeypatch.delenv(name)
-    store = tmp_path / "store"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GNUPGHOME", gnupghome)
-    monkeypatch.setenv("PASSWORD_STORE_DIR", str(store))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    try:
+    with throwaway_gnupg_home(copy_of=keys.template) as copy:
+        gnupghome = str(copy.path)
+        home = tmp_path / "home"
+        home.mkdir()
+        for name in list(os.environ):
+            if name.startswith(("PASSWORD_STORE_", "GIT_", "BROKER_")) or name in (
+                "GPG_TTY", "GPG_AGENT_INFO", "XDG_RUNTIME_DIR",
+            ):
+                monkeypatch.delenv(name)
+        store = tmp_path / "store"
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("GNUPGHOME", gnupghome)
+        monkeypatch.setenv("PASSWORD_STORE_DIR", str(store))
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+        monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+        monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
         yield Env(gnupghome, store, home, keys)
-    finally:
-        kill_agent(gnupghome)
-        shutil.rmtree(gnupghome, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,15 +3,15 @@
 Tests put this directory on ``PYTHONPATH`` and set ``BROKER_OP_EMULATOR`` to a
 state file; without that variable this file does nothing (and costs nothing), and
 an interpreter that cannot import broker (another Python) is left alone.
-See :mod:`broker.testing.onepassword_emulator`.
+See :mod:`broker_onepassword.testing`.
 """
 
 import os
 
 if os.environ.get("BROKER_OP_EMULATOR"):
     try:
-        from broker.testing import onepassword_emulator
+        import broker_onepassword.testing
     except ImportError:
         pass
     else:
-        onepassword_emulator.install()
+        broker_onepassword.testing.install()

@@ -1,63 +1,14 @@
-"""Helpers for the exec --server, rotate, login and doctor tests."""
+"""A stand-in for AWS's federation endpoint (console sign-in): getSigninToken on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 import threading
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-
-import pytest
-
-from broker.services.context import Context
-from tests.conftest import TEST_KEY_ID, TEST_SECRET
-from tests.support.keyring_cache import broker_context
-
-
-def require_keyctl() -> None:
-    from broker_keyctl import KeyctlBackend
-
-    availability = KeyctlBackend().availability()
-    if not availability.ok:
-        pytest.skip(f"kernel keyring unavailable: {availability.reason}")
-
-
-def memory_context(home: Any, keys: dict[str, tuple[str, str]] | None = None) -> Context:
-    """A Context in the test's home: keys in an in-memory backend, sessions in the home's
-    throwaway kernel keyring (the memory backend only where the keyring is unusable)."""
-    return broker_context(
-        Path(home.env["BROKER_CONFIG"]),
-        keys or {"dev": (TEST_KEY_ID, TEST_SECRET)},
-        keyring=home.keyring,
-    )
-
-
-def iam_client(moto_url: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "iam", endpoint_url=moto_url, region_name="us-east-1",
-        aws_access_key_id="AKIAADMIN0000000000", aws_secret_access_key="admin",
-    )
-
-
-def create_iam_user(moto_url: str, prefix: str = "rot") -> tuple[str, str, str]:
-    """A new IAM user in moto with one access key: (user, key id, secret)."""
-    user = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    iam = iam_client(moto_url)
-    iam.create_user(UserName=user)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    return user, key["AccessKeyId"], key["SecretAccessKey"]
-
-
-def access_keys(moto_url: str, user: str) -> set[str]:
-    listed = iam_client(moto_url).list_access_keys(UserName=user)["AccessKeyMetadata"]
-    return {k["AccessKeyId"] for k in listed}
 
 
 class StubFederation:
@@ -100,6 +51,7 @@ class StubFederation:
 
 @contextmanager
 def stub_federation(**kwargs: Any) -> Iterator[StubFederation]:
+    """A running :class:`StubFederation` (``token``, ``status``), shut down on exit."""
     stub = StubFederation(**kwargs)
     stub.thread.start()
     try:

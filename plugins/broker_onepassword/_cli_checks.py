@@ -1,0 +1,182 @@
+"""``broker doctor``'s rows for the 1Password CLI transport (``op`` through the app).
+
+:func:`checks` says where ``op`` is (on WSL2: ``op.exe`` on PATH or in the usual
+Windows install locations, run through WSL interop), whether it is new enough
+(``op --version``), whether the app integration answers (``op account list``:
+the accounts the app lends the CLI) and whether this terminal session is approved
+(``op whoami``). None of these asks the user to approve anything, and none reads
+a vault: doctor stays local. When the integration is off, the fix names the exact
+setting to turn on in the app.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+
+from broker.backend import Check
+from broker.errors import ConfigError
+from broker_onepassword import _cli, _platform
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from broker_onepassword import OnePasswordBackend
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+CLI_ROW = "1Password CLI"
+APP_ROW = "1Password app integration"
+SIGNIN_ROW = "1Password CLI sign-in"
+#: Seconds one ``op`` may take here (starting ``op.exe`` through interop can be slow).
+TIMEOUT = 20.0
+
+#: ``run(argv, timeout)``: (exit code, stdout, stderr). Replaceable in tests.
+Run = Callable[[Sequence[str], float], "tuple[int, str, str]"]
+
+
+def _run(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
+    try:
+        done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, env=_cli.op_environment(), check=False)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"[ERROR] no answer within {timeout:g} s"
+    except OSError as exc:
+        return 126, "", f"[ERROR] cannot run it: {exc.strerror or exc}"
+    return (done.returncode, done.stdout.decode("utf-8", "replace"),
+            done.stderr.decode("utf-8", "replace"))
+
+
+def checks(backend: OnePasswordBackend, used: bool, *, run: Run = _run) -> list[Check]:
+    """The CLI transport's rows for ``backend`` (``used``: broker uses 1Password here).
+
+    Nothing when the SDK serves a configured service-account token; when no token is
+    configured and no ``op`` is installed, one row naming the CLI as the way in without
+    a token. Never raises: a bad ``transport`` setting is a failed row.
+    """
+    if not used:
+        return []
+    try:
+        choice = _cli.choose(backend)
+    except ConfigError as exc:
+        return [Check("1Password transport", FAIL, exc.message, exc.hint)]
+    if choice.transport == "sdk":
+        if choice.reason.startswith("no service-account token"):
+            return [_missing(backend, WARN)]
+        return []
+    if choice.binary is None:
+        return [_missing(backend, FAIL)]
+    rows = [_version(choice.binary, run)]
+    if rows[0].status == FAIL:
+        return rows
+    rows.append(_accounts(backend, choice.binary, run))
+    if rows[-1].status != FAIL:
+        rows.append(_signed_in(backend, choice.binary, run))
+    return rows
+
+
+def uses_cli(backend: OnePasswordBackend) -> bool:
+    """Whether ``backend`` reaches 1Password through the CLI (False if it cannot tell)."""
+    try:
+        return _cli.choose(backend).transport == "cli"
+    except ConfigError:
+        return False
+
+
+def _missing(backend: OnePasswordBackend, status: str) -> Check:
+    setting = backend._setting("op_path")
+    if setting:
+        return Check(CLI_ROW, FAIL, f"op_path = {setting!r} is not an executable file",
+                     "fix op_path under [backends.onepassword], or remove it to look on PATH")
+    wsl = _platform.in_wsl()
+    if wsl:
+        root = _cli.drives_root()
+        where = ("op.exe and op on PATH, and "
+                 + ", ".join(str(root / p) for p in _cli.WINDOWS_LOCATIONS))
+        fix = ("in Windows: `winget install 1Password.1PasswordCLI` (WSL finds op.exe on the "
+               "Windows PATH); then in the Windows 1Password app turn on Settings > Security "
+               "> Windows Hello and Settings > Developer > Integrate with 1Password CLI; or "
+               "set op_path = \"/mnt/c/.../op.exe\" under [backends.onepassword]")
+    else:
+        where = "op on PATH"
+        fix = ("install the 1Password CLI (https://developer.1password.com/docs/cli/"
+               f"get-started) and turn on {_cli.INTEGRATION} in the 1Password app")
+    summary = f"not found (looked for {where})"
+    if status == WARN:
+        summary += ": with it, and the app's CLI integration, no token is needed"
+    return Check(CLI_ROW, status, summary, fix)
+
+
+def _version(binary: _cli.OpBinary, run: Run) -> Check:
+    shown = f"{binary.path}{' (through WSL interop)' if binary.windows else ''}"
+    code, out, err = run([binary.path, "--version"], TIMEOUT)
+    version = _cli.parse_version(out) if code == 0 else None
+    if version is None:
+        said = _cli.error_message(err) if code else f"it printed {out.strip()[:40]!r}"
+        return Check(CLI_ROW, FAIL, f"{shown} does not run: {said}",
+                     "reinstall the 1Password CLI, or set op_path under "
+                     "[backends.onepassword]")
+    text = ".".join(map(str, version))
+    if version < _cli.MIN_VERSION:
+        needed = ".".join(map(str, _cli.MIN_VERSION))
+        fix = ("in Windows: `winget upgrade 1Password.1PasswordCLI`" if binary.windows
+               else "`op update`, or your package manager")
+        return Check(CLI_ROW, WARN, f"{shown} is version {text}: updating items needs "
+                     f"{needed} or newer (`op item edit` reading the item on stdin)", fix)
+    return Check(CLI_ROW, OK, f"{shown}, version {text}")
+
+
+def _matching(accounts: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
+    low = wanted.lower().removeprefix("https://").rstrip("/")
+    return [a for a in accounts if low in {
+        str(a.get(k, "")).lower().removeprefix("https://").rstrip("/")
+        for k in ("shorthand", "url", "email", "account_uuid", "user_uuid")}]
+
+
+def _accounts(backend: OnePasswordBackend, binary: _cli.OpBinary,
+              run: Run) -> Check:
+    import json
+
+    hint = _cli.integration_hint(binary)
+    code, out, err = run([binary.path, "account", "list", "--format", "json"], TIMEOUT)
+    if code != 0:
+        return Check(APP_ROW, FAIL, f"the 1Password CLI cannot reach the app: "
+                     f"{_cli.error_message(err)}", hint)
+    try:
+        accounts = [a for a in json.loads(out or "[]") if isinstance(a, dict)]
+    except (ValueError, TypeError):
+        accounts = []
+    if not accounts:
+        return Check(APP_ROW, FAIL, "the 1Password CLI sees no account: the app integration "
+                     "is off (or the app has no account)", hint)
+    shown = ", ".join(str(a.get("url") or a.get("email") or "?") for a in accounts)
+    account = _cli.account_for(backend, binary)
+    if account:
+        if not _matching(accounts, account):
+            return Check(APP_ROW, FAIL, f"account = {account!r} matches none of the app's "
+                         f"accounts ({shown})",
+                         "set account under [backends.onepassword] to one of them")
+        return Check(APP_ROW, OK, f"on; broker uses the app's account {account}")
+    if len(accounts) > 1:
+        return Check(APP_ROW, WARN, f"on; the app has {len(accounts)} accounts ({shown}) and "
+                     "op will not guess which", 'set account = "<one of them>" under '
+                     "[backends.onepassword]")
+    return Check(APP_ROW, OK, f"on; the app's account {shown}")
+
+
+def _signed_in(backend: OnePasswordBackend, binary: _cli.OpBinary,
+               run: Run) -> Check:
+    argv = [binary.path, "whoami", "--format", "json"]
+    account = _cli.account_for(backend, binary)
+    if account:
+        argv += ["--account", account]
+    code, _, err = run(argv, TIMEOUT)
+    if code == 0:
+        return Check(SIGNIN_ROW, OK, "approved in this terminal session (until 10 idle "
+                     "minutes pass or the app locks)")
+    said = _cli.error_message(err)
+    if _cli.classify(said) == "signin":
+        return Check(SIGNIN_ROW, OK, "not approved in this terminal session yet: the first "
+                     "command that reads 1Password asks once (Windows Hello, Touch ID or "
+                     "the system password)")
+    return Check(SIGNIN_ROW, WARN, f"`op whoami` says: {said}", _cli.integration_hint(binary))
