@@ -190,7 +190,14 @@ def _from_mapping(path: Path, data: dict[str, Any], env: Mapping[str, str]) -> S
         return value or None
 
     def duration(key: str, default: int) -> int:
-        value = environment(f"BROKER_{key.upper()}", env) or data.get(key)
+        variable = f"BROKER_{key.upper()}"
+        from_env = environment(variable, env)
+        if from_env:  # the variable is named, not the file it overrides
+            try:
+                return parse_duration(from_env, what=variable)
+            except UsageError as exc:
+                raise ConfigError(exc.message, f"{exc.hint}; or unset {variable}") from None
+        value = data.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int)):

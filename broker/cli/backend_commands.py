@@ -91,11 +91,12 @@ def backend_show(name: str | None, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--ttl", default="8h", show_default=True, help="How long the token is kept.")
 def backend_login(name: str, ttl: str) -> None:
-    """Keep NAME's access token in the kernel keyring for this login session.
+    """Keep NAME's access token in memory for this login session.
 
     The token is read from a hidden prompt, or from stdin when it is not a terminal,
-    and found again through the secret reference keyctl:NAME-token (the onepassword
-    backend looks there by default). It is never written to disk.
+    and kept by the highest-priority backend that can keep secrets in memory (the kernel
+    keyring: keyctl:NAME-token, where the onepassword backend looks by default). It is
+    never written to disk.
     """
     seconds = parse_duration(ttl, what="--ttl")
     if sys.stdin.isatty():
@@ -104,7 +105,7 @@ def backend_login(name: str, ttl: str) -> None:
         secret = sys.stdin.readline().rstrip("\r\n")
     reference, expires = backend_service.login(_context(), name, secret, seconds)
     click.echo(
-        f"Token kept in the kernel keyring until {expires:%Y-%m-%d %H:%M} UTC ({reference}).",
+        f"Token kept until {expires:%Y-%m-%d %H:%M} UTC; found through {reference}.",
         err=True,
     )
 

@@ -402,8 +402,8 @@ def check_wsl(facts: Facts) -> Check:
     if version == 1:
         return Check("WSL", WARN, "WSL1: the kernel keyring (keyctl) does not exist here",
                      "convert the distribution: `wsl --set-version <distro> 2` (in Windows)")
-    return Check("WSL", OK, "WSL2: the kernel keyring works; the 1Password desktop app is not "
-                 "reachable from inside WSL (use a service-account token)")
+    return Check("WSL", OK, "WSL2: the kernel keyring works; the Windows 1Password app is "
+                 "reached through op.exe, the 1Password CLI for Windows (docs/wsl2.md)")
 
 
 # --- the clock ----------------------------------------------------------------------------

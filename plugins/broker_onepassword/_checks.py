@@ -45,10 +45,12 @@ def token(backend: OnePasswordBackend) -> list[Check]:
         return [Check(TOKEN_ROW, OK, f"from the reference {shown(setting)}")]
     if isinstance(account, str) and account:
         if wsl:
-            return [Check(TOKEN_ROW, FAIL, f"account = {account!r} asks the desktop app, which "
-                          "is not reachable from inside WSL",
-                          "use a service-account token: `broker backend login onepassword`, "
-                          "and remove `account` from [backends.onepassword]")]
+            return [Check(TOKEN_ROW, FAIL, f"account = {account!r} asks the desktop app through "
+                          "the SDK, which cannot reach the Windows app from inside WSL",
+                          "install op.exe, the 1Password CLI for Windows, and turn on "
+                          "Settings > Developer > Integrate with 1Password CLI in the app "
+                          "(docs/wsl2.md); or use a service-account token: `broker backend "
+                          "login onepassword`")]
         return [Check(TOKEN_ROW, OK, f"the desktop app, account {account!r} (it asks for "
                       "approval in each new process)")]
     if value:
@@ -59,10 +61,11 @@ def token(backend: OnePasswordBackend) -> list[Check]:
     if backend._kept(KEPT_TOKEN):
         return [Check(TOKEN_ROW, OK, "kept in the kernel keyring (`broker backend login "
                       "onepassword`)")]
-    return [Check(TOKEN_ROW, FAIL, "no service-account token"
-                  + (" (the desktop app is not reachable from inside WSL)" if wsl
-                     else ", and no desktop app account set"),
-                  f"`broker backend login onepassword`, or export {TOKEN_VARIABLE}"
+    return [Check(TOKEN_ROW, FAIL, "no service-account token, and no 1Password CLI found"
+                  + ("" if wsl else ", and no desktop app account set"),
+                  ("install op.exe, the 1Password CLI for Windows, and turn on its app "
+                   "integration (docs/wsl2.md); " if wsl else "")
+                  + f"`broker backend login onepassword`, or export {TOKEN_VARIABLE}"
                   + ("" if wsl else "; or account = \"...\" under [backends.onepassword]"))]
 
 

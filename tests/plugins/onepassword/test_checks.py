@@ -40,8 +40,11 @@ def test_not_used_is_one_row() -> None:
 def test_token_sources(monkeypatch: pytest.MonkeyPatch, wsl: list[bool]) -> None:
     wsl[0] = True
     token = _rows()["1Password token"]
-    assert token.status == "fail" and "not reachable from inside WSL" in token.summary
-    assert "broker backend login onepassword" in token.fix
+    assert token.status == "fail" and token.summary == (
+        "no service-account token, and no 1Password CLI found")
+    assert token.fix.startswith("install op.exe, the 1Password CLI for Windows")
+    assert "docs/wsl2.md" in token.fix and "broker backend login onepassword" in token.fix
+    assert "account =" not in token.fix  # the SDK's desktop-app link cannot work in WSL
 
     wsl[0] = False
     token = _rows()["1Password token"]  # no token, no account: no desktop app is claimed
