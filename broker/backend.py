@@ -215,11 +215,38 @@ class Backend:
             )
         return self._resolver(reference)
 
+    def login_reference(self) -> str | None:
+        """The secret reference of the token `broker backend login NAME` keeps for this
+        backend (NAME: :attr:`name`), wherever that command keeps it: the highest-priority
+        available backend declaring ``SECRET_STORE`` (``keyctl:NAME-token`` with the
+        built-in plugins). Resolve it with :meth:`resolve_setting`. Offline, nothing is
+        read. None when no secret store works here, or when this instance was made
+        without broker's resolver (by hand, in a test, with a plain function): the
+        resolver is asked through its ``login_reference(name)`` method, if it has one.
+        """
+        ask = getattr(self._resolver, "login_reference", None)
+        if not callable(ask):
+            return None
+        try:
+            reference = ask(self.name)
+        except Exception:  # a resolver's mistake: no kept token, as when none is kept
+            return None
+        return reference if isinstance(reference, str) and reference else None
+
     def availability(self) -> Availability:
         """Cheap; never raises. ``ok`` or the reason a human can act on."""
         return Availability(True)
 
     def get(self, name: str) -> Item | None:
+        """The item stored under ``name`` in this namespace, every field as it was set (unknown
+        fields kept), or None when there is none (or, with EXPIRY, when it has expired).
+
+        Raises:
+            BackendUnavailable: the store cannot be reached here (an app locked, no agent).
+            AuthenticationError: a passphrase or token was rejected.
+            RateLimited: the store's service refused for its rate limit.
+            BackendError: the read failed, or what is stored is not an item this backend wrote.
+        """
         raise NotImplementedError
 
     def set(self, name: str, item: Item, *, expires_at: datetime | None = None) -> None:
@@ -265,6 +292,58 @@ class Backend:
         if rest.startswith("//"):
             return _plain(rest[2:])
         return _plain(rest) and "//" not in rest
+
+    # -- items the user already keeps (a profile's ``broker_item``) -------------------
+
+    def bind_item(self, name: str, reference: str) -> None:
+        """Serve ``name`` (a profile) from the existing item ``reference`` names, the
+        profile's ``broker_item`` (``SCHEME://VAULT/ITEM`` or an item's title), instead of
+        the item this store keeps under ``name``: :meth:`get`, :meth:`get_many`,
+        :meth:`list`, :meth:`set` and :meth:`delete` then use that item. Offline: the
+        reference is checked, nothing is read.
+
+        Such an item is the user's: until :meth:`adopt` marks it as broker's, broker only
+        reads it, and :meth:`check_writable`, :meth:`set` and :meth:`delete` refuse.
+
+        Raises:
+            ConfigError: this store cannot serve a key from an item named so (the default),
+                or ``reference`` is not one of its own (another scheme).
+        """
+        from broker.errors import ConfigError
+
+        raise ConfigError(
+            f"{self.name} cannot read a key from an existing item (broker_item)",
+            "remove broker_item from the profile, or keep the key in a backend that can "
+            "(`broker backend list`)",
+        )
+
+    def check_writable(self, name: str) -> None:
+        """Refuse, before anything is changed, a command that would write or delete
+        ``name``'s item when broker may not: an item bound with :meth:`bind_item` and not
+        adopted. May read the item (once; a later :meth:`get` of it is then free). The
+        default: every item of a store is broker's.
+
+        Raises:
+            UsageError: naming the item and the next step (`broker adopt PROFILE`).
+            BrokerError: the item could not be read.
+        """
+
+    def adopt(self, name: str) -> bool:
+        """Mark the item ``name`` is served from as managed by broker (one write), so that
+        broker may update it from now on, in its own fields. True if it changed, False if
+        it already was broker's.
+
+        Raises:
+            ConfigError: this store has no items to adopt (the default).
+            NotFound: there is no such item.
+            BrokerError: the item could not be read or written.
+        """
+        from broker.errors import ConfigError
+
+        raise ConfigError(
+            f"{self.name} keeps only items broker made: there is nothing to adopt",
+            "`broker adopt` is for items named by a profile's broker_item",
+        )
 
     # -- secrets kept for references (with Capability.SECRET_STORE) -------------------
 

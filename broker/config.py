@@ -90,6 +90,9 @@ class Settings:
         self.backends: dict[str, dict[str, Any]] = backends or {}
 
     def backend_settings(self, name: str) -> dict[str, Any]:
+        """A copy of the ``[backends.NAME]`` table for backend ``name`` (empty when the file has
+        none): what :meth:`broker.registry.Registry.create` hands the backend as ``settings``.
+        """
         return dict(self.backends.get(name, {}))
 
 

@@ -118,6 +118,9 @@ class ConfigError(BrokerError):
 
 
 class ProfileNotFound(ConfigError):
+    """No profile of that name in ~/.aws/config (or only a section botocore ignores, as
+    ``[name]`` without ``profile``); the hint names the nearest one or the fix.
+    """
     exit_code = ExitCode.UNKNOWN_PROFILE
 
 
@@ -134,6 +137,10 @@ class BackendError(BrokerError):
 
 
 class BackendUnavailable(BackendError):
+    """The chosen backend cannot work here: disabled, broken (its plugin fails to import),
+    or its ``availability()`` said why (no pass store, no 1Password token, no kernel
+    keyring); the message carries the reason.
+    """
     exit_code = ExitCode.BACKEND_UNAVAILABLE
 
 
@@ -189,14 +196,21 @@ class Throttled(AWSError):
 
 
 class NestedSession(BrokerError):
+    """``exec``/``export`` inside a broker session (``BROKER_PROFILE`` is set), which broker
+    refuses as aws-vault does.
+    """
     exit_code = ExitCode.NESTED_SESSION
 
 
 class RateLimited(BackendError):
+    """A backend's service refused for its rate limit (1Password's hourly and daily limits)."""
     exit_code = ExitCode.RATE_LIMITED
 
 
 class NetworkError(BrokerError):
+    """A service could not be reached (DNS, connection refused, TLS, timeout): AWS or the
+    endpoint ``AWS_ENDPOINT_URL`` names, the console sign-in endpoint, 1Password.
+    """
     exit_code = ExitCode.NETWORK
 
 
@@ -226,4 +240,7 @@ class Unsupported(BrokerError):
 
 
 class Interrupted(BrokerError):
+    """The user interrupted (Ctrl-C) or closed input at a prompt; exit 130, as a shell reports
+    death by SIGINT (128 + 2).
+    """
     exit_code = ExitCode.INTERRUPTED

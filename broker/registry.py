@@ -14,9 +14,12 @@ class, so that choosing imports only the backend chosen; a changed file, or a ne
 index, has the class imported once more to read them.
 
 Only the backend in use is imported. A plugin that fails to import or to
-construct is reported as broken, with its distribution and the reason; the
-rest of broker keeps working. ``disabled_plugins`` (or
-``BROKER_DISABLED_PLUGINS``) switches plugins off by name: never imported.
+construct, or whose ``priority`` or ``capabilities`` are not what they must be,
+is reported as broken, with its distribution and the reason (warned about once
+per process); the rest of broker keeps working. Every ``availability()`` call
+goes through :meth:`Registry.availability_of`, so that one that raises makes
+its backend unavailable instead of failing the command. ``disabled_plugins``
+(or ``BROKER_DISABLED_PLUGINS``) switches plugins off by name: never imported.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from broker import paths
-from broker.backend import Availability, Backend, Capability, Resolver
-from broker.errors import BackendUnavailable, ConfigError
+from broker.backend import Availability, Backend, Capability, Resolver, unnamed
+from broker.errors import BackendUnavailable, BrokerError, ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and dataclasses cost import time on the cached path
@@ -40,6 +43,16 @@ if TYPE_CHECKING:  # typing and dataclasses cost import time on the cached path
 BACKENDS_GROUP = "broker.backends"
 REFERENCES_GROUP = "broker.references"
 _INDEX_VERSION = 2
+#: Warnings said in this process: each is said once, however many registries meet the
+#: same broken plugin (the cached path's and then the full path's, in one command).
+_WARNED: set[str] = set()
+
+
+def login_token_name(backend: str) -> str:
+    """The name `broker backend login BACKEND` keeps ``backend``'s token under in the
+    secret store (``onepassword-token``; :meth:`Registry.secret_store` says which store,
+    and its :meth:`~broker.backend.Backend.secret_reference` the reference)."""
+    return f"{backend}-token"
 
 
 class PluginInfo:
@@ -65,6 +78,7 @@ class LoadedPlugin:
 
     @property
     def broken(self) -> bool:
+        """Whether the import failed (no class; :attr:`error` says why)."""
         return self.cls is None
 
 
@@ -178,14 +192,43 @@ class PluginFacts:
 
     @classmethod
     def of(cls, backend: type[Backend]) -> PluginFacts:
+        """``backend``'s declared ``priority`` and ``capabilities`` class attributes. A class
+        :func:`declaration_problem` finds fault with is broken when it comes from an entry
+        point; for an in-process class, a priority that is not a number counts as 0.0 and
+        capabilities that are not a :class:`Capability` as ``Capability.NONE``."""
         priority = getattr(backend, "priority", 0.0)
-        if (isinstance(priority, bool) or not isinstance(priority, (int, float))
-                or priority != priority):  # NaN: the one number unequal to itself
-            priority = 0.0  # a priority that is not a number ranks as the default
+        if not _is_number(priority):
+            priority = 0.0
         capabilities = getattr(backend, "capabilities", Capability.NONE)
         if not isinstance(capabilities, Capability):
             capabilities = Capability.NONE
         return cls(float(priority), capabilities)
+
+
+def _is_number(value: object) -> bool:
+    """A real number: an int or a float, not a bool, not NaN (the one number unequal to
+    itself)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and value == value)
+
+
+def declaration_problem(backend: type[Backend]) -> str:
+    """What is wrong with ``backend``'s declarations that automatic choices rank by, in
+    words for ``broker backend list`` (``"priority '9' is not a number ..."``), or ``""``.
+
+    ``priority`` must be a plain int or float (not a bool, not NaN, not a string: the
+    ranking would otherwise silently differ from what the author meant); ``capabilities``
+    a :class:`~broker.backend.Capability`. docs/plugins.md states the rule.
+    """
+    priority = getattr(backend, "priority", 0.0)
+    if not _is_number(priority):
+        return (f"priority {priority!r} is not a number (declare a plain int or float on "
+                "the class)")
+    capabilities = getattr(backend, "capabilities", Capability.NONE)
+    if not isinstance(capabilities, Capability):
+        return (f"capabilities {capabilities!r} is not a broker.backend.Capability "
+                "(combine Capability flags with |)")
+    return ""
 
 
 def _files_of(backend: type[Backend]) -> dict[str, int]:
@@ -274,6 +317,12 @@ class Registry:
         return sorted(n for n in names if n not in self.disabled)
 
     def info(self, name: str) -> PluginInfo:
+        """The entry point of backend ``name`` (disabled or not), or a synthetic one
+        (``module:qualname``, distribution ``"(in-process)"``) for an ``extra`` class.
+
+        Raises:
+            KeyError: no backend of that name is installed.
+        """
         self._discover()
         assert self._infos is not None
         if name in self.extra:
@@ -293,6 +342,12 @@ class Registry:
         return loaded
 
     def backend_class(self, name: str) -> type[Backend]:
+        """The class of the enabled, installed backend ``name``, imported on first use.
+
+        Raises:
+            BackendUnavailable: it is disabled, or its plugin is broken (fails to import).
+            ConfigError: no backend of that name is installed.
+        """
         if name in self.disabled:
             raise BackendUnavailable(
                 f"backend {name!r} is disabled",
@@ -367,7 +422,7 @@ class Registry:
         """
         cls = self.backend_class(name)
         try:
-            return cls(
+            backend = cls(
                 settings=self.settings_for.get(name, {}), namespace=namespace,
                 resolver=self.resolver if resolver is None else resolver,
             )
@@ -376,6 +431,78 @@ class Registry:
                 f"backend {name!r} failed to start: {type(exc).__name__}: {exc}",
                 f"check its settings under [backends.{name}] or disable it",
             ) from exc
+        if name not in self.extra and getattr(backend, "name", None) != name:
+            # the entry point's name is the backend's name (what users type, what broker
+            # records in broker_backend and its ledger); _import warned about the class's
+            with contextlib.suppress(Exception):  # a read-only `name`: left as it is
+                setattr(backend, "name", name)  # noqa: B010 - a ClassVar, shadowed on purpose
+        return backend
+
+    def availability_of(self, backend: Backend) -> Availability:
+        """``backend.availability()``, never raising: an exception, or an answer that is not
+        an :class:`Availability`, is a plugin's bug and makes the backend unavailable, with
+        a reason naming the plugin and its distribution (``"acme: the availability check
+        of plugin 'acme' (broker-acme) failed: RuntimeError: ..."``). Every availability
+        check broker makes goes through here, so a buggy plugin is refused the same way
+        (exit code 7) whichever command meets it.
+        """
+        name = str(getattr(backend, "name", "") or type(backend).__name__)
+        try:
+            answer: object = backend.availability()  # a plugin's, whatever it says
+        except Exception as exc:  # the contract says never raises: a plugin's bug
+            return Availability(
+                False, f"{name}: the availability check of {self._plugin(name)} failed: "
+                f"{type(exc).__name__}: {exc}",
+            )
+        if not isinstance(answer, Availability):
+            return Availability(
+                False, f"{name}: the availability check of {self._plugin(name)} returned "
+                f"{type(answer).__name__}, not an Availability",
+            )
+        return answer
+
+    def _plugin(self, name: str) -> str:
+        """``plugin 'NAME' (DISTRIBUTION)``, for messages about a plugin's bug."""
+        try:
+            where = self.info(name).distribution
+        except Exception:
+            where = ""
+        return f"plugin {name!r}" + (f" ({where})" if where else "")
+
+    def secret_store(self, open_store: Callable[[str], Backend]) -> Backend:
+        """Where `broker backend login` keeps tokens: the highest-priority installed
+        backend declaring ``Capability.SECRET_STORE`` that ``open_store(name)`` opens (in
+        its ``secrets`` namespace) and that is available here (:meth:`availability_of`).
+        The command that keeps a token and every backend looking for it
+        (:meth:`broker.secrets.ReferenceResolver.login_reference`) choose through here.
+
+        Raises:
+            BackendUnavailable: none is installed, or none works here (the first one's
+                reason).
+        """
+        names = self.with_capabilities(Capability.SECRET_STORE)
+        if not names:
+            raise BackendUnavailable(
+                "no installed backend can keep a token for this login session (the built-in "
+                "kernel keyring backend, keyctl, is not installed)",
+                "provide the token through the environment instead",
+            )
+        reasons = []
+        for name in names:
+            try:
+                store = open_store(name)
+            except BrokerError as exc:
+                reasons.append((name, exc.message))
+                continue
+            availability = self.availability_of(store)
+            if availability.ok:
+                return store
+            reasons.append((name, availability.reason))
+        name, reason = reasons[0]
+        raise BackendUnavailable(
+            f"cannot keep the token in {name}: {unnamed(name, reason)}",
+            "provide the token through the environment instead",
+        )
 
     def scheme_backend(self, scheme: str) -> str | None:
         """The backend name that resolves references of ``scheme``, if any."""
@@ -429,43 +556,65 @@ class Registry:
         return [name for _, name in sorted(ranked)]
 
     def availability(self, name: str, *, namespace: str = "credentials") -> Availability:
-        """Whether backend ``name`` works here, and if not why; never raises (a plugin
-        that fails to load or start is not available, its error the reason)."""
+        """Whether backend ``name`` works here, and if not why, from a throwaway instance
+        (:meth:`availability_of`); never raises (a plugin that fails to load or start is
+        not available, its error the reason)."""
         try:
             backend = self.create(name, namespace=namespace)
         except Exception as exc:
             return Availability(False, str(exc))
         try:
-            return backend.availability()
-        except Exception as exc:  # the contract says never raises; be safe anyway
-            return Availability(False, f"availability check failed: {exc}")
+            return self.availability_of(backend)
         finally:
             with contextlib.suppress(Exception):  # closing a throwaway instance
                 backend.close()
+
+    def known_usable(self, name: str) -> bool:
+        """Whether backend ``name`` is installed, enabled and not known to be broken, from
+        the plugin index alone: nothing is imported, no file is looked at. The cached path
+        checks a backend chosen by name with it, and leaves a name it refuses to the full
+        path, which says why (:meth:`backend_class`)."""
+        if name not in self.names():
+            return False
+        kept = self._document.get("facts", {}).get(name)
+        return not (isinstance(kept, dict) and kept.get("broken"))
 
 
 def _import(info: PluginInfo, *, quiet: bool = False) -> LoadedPlugin:
     import importlib
 
     module_name, _, attr = info.value.partition(":")
+    plugin = f"plugin {info.name!r} from {info.distribution or '?'}"
     try:
         obj: Any = importlib.import_module(module_name)
         for part in filter(None, attr.split(".")):
             obj = getattr(obj, part)
     except Exception as exc:
         if not quiet:
-            _warn(f"plugin {info.name!r} from {info.distribution or '?'} is broken: "
-                  f"{type(exc).__name__}: {exc}")
+            _warn(f"{plugin} is broken: {type(exc).__name__}: {exc}")
         return LoadedPlugin(info, None, f"{type(exc).__name__}: {exc}")
     if not (isinstance(obj, type) and issubclass(obj, Backend)):
         error = f"{info.value} is not a broker.backend.Backend subclass"
         if not quiet:
-            _warn(f"plugin {info.name!r} from {info.distribution or '?'} is broken: {error}")
+            _warn(f"{plugin} is broken: {error}")
         return LoadedPlugin(info, None, error)
+    problem = declaration_problem(obj)
+    if problem:
+        if not quiet:
+            _warn(f"{plugin} is broken: {problem}")
+        return LoadedPlugin(info, None, problem)
+    declared = getattr(obj, "name", "")
+    if declared != info.name and not quiet:
+        _warn(f"{plugin} declares name = {declared!r}; broker calls it {info.name!r}, its "
+              "entry point's name (make them equal)")
     return LoadedPlugin(info, obj)
 
 
 def _warn(message: str) -> None:
+    """``broker: warning: MESSAGE`` on stderr, once per process."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
     sys.stderr.write(f"broker: warning: {message}\n")
 
 

@@ -13,10 +13,15 @@ so the pass plugin can take its passphrase from 1Password without knowing it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from broker.errors import BrokerError, ConfigError, UsageError
 from broker.registry import Registry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from broker.backend import Backend
 
 #: What a message shows instead of a value that does not have a reference's shape.
 NOT_SHOWN = "(a value that is not a secret reference, not shown)"
@@ -65,6 +70,13 @@ def shown(reference: object) -> str:
 
 
 def scheme_of(reference: str) -> str:
+    """The lower-cased scheme of ``reference``: what precedes the first colon (``op`` for
+    ``op://...``, ``env`` for ``env:NAME``), letters, digits, ``-`` and ``_`` only.
+
+    Raises:
+        UsageError: ``reference`` has no such scheme; the message never shows the value
+            (it may be a secret typed where a reference belongs).
+    """
     head, sep, _ = reference.partition(":")
     if not sep or not head or not head.replace("-", "").replace("_", "").isalnum():
         raise UsageError(
@@ -84,7 +96,50 @@ class ReferenceResolver:
     def __call__(self, reference: str) -> str:
         return self.resolve(reference)
 
+    def login_reference(self, backend: str) -> str | None:
+        """The secret reference of the token `broker backend login BACKEND` keeps for
+        ``backend``: the :meth:`~broker.backend.Backend.secret_reference` of
+        :func:`~broker.registry.login_token_name` in the secret store that command
+        chooses (:meth:`Registry.secret_store`: the highest-priority available backend
+        declaring ``SECRET_STORE``; ``keyctl:onepassword-token`` with the built-in
+        plugins). Offline: nothing is read. None when no secret store works here.
+
+        A backend asks it through :meth:`broker.backend.Backend.login_reference`, so that
+        it finds the token wherever `backend login` put it, without naming a store.
+        """
+        from broker.registry import login_token_name
+
+        opened: list[Backend] = []
+
+        def open_store(name: str) -> Backend:
+            store = self.registry.create(name, namespace="secrets", resolver=self)
+            opened.append(store)
+            return store
+
+        try:
+            return self.registry.secret_store(open_store).secret_reference(
+                login_token_name(backend))
+        except Exception:  # no store works here, or a plugin's bug: no kept token
+            return None
+        finally:
+            for store in opened:
+                with contextlib.suppress(Exception):
+                    store.close()
+
     def resolve(self, reference: str) -> str:
+        """The secret ``reference`` names: ``env:NAME`` from the environment, ``prompt:[Label]``
+        typed on /dev/tty, any other scheme by the installed backend registered for it in
+        ``broker.references`` (created with this resolver, so its own settings may hold
+        references, up to four levels deep, and closed afterwards).
+
+        Raises:
+            UsageError: ``reference`` has no scheme (:func:`scheme_of`).
+            ConfigError: the variable is unset or empty, no plugin resolves the scheme, or
+                references refer to each other in a loop.
+            Interrupted: the prompt was interrupted or got end of input.
+            BrokerError: the plugin's own error, with the reference cut out of it unless it is
+                one a message may show (:func:`shown`).
+        """
         scheme = scheme_of(reference)
         if scheme == "env":
             name = reference[4:]

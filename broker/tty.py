@@ -15,6 +15,9 @@ from broker.errors import Interrupted, MFARequired
 
 
 def has_tty() -> bool:
+    """Whether this process has a controlling terminal it can open (``/dev/tty`` read-write),
+    which is where every prompt goes; False under cron, systemd or a container without one.
+    """
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
     except OSError:
@@ -64,6 +67,12 @@ def prompt(text: str, *, secret: bool = False) -> str:
 
 
 def prompt_secret(text: str) -> str:
+    """:func:`prompt` with echo off: a passphrase or token typed is never shown.
+
+    Raises:
+        MFARequired: there is no terminal to prompt on.
+        Interrupted: Ctrl-C, or end of input before a line.
+    """
     return prompt(text, secret=True)
 
 

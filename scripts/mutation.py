@@ -71,6 +71,7 @@ MODULES: dict[str, Module] = {
     "profiles": Module("broker/aws/profiles.py", (
         "tests/test_profiles.py", "tests/test_invariants_profiles.py",
         "tests/test_invariants_chain.py", "tests/test_invariants_cache.py",
+        "tests/test_broker_item.py",
     )),
     "config": Module("broker/config.py", (
         "tests/test_invariants_config.py", "tests/test_config.py",

@@ -48,3 +48,24 @@ def test_cold_path_does_import_boto3(warmed):
 
 def test_console_script_is_the_venv_one():
     assert (BIN / "broker").exists()
+
+
+@pytest.mark.parametrize("chosen", ["nosuch", "pass"])
+def test_a_cached_session_does_not_hide_an_unusable_backend_choice(warmed, chosen):
+    """A backend chosen by name that is not installed (exit 3) or is disabled (exit 7)
+    fails as it does without a cached session: the cached path checks the name against
+    the plugin index it reads anyway, and leaves it to the full path."""
+    disabled = {"BROKER_DISABLED_PLUGINS": "pass"}
+    code = 3 if chosen == "nosuch" else 7
+    by_env = warmed.run("export", "dev", env={"BROKER_BACKEND": chosen, **disabled})
+    assert by_env.returncode == code, by_env.stderr
+    assert repr(chosen) in by_env.stderr and not by_env.stdout
+    by_flag = warmed.run("export", "dev", "--backend", chosen, env=disabled)
+    assert by_flag.returncode == code, by_flag.stderr
+    ran = warmed.run("exec", "dev", "--", "true", env={"BROKER_BACKEND": chosen, **disabled})
+    assert ran.returncode == code, ran.stderr
+
+
+def test_a_cached_path_with_a_valid_backend_choice_stays_light(warmed):
+    names = imported_modules({**warmed.env, "BROKER_BACKEND": "keyctl"}, "export", "dev")
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))

@@ -399,3 +399,24 @@ def test_an_empty_include_profile_includes_nothing(key):
     profile = profiles.parse(f"[profile a]\n{key} =\nregion = r\n", P).profiles["a"]
     assert profile.problems == []
     assert profile.region == "r"
+
+
+@pytest.mark.parametrize("key", ["mfa_serial", "role_arn", "region", "source_profile"])
+def test_a_nested_block_where_a_value_belongs_is_refused_before_the_chain_is_used(key):
+    """A nested ``mfa_serial`` used to read as "no MFA device": the chain was built without
+    MFA instead of refusing, because the problem was only recorded on first read."""
+    values = {
+        "role_arn": "arn:aws:iam::123456789012:role/r",
+        "source_profile": "base",
+        "mfa_serial": "arn:aws:iam::123456789012:mfa/me",
+        "region": "eu-west-1",
+    }
+    lines = [f"{name} = {value}" for name, value in values.items() if name != key]
+    text = "[profile base]\nregion = eu-west-1\n\n[profile dev]\n" + "\n".join(
+        [*lines, f"{key} =\n  a = b"]) + "\n"
+    config = profiles.parse(text, Path("/cfg"))
+    assert config.profiles["dev"].problem_by_key[key] == (
+        f"/cfg [profile dev] {key} is a nested block, not a value; put it on one line")
+    with pytest.raises(ConfigError) as raised:
+        profiles.resolve_chain(config, "dev")
+    assert raised.value.message.startswith(f"/cfg [profile dev] {key} is a nested block")

@@ -307,7 +307,8 @@ def test_several_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     chosen = OnePasswordBackend(settings={"account": "my.1password.com"})
     chosen.set("dev", SAMPLE)
     assert OnePasswordBackend(settings={"account": "my.1password.com"}).get("dev") == SAMPLE
-    assert all(c[-2:] == ["--account", "my.1password.com"] for c in fake.calls()[2:])
+    assert all(c[-2:] == ["--account", "my.1password.com"] for c in fake.calls()[2:]
+               if c != ["--version"])  # the version is the program's, not an account's
     with pytest.raises(NotFound, match="no account matching 'nobody'"):
         OnePasswordBackend(settings={"account": "nobody"}).get("dev")
 
@@ -318,7 +319,7 @@ def test_op_exe_gets_op_account_as_a_flag(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("WSL_DISTRO_NAME", "Ubuntu")
     monkeypatch.setenv("OP_ACCOUNT", "team1")
     OnePasswordBackend(settings={}).set("dev", SAMPLE)
-    assert all(c[-2:] == ["--account", "team1"] for c in fake.calls())
+    assert all(c[-2:] == ["--account", "team1"] for c in fake.calls() if c != ["--version"])
 
 
 def test_unknown_vault_lists_the_vaults(fake: FakeOp, make: Callable[..., Any]) -> None:
@@ -456,11 +457,13 @@ def test_doctor_all_well(fake: FakeOp, make: Callable[..., Any]) -> None:
 
 
 def test_doctor_integration_off_says_what_to_turn_on(
-    fake: FakeOp, make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fake = install(tmp_path, monkeypatch, names=("op.exe",))
     monkeypatch.setenv("WSL_DISTRO_NAME", "Ubuntu")
     fake.update(integration=False)
-    status, summary, fix = _rows(make(transport="cli"))["1Password app integration"]
+    backend = OnePasswordBackend(settings={"transport": "cli"})
+    status, summary, fix = _rows(backend)["1Password app integration"]
     assert status == "fail" and "the app integration is off" in summary
     assert "the Windows 1Password app" in fix
     assert "Settings > Developer > Integrate with 1Password CLI" in fix
@@ -482,21 +485,26 @@ def test_doctor_old_version_and_several_accounts(
     fake = install(tmp_path, monkeypatch, accounts=2)
     fake.update(version="2.20.0")
     rows = _rows(OnePasswordBackend(settings={}))
-    assert rows["1Password CLI"][0] == "warn" and "2.23.0 or newer" in rows["1Password CLI"][1]
-    assert rows["1Password app integration"][0] == "warn"
+    # both stop broker's writes (the old op) or every call (no account): failures
+    assert rows["1Password CLI"][0] == "fail" and "2.23.0 or newer" in rows["1Password CLI"][1]
+    assert rows["1Password app integration"][0] == "fail"
     assert 'set account = "<one of them>"' in rows["1Password app integration"][2]
     rows = _rows(OnePasswordBackend(settings={"account": "elsewhere"}))
     assert rows["1Password app integration"][0] == "fail"
 
 
 def test_doctor_without_op_on_wsl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside WSL op.exe is the way to the Windows app: without it and without a token,
+    1Password cannot be used, and the fix names op.exe first, then a token."""
     monkeypatch.setenv("WSL_DISTRO_NAME", "Ubuntu")
     (row,) = _cli_checks.checks(OnePasswordBackend(settings={}), True)
-    assert (row.name, row.status) == ("1Password CLI", "warn")
-    assert "Program Files/1Password CLI/op.exe" in row.summary and "no token" in row.summary
-    assert "winget install 1Password.1PasswordCLI" in row.fix
+    assert (row.name, row.status) == ("1Password CLI", "fail")
+    assert "Program Files/1Password CLI/op.exe" in row.summary
+    assert row.fix.index("winget install 1Password.1PasswordCLI") < row.fix.index("token")
     (row,) = _cli_checks.checks(OnePasswordBackend(settings={"transport": "cli"}), True)
-    assert row.status == "fail"
+    assert row.status == "fail" and "token" not in row.fix
+    monkeypatch.setenv("OP_SERVICE_ACCOUNT_TOKEN", "ops_x")  # a token: the SDK, no CLI rows
+    assert _cli_checks.checks(OnePasswordBackend(settings={}), True) == []
 
 
 def test_doctor_says_nothing_when_a_token_is_used(
@@ -554,3 +562,22 @@ def test_op_messages_become_broker_errors(said: str, code: int, words: str) -> N
     error = _cli.translate(_cli.OpFailure(said, _cli.classify(said)), "reading 'AWS dev'")
     assert int(error.exit_code) == code and words in error.message
     assert said in error.message and error.hint
+
+
+def test_replace_writes_a_template_items_key_where_it_is(
+    fake: FakeOp, make: Callable[..., Any]
+) -> None:
+    """docs/backends/onepassword.md: in an item made from the app's API Credential template,
+    `add --replace` writes the key back to its `username` and `credential`, where they
+    are; it adds no `access key id` or `secret access key` field next to them."""
+    fake.add_item("Private", {"title": "AWS tmpl", "category": "API_CREDENTIAL", "fields": [
+        {"id": "username", "type": "STRING", "label": "username",
+         "value": "AKIATEMPLATE00000001"},
+        {"id": "credential", "type": "CONCEALED", "label": "credential", "value": "old/secret"},
+        {"id": "hostname", "type": "STRING", "label": "hostname", "value": "aws"},
+    ]})
+    make().set("tmpl", Item(aws_access_key_id="AKIATEMPLATE00000002",
+                            aws_secret_access_key="new/secret"))
+    fields = [(f["label"], f["value"]) for f in fake.find("AWS tmpl")["fields"]]
+    assert fields == [("username", "AKIATEMPLATE00000002"), ("credential", "new/secret"),
+                      ("hostname", "aws")]

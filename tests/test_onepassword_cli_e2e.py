@@ -172,3 +172,50 @@ def test_doctor_on_wsl(wsl_home: tuple[BrokerHome, FakeOp]) -> None:
     assert "the app integration is off" in out
     assert "Settings > Developer > Integrate with 1Password CLI" in out
     assert fake.approvals() == 0
+
+
+def test_an_op_too_old_to_write_loses_nothing(
+    wsl_home: tuple[BrokerHome, FakeOp], sts: object
+) -> None:
+    """Before 2.23.0 `op item edit` ignores the item on stdin and answers as if it had
+    stored it: `add --replace` and `rotate` must fail, and the stored key still work."""
+    home, fake = wsl_home
+    home.run("backend", "set", "onepassword", check=True)
+    home.add_key("dev")
+    before = fake.find("AWS dev")
+    fake.update(version="2.20.0")
+    replaced = home.run("add", "dev", "--replace", input="AKIANEWKEY0000000001\nn3w/secret\n")
+    assert replaced.returncode == 6, replaced.stderr
+    assert "2.20.0" in replaced.stderr and "2.23.0" in replaced.stderr
+    assert "Replaced" not in replaced.stderr + replaced.stdout
+    assert "n3w/secret" not in replaced.stderr
+    doctor = home.run("doctor")
+    assert doctor.returncode != 0
+    assert re.search(r"FAIL\s+1Password CLI\b.*version 2\.20\.0", doctor.stdout), doctor.stdout
+    assert fake.find("AWS dev")["fields"] == before["fields"]
+    home.run("exec", "dev", "--", "true", check=True)
+
+
+def test_inside_wsl_without_op_exe_every_command_names_op_exe(home: BrokerHome) -> None:
+    """No op.exe and no token: `backend set`, `backend list`, `add` and `exec` say to
+    install op.exe (or set op_path), never just "no service-account token"; a wrong
+    op_path is named as such."""
+    home.env["WSL_DISTRO_NAME"] = "Ubuntu"
+    for name in ("OP_SERVICE_ACCOUNT_TOKEN", "BROKER_OP_EMULATOR"):
+        home.env.pop(name, None)
+    for args in (("backend", "set", "onepassword"), ("backend", "list")):
+        said = home.run(*args)
+        text = said.stderr + said.stdout
+        assert "op.exe" in text and "op_path" in text and "docs/wsl2.md" in text, text
+        assert "no service-account token" not in text, text
+    home.broker_config.parent.mkdir(parents=True, exist_ok=True)
+    for op_path, words in (("/nonexistent/op.exe", "does not exist"),
+                           ("/etc/passwd", "is not executable")):
+        home.broker_config.write_text(
+            f'backend = "onepassword"\n[backends.onepassword]\nop_path = "{op_path}"\n')
+        for args in (("exec", "dev", "--", "true"), ("list",)):
+            said = home.run(*args)
+            assert f"op_path = '{op_path}' {words}" in said.stderr + said.stdout, said
+            assert "no service-account token" not in said.stderr
+        added = home.run("add", "dev", input=f"{TEST_KEY_ID}\n{TEST_SECRET}\n")
+        assert added.returncode != 0 and f"op_path = '{op_path}' {words}" in added.stderr

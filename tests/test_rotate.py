@@ -210,6 +210,123 @@ def test_store_fails_and_so_does_the_clean_up(rotation, monkeypatch):
     assert rotation.usable()
 
 
+def _created(monkeypatch) -> list[str]:
+    """The ids of the keys iam:CreateAccessKey makes from now on."""
+    made: list[str] = []
+    real = iam_keys.create_access_key
+
+    def recording(*args, **kwargs):
+        key = real(*args, **kwargs)
+        made.append(key.access_key_id)
+        return key
+
+    monkeypatch.setattr(iam_keys, "create_access_key", recording)
+    return made
+
+
+def test_a_store_that_ignores_writes_never_loses_the_new_key(rotation, monkeypatch):
+    """A backend whose set() answers but stores nothing (a 1Password CLI older than 2.23
+    did that): the new key is read back, fresh, before the old one is deleted."""
+    store = rotation.ctx.backend("memory")
+    monkeypatch.setattr(store, "set", lambda *args, **kwargs: None)
+    made = _created(monkeypatch)
+    lines: list[str] = []
+    with pytest.raises(rotate.RotationFailed) as info:
+        rotation.run(progress=lines.append)
+    (created,) = made
+    message = info.value.message
+    assert f"the new key {created} was not stored in backend memory" in message
+    assert f"it holds the old key {rotation.old_id}" in message
+    assert "so it was deleted again" in message
+    assert rotation.old_id in message and "is still in use" in message
+    assert rotation.iam() == {rotation.old_id}  # the old key is kept, the new one gone
+    assert rotation.stored()["aws_access_key_id"] == rotation.old_id
+    assert rotation.usable()
+    assert not any("waiting until AWS accepts it" in line for line in lines)
+
+
+def test_a_store_that_keeps_another_secret_is_caught(rotation, monkeypatch):
+    store = rotation.ctx.backend("memory")
+    real = store.set
+
+    def garbled(name, item, **kwargs):
+        real(name, item.replace(aws_secret_access_key=item["aws_secret_access_key"][:-1]))
+
+    monkeypatch.setattr(store, "set", garbled)
+    made = _created(monkeypatch)
+    with pytest.raises(rotate.RotationFailed) as info:
+        rotation.run()
+    (created,) = made
+    assert f"the new key {created} was not stored in backend memory" in info.value.message
+    assert "its secret differs" in info.value.message
+    assert rotation.iam() == {rotation.old_id}
+    assert rotation.stored()["aws_access_key_id"] == rotation.old_id  # put back
+    assert rotation.usable()
+
+
+def test_a_store_that_ignores_writes_and_a_failed_clean_up(rotation, monkeypatch):
+    monkeypatch.setattr(rotation.ctx.backend("memory"), "set", lambda *a, **k: None)
+    monkeypatch.setattr(iam_keys, "delete_access_key", _fail)
+    with pytest.raises(rotate.RotationFailed) as info:
+        rotation.run()
+    (new_id,) = rotation.iam() - {rotation.old_id}
+    assert f"the new key {new_id} was not stored in backend memory" in info.value.message
+    assert "could not be deleted again" in info.value.message
+    assert info.value.exit_code == BackendError.exit_code
+    assert info.value.hint.startswith(
+        f"delete the new key with `aws iam delete-access-key --user-name {rotation.user} "
+        f"--access-key-id {new_id}`"
+    )
+    assert rotation.usable()
+
+
+def test_a_store_that_cannot_read_the_new_key_back(rotation, monkeypatch):
+    """Whether it was stored cannot be told: the old item is written back, and the new
+    key deleted, so that the store certainly holds a key IAM still has."""
+    from broker.testing.memory import MemoryBackend
+
+    store = rotation.ctx.backend("memory")
+    real_set, real_get = store.set, MemoryBackend.get
+    broken: list[bool] = []
+
+    def set_then_break(name, item, **kwargs):
+        real_set(name, item, **kwargs)
+        broken.append(True)
+
+    def get(self, name):
+        if broken:
+            raise BackendError("injected: cannot decrypt")
+        return real_get(self, name)
+
+    monkeypatch.setattr(store, "set", set_then_break)
+    monkeypatch.setattr(MemoryBackend, "get", get)
+    with pytest.raises(rotate.RotationFailed) as info:
+        rotation.run()
+    assert "the read failed: injected: cannot decrypt" in info.value.message
+    assert "so it was deleted again" in info.value.message
+    broken.clear()
+    assert rotation.iam() == {rotation.old_id}
+    assert rotation.stored()["aws_access_key_id"] == rotation.old_id
+    assert rotation.usable()
+
+
+def test_the_new_key_is_read_back_fresh(rotation, monkeypatch):
+    """The read-back goes to the store, not to the instance that wrote (which may cache)."""
+    store = rotation.ctx.backend("memory")
+    real_get = store.get
+    written: list[Item] = []
+
+    def remembering_set(name, item, **kwargs):
+        written.append(item)  # stores nothing, and this instance answers from what it wrote
+
+    monkeypatch.setattr(store, "set", remembering_set)
+    monkeypatch.setattr(store, "get", lambda name: written[-1] if written else real_get(name))
+    with pytest.raises(rotate.RotationFailed, match="was not stored in backend memory"):
+        rotation.run()
+    assert rotation.iam() == {rotation.old_id}
+    assert real_get(rotation.profile)["aws_access_key_id"] == rotation.old_id
+
+
 def test_the_new_key_never_works(rotation, monkeypatch):
     real = iam_keys.caller_identity
 

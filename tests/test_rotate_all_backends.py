@@ -109,6 +109,18 @@ def test_a_copy_that_cannot_be_updated_puts_the_others_back(two, monkeypatch):
     assert two.iam() == {two.old_id}
 
 
+def test_a_copy_that_ignores_writes_puts_the_others_back(two, monkeypatch):
+    """memory2 answers the write but keeps its old item: memory, already written, gets the
+    old key back, and the new key, held by no store that reads back, is deleted again."""
+    monkeypatch.setattr(two.ctx.backend("memory2"), "set", lambda *_a, **_k: None)
+    with pytest.raises(rotate.RotationFailed) as info:
+        two.run()
+    message = info.value.message
+    assert "was not stored in backend memory2" in message and "deleted again" in message
+    assert two.key_ids() == {"memory": two.old_id, "memory2": two.old_id}
+    assert two.iam() == {two.old_id}
+
+
 def test_the_new_key_never_working_puts_back_every_copy(two, monkeypatch):
     real = iam_keys.caller_identity
 

@@ -1,14 +1,15 @@
 """A third-party plugin, built and installed for real, is a backend like any other.
 
-The test writes a tiny distribution (a pyproject with an entry point in
-``broker.backends`` and a module with a file-backed Backend), installs it with
-pip into a fresh virtual environment, and drives ``python -m broker`` there.
+The test writes the tiny distribution of docs/plugins.md (its pyproject's name, entry
+point and dependencies, and its module, taken from the page), installs it with pip into
+a fresh virtual environment, and drives ``python -m broker`` there.
 
 Two things keep it offline and quick: the distribution builds with a 40-line
 in-tree PEP 517 backend (no setuptools or wheel to download into an isolated
 build environment), and the new environment reaches broker and its
 dependencies through a ``.pth`` file that adds this environment's
-site-packages, instead of installing them again.
+site-packages, instead of installing them again. pip still resolves the
+plugin's dependency on ``aws-broker-cli``: the installed one satisfies it.
 
 The last tests stay in process: a backend class that outranks the built-in ones and
 declares their capabilities is chosen as they are (the default backend, the session
@@ -18,6 +19,8 @@ cache, the store `backend login` keeps a token in), and doctor runs its checks.
 from __future__ import annotations
 
 import json
+import re
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -37,59 +40,24 @@ from broker.services.context import Context
 from broker.testing.memory import MemoryBackend
 from tests.conftest import TEST_KEY_ID, TEST_SECRET
 
-PLUGIN = '''
-"""A third-party broker backend: items as JSON in one file per namespace."""
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - broker depends on tomli there
+    import tomli as tomllib
 
-import json
-import os
-from pathlib import Path
-
-from broker.backend import Availability, Backend, Capability, Item
+DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 
-class TinyFileBackend(Backend):
-    name = "tinyfile"
-    description = "a third-party test plugin: JSON files"
-    capabilities = Capability.LIST | Capability.PERSISTENT
+def _doc_block(first_line: str) -> str:
+    """The fenced block of docs/plugins.md whose first line is ``first_line``."""
+    blocks = re.findall(r"```\w*\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    return next(b for b in blocks if b.startswith(first_line + "\n") or b.startswith(
+        first_line + ":"))
 
-    def _file(self):
-        return Path(self.settings["path"]) / f"{self.namespace}.json"
 
-    def _load(self):
-        try:
-            return json.loads(self._file().read_text())
-        except FileNotFoundError:
-            return {}
-
-    def _save(self, data):
-        self._file().parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._file().with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._file())
-
-    def availability(self):
-        if "path" not in self.settings:
-            return Availability(False, "tinyfile: set path under [backends.tinyfile]")
-        return Availability(True)
-
-    def get(self, name):
-        fields = self._load().get(name)
-        return None if fields is None else Item(fields)
-
-    def set(self, name, item, *, expires_at=None):
-        data = self._load()
-        data[name] = dict(item)
-        self._save(data)
-
-    def delete(self, name):
-        data = self._load()
-        found = data.pop(name, None) is not None
-        self._save(data)
-        return found
-
-    def list(self):
-        return sorted(self._load())
-'''
+#: The plugin of docs/plugins.md, as the page gives it: its module, its pyproject.
+PLUGIN = _doc_block("# broker_tinyfile.py")
+DOC_PROJECT = tomllib.loads(_doc_block("# pyproject.toml"))["project"]
 
 CONTRACT_TEST = '''
 import pytest
@@ -122,6 +90,7 @@ from pathlib import Path
 
 NAME, VERSION, MODULES = {name!r}, "1.0", {modules!r}
 ENTRY_POINTS = {entry_points!r}
+REQUIRES = {requires!r}
 
 
 def get_requires_for_build_wheel(config_settings=None):
@@ -133,8 +102,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     info = f"{{dist}}-{{VERSION}}.dist-info"
     files = {{m: Path(m).read_bytes() for m in MODULES}}
     files[f"{{info}}/METADATA"] = (
-        f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n".encode()
-    )
+        f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n"
+        + "".join(f"Requires-Dist: {{r}}\\n" for r in REQUIRES)
+    ).encode()
     files[f"{{info}}/WHEEL"] = (
         b"Wheel-Version: 1.0\\nGenerator: tiny_build\\nRoot-Is-Purelib: true\\n"
         b"Tag: py3-none-any\\n"
@@ -154,7 +124,11 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 
-def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: str) -> Path:
+def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: str,
+                      dependencies: list[str] | None = None) -> Path:
+    """A source tree of distribution ``name`` with ``modules`` (file name -> text), the
+    entry points (an entry_points.txt) and ``dependencies`` (requirement strings, in the
+    pyproject and in the wheel's metadata), built by the in-tree backend above."""
     source = root / name
     source.mkdir(parents=True)
     (source / "pyproject.toml").write_text(textwrap.dedent(f"""\
@@ -166,9 +140,11 @@ def make_distribution(root: Path, name: str, modules: dict[str, str], entry_poin
         [project]
         name = "{name}"
         version = "1.0"
+        dependencies = {json.dumps(dependencies or [])}
     """))
     (source / "tiny_build.py").write_text(BUILD_BACKEND.format(
-        name=name, modules=list(modules), entry_points=entry_points
+        name=name, modules=list(modules), entry_points=entry_points,
+        requires=list(dependencies or []),
     ))
     for filename, text in modules.items():
         (source / filename).write_text(text)
@@ -190,9 +166,11 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ours = sysconfig.get_paths()["purelib"]  # broker (editable) and its dependencies
     (site / "_broker_test_deps.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
 
+    entry_points = DOC_PROJECT["entry-points"]["broker.backends"]
     tiny = make_distribution(
-        root / "src", "broker-tinyfile", {"broker_tinyfile.py": PLUGIN},
-        "[broker.backends]\ntinyfile = broker_tinyfile:TinyFileBackend\n",
+        root / "src", DOC_PROJECT["name"], {"broker_tinyfile.py": PLUGIN},
+        "[broker.backends]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()),
+        DOC_PROJECT["dependencies"],
     )
     (tiny / "tests").mkdir()
     (tiny / "tests" / "test_contract.py").write_text(CONTRACT_TEST)  # not packaged
@@ -202,12 +180,15 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "[broker.backends]\nexplodes = broker_explodes:Backend\n",
     )
     for source in (tiny, broken):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+        # pip resolves the plugin's dependencies, as for a user: aws-broker-cli is found
+        # installed (through the .pth above), so nothing is fetched (--no-index)
+        installed = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(python), "install",
              "--no-index", "--no-build-isolation", "--no-cache-dir",
              "--disable-pip-version-check", "--quiet", str(source)],
-            check=True, timeout=300, capture_output=True,
+            timeout=300, capture_output=True, text=True,
         )
+        assert installed.returncode == 0, installed.stdout + installed.stderr
     return venv
 
 
@@ -248,10 +229,31 @@ def test_installed_plugin_is_listed_selectable_and_works(in_venv, sts, tmp_path:
     assert "backend tinyfile" in added.stderr
     stored = json.loads((tmp_path / "tinyfile" / "credentials.json").read_text())
     assert stored["plain"]["aws_access_key_id"] == TEST_KEY_ID
+    credentials = tmp_path / "tinyfile" / "credentials.json"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert stat.S_IMODE(credentials.parent.stat().st_mode) == 0o700
+    assert sorted(p.name for p in credentials.parent.iterdir()) == ["credentials.json"]
     exported = in_venv("export", "plain", "--format", "json")
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout)["SessionToken"]  # temporary credentials, from STS
     assert len(sts.actions("GetSessionToken")) == 1
+
+
+def test_the_documented_plugin_depends_on_brokers_distribution(plugin_venv: Path) -> None:
+    """docs/plugins.md's pyproject names broker's distribution, ``aws-broker-cli`` (on the
+    package index, ``broker`` is an unrelated project), and pip, resolving it, found the
+    installed broker: the installed plugin requires it."""
+    assert DOC_PROJECT["dependencies"] == ["aws-broker-cli"]
+    asked = subprocess.run(
+        [str(plugin_venv / "bin" / "python"), "-c",
+         "from importlib.metadata import requires; print(requires('broker-tinyfile'))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert asked.stdout.strip() == "['aws-broker-cli']"
+    text = DOC.read_text(encoding="utf-8")
+    assert "pipx inject aws-broker-cli ./broker-tinyfile" in text
+    assert "pipx inject broker " not in text
+    assert '"broker"]' not in text
 
 
 def test_a_plugin_can_be_switched_off(in_venv, home) -> None:
@@ -361,3 +363,26 @@ def test_builtin_order_is_their_declared_priority() -> None:
     assert builtin == ["onepassword", "pass", "keyctl"]  # as before priorities existed
     assert order.index("eager") == order.index("pass") - 1  # 2.5: between 3 and 2
     assert order[-2:] == ["aa", "zz"]  # the default 0, ties by name
+
+
+def test_the_token_login_keeps_is_found_in_a_plugins_secret_store(in_home, monkeypatch) -> None:
+    """`backend login onepassword` keeps the token in the highest-priority secret store (a
+    third-party one here, over keyctl); the onepassword backend and its doctor row find it
+    there, through the resolver, without naming any store."""
+    monkeypatch.delenv("OP_SERVICE_ACCOUNT_TOKEN", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no 1Password CLI: the SDK and a token
+    Acme.kept.clear()
+    ctx = _acme_context(in_home.root)
+    before = ctx.registry.availability("onepassword")
+    if "native core" in before.reason:
+        pytest.skip(before.reason)
+    assert not before.ok and "no service-account token" in before.reason
+    assert ctx.resolver.login_reference("onepassword") == "acme:onepassword-token"
+    reference, _ = backends.login(ctx, "onepassword", "ops_token", 600)
+    assert reference == ctx.resolver.login_reference("onepassword")
+    assert ctx.registry.availability("onepassword").ok
+    rows = {c.name: c for c in ctx.backend("onepassword").checks(True)}
+    assert rows["1Password token"].status == "ok", rows["1Password token"]
+    assert "acme:onepassword-token" in rows["1Password token"].summary
+    backends.logout(ctx, "onepassword")
+    assert not ctx.registry.availability("onepassword").ok

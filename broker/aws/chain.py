@@ -330,6 +330,7 @@ class CredentialChain:
         options: ChainOptions,
         *,
         fresh: bool = False,
+        key_serial: Callable[[], str | None] | None = None,
     ) -> None:
         self.chain = chain
         self.cache = cache.for_key(chain.key_profile.name)
@@ -337,9 +338,16 @@ class CredentialChain:
         self.mfa = mfa
         self.options = options
         self.fresh = fresh
+        #: The MFA device kept with the key, for a chain whose profiles name none: asked
+        #: after ``load_master`` (the same read), only for a call signed with the key.
+        self.key_serial = key_serial
         self.calls: list[str] = []  # STS calls made, for tests and --debug
 
     def cached(self) -> Credentials | None:
+        """The target's credentials if the cache holds them with more than the refresh margin
+        left, else None (also for a ``--no-session`` chain without a role, whose raw key is
+        never cached). Makes no STS call, asks for no MFA code and never raises.
+        """
         name = final_session_name(self.chain, self.options)
         return self.cache.get(name) if name else None
 
@@ -364,7 +372,7 @@ class CredentialChain:
 
         def create() -> Credentials:
             master = self.load_master()
-            serial = step.serial
+            serial = step.serial or self._serial_kept_with_key()
 
             def call(code: str | None) -> Credentials:
                 self.calls.append("GetSessionToken")
@@ -384,6 +392,13 @@ class CredentialChain:
             profile=self.chain.key_profile.name,
             mfa_serial=self.chain.mfa_serial or "",
         )
+
+    def _serial_kept_with_key(self) -> str | None:
+        """The MFA device named with the stored key (a ``broker_item``'s ``mfa serial``),
+        for a chain whose profiles name none: the profile's ``mfa_serial`` always wins, as
+        botocore reads only the profile. Cache names keep the profiles' device (None), so
+        the cached fast path never needs the key to find a session."""
+        return self.key_serial() if self.key_serial is not None else None
 
     def _with_code(
         self, serial: str | None, call: Callable[[str | None], Credentials]
@@ -426,7 +441,7 @@ class CredentialChain:
                 source = self._hop(index - 1, roles, session)
             elif step.signed_with == "key":
                 source = self.load_master()
-                with_code = step.serial
+                with_code = step.serial or self._serial_kept_with_key()
             else:
                 assert session is not None
                 source = self._mfa_session(session)
@@ -442,7 +457,7 @@ class CredentialChain:
                     duration=step.duration,
                     session_name=step.session_name,
                     external_id=step.external_id,
-                    serial=step.serial,
+                    serial=with_code,  # only a call signed with the key carries a code
                     code=code,
                     profile=self.options.profile,
                     key_profile=self.chain.key_profile.name,

@@ -74,6 +74,7 @@ def split_lines(text: str) -> list[str]:
 
 
 def line_ending(line: str) -> str:
+    """``line``'s own ending: CR LF, LF or CR, or ``""`` for a last line without one."""
     if line.endswith("\r\n"):
         return "\r\n"
     return line[-1] if line.endswith(("\n", "\r")) else ""
@@ -100,6 +101,7 @@ class Line:
 
     @property
     def content(self) -> str:
+        """The line's text without its ending."""
         return self.text[: len(self.text) - len(line_ending(self.text))]
 
 

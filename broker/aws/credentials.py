@@ -9,6 +9,7 @@ from broker.errors import BackendError
 
 
 def utcnow() -> datetime:
+    """The current time as an aware datetime in UTC."""
     return datetime.now(timezone.utc)
 
 
@@ -18,6 +19,13 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
+    """An ISO 8601 / RFC 3339 time (``...Z`` or with an offset, as STS, credential_process
+    and :func:`format_time` write it) as an aware datetime; a time without an offset is
+    taken as UTC.
+
+    Raises:
+        ValueError: ``text`` is not an ISO 8601 time (:meth:`datetime.fromisoformat`).
+    """
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
@@ -61,11 +69,18 @@ class Credentials:
         )
 
     def seconds_left(self, now: datetime | None = None) -> float:
+        """Seconds from ``now`` (default: the current time, UTC) until :attr:`expiration`;
+        negative once expired, ``inf`` for a long-lived key (no expiration).
+        """
         if self.expiration is None:
             return float("inf")
         return (self.expiration - (now or utcnow())).total_seconds()
 
     def to_item(self, **meta: str) -> Item:
+        """The credentials as an :class:`~broker.backend.Item`: the key pair, the session token
+        and the expiration (RFC 3339 UTC, :func:`format_time`) when set, plus ``meta`` as
+        extra fields (the session cache adds ``issued`` and the key profile).
+        """
         fields = {ACCESS_KEY_ID: self.access_key_id, SECRET_ACCESS_KEY: self.secret_access_key}
         if self.session_token:
             fields[SESSION_TOKEN] = self.session_token
@@ -76,6 +91,13 @@ class Credentials:
 
     @classmethod
     def from_item(cls, item: Item, *, what: str = "item") -> Credentials:
+        """Credentials from an item's ``aws_access_key_id``, ``aws_secret_access_key`` and
+        optional ``aws_session_token`` and ``expiration`` fields (key fields stripped of
+        blanks); ``what`` names the item in error messages.
+
+        Raises:
+            BackendError: a key field is missing or empty, or the expiration is malformed.
+        """
         try:
             key_id = item[ACCESS_KEY_ID].strip()
             secret = item[SECRET_ACCESS_KEY].strip()

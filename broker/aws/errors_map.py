@@ -135,6 +135,9 @@ class ClockSkew:
     exact: bool = True
 
     def describe(self) -> str:
+        """The skew as a clause for a message: "the clock here is [at least ]2 h 10 min ahead of
+        AWS's" (or "behind AWS's"), the size by :func:`describe_duration`.
+        """
         where = "behind" if self.seconds < 0 else "ahead of"
         size = describe_duration(abs(self.seconds))
         return f"the clock here is {'' if self.exact else 'at least '}{size} {where} AWS's"

@@ -33,6 +33,10 @@ FEDERATION_TOKEN_LIMITS = (900, 129_600)
 
 @dataclass(frozen=True)
 class Partition:
+    """An AWS partition's console URLs: ``name`` (``aws``, ``aws-cn``, ``aws-us-gov``), its
+    federation endpoint and its console home, as the AWS docs page "Enable custom identity
+    broker access to the AWS console" gives them per partition.
+    """
     name: str
     signin: str  # the federation endpoint
     console: str  # the console's home

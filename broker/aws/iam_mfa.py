@@ -62,6 +62,13 @@ class IamMfa:
         return self._clients[service]
 
     def caller(self) -> Caller:
+        """sts:GetCallerIdentity: the key's account, user ARN and user name (the last part of the
+        ARN's path).
+
+        Raises:
+            UsageError: the key does not belong to an IAM user (a role or the root user).
+            AuthenticationError, AWSError, NetworkError: as :func:`broker.aws.sts.translate`.
+        """
         try:
             response = self._client("sts").get_caller_identity()
         except Exception as exc:
@@ -91,6 +98,12 @@ class IamMfa:
         return str(device["SerialNumber"]), str(seed)
 
     def delete_device(self, serial: str) -> None:
+        """iam:DeleteVirtualMFADevice for ``serial`` (AWS refuses while it is still enabled for a
+        user).
+
+        Raises:
+            AuthenticationError, AWSError, NetworkError: as :func:`broker.aws.sts.translate`.
+        """
         try:
             self._client("iam").delete_virtual_mfa_device(SerialNumber=serial)
         except Exception as exc:

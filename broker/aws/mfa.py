@@ -137,6 +137,7 @@ def source_name(chain: Chain, seed_stored: bool | None) -> str:
 
 
 def tries_left(left: int) -> str:
+    """The end of a prompt's retry message: "try again (2 tries left)", "(1 try left)"."""
     return f"try again ({left} {'try' if left == 1 else 'tries'} left)"
 
 
@@ -149,6 +150,9 @@ class ExplicitCode:
         self._code = code
 
     def offer(self, serial: str, chain: Chain) -> Offer | None:
+        """:meth:`CodeSource.offer`: the ``--mfa-code`` value as a code the first time (its shape
+        is checked by :class:`MfaCodes`), None from then on and when none was given.
+        """
         code, self._code = self._code, None
         return Offer(code=code) if code else None
 
@@ -192,6 +196,11 @@ class MfaProcess:
         return check_code(result.stdout.decode("utf-8", "replace"), self.origin)
 
     def offer(self, serial: str, chain: Chain) -> Offer | None:
+        """:meth:`CodeSource.offer`: :meth:`code` as a live code, None without ``mfa_process``.
+
+        Raises:
+            MFARequired, AuthenticationError: as :meth:`code`.
+        """
         code = self.code(serial, chain)
         return Offer(code=code, live=True) if code else None
 
@@ -276,6 +285,11 @@ class Prompt:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def offer(self, serial: str, chain: Chain) -> Offer | None:
+        """:meth:`CodeSource.offer`: :meth:`code`, None without a terminal.
+
+        Raises:
+            AuthenticationError: as :meth:`code`.
+        """
         code = self.code(serial, chain)
         return Offer(code=code) if code else None
 

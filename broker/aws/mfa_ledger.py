@@ -64,6 +64,9 @@ class MfaLedger:
 
     @property
     def path(self) -> Path:
+        """The state file: the path given, else ``$XDG_STATE_HOME/broker/mfa.json``
+        (:func:`broker.paths.state_dir`); it may not exist yet.
+        """
         return self._path or paths.state_dir() / STATE_FILE
 
     def _read(self) -> dict[str, Any]:

@@ -52,6 +52,12 @@ _SSO_KEYS = ("sso_account_id", "sso_role_name")
 _PROFILE_KEYS = frozenset(
     {"region", "role_arn", "source_profile", "mfa_serial", "output", "credential_process"}
 )
+#: Every key broker reads as text: a nested block there is a problem of the profile.
+_READ_KEYS = (
+    "broker_backend", "broker_totp", "credential_process", "credential_source",
+    "duration_seconds", "external_id", "mfa_process", "mfa_serial", "region", "role_arn",
+    "role_session_name", "source_profile",
+)
 UTF8_BOM = "\ufeff"
 
 Value = str | dict[str, str]
@@ -102,6 +108,20 @@ class Profile:
                     key, f"{self.where} {key} = {value!r} contains a space, which no valid "
                     f"{key} has; fix the value",
                 )
+        for key in _READ_KEYS:  # now: unusable() is asked before any of them is read
+            if isinstance(self.values.get(key), dict):
+                self._text(key)
+        item = self.values.get("broker_item")
+        if item is not None:
+            wrong = (
+                "it is a nested block, not a value; put it on one line"
+                if isinstance(item, dict) else item_reference_problem(item)
+            )
+            if wrong is not None:
+                self.problem_by_key.setdefault(
+                    "broker_item", f"{self.where} broker_item = {item!r}: {wrong}"
+                    if isinstance(item, str) else f"{self.where} broker_item: {wrong}",
+                )
         self.duration_seconds: int | None = None
         raw_duration = self._text("duration_seconds")
         if raw_duration is not None:
@@ -130,6 +150,8 @@ class Profile:
 
     @property
     def problems(self) -> list[str]:
+        """Every recorded problem's message (file, section, key and fix), in the order
+        found; empty when every value broker may use is usable."""
         return list(self.problem_by_key.values())
 
     def problem(self, key: str) -> None:
@@ -146,47 +168,81 @@ class Profile:
     # the settings broker uses, by botocore's / aws-vault's key names
     @property
     def region(self) -> str | None:
+        """``region``: the profile's region (AWS CLI config). Like every setting below,
+        None when unset or empty, or when it is a nested block (a problem is recorded)."""
         return self._text("region")
 
     @property
     def mfa_serial(self) -> str | None:
+        """``mfa_serial``: the MFA device (a virtual device's ARN or a hardware serial)
+        whose code GetSessionToken/AssumeRole sends as SerialNumber (AWS CLI config)."""
         return self._text("mfa_serial")
 
     @property
     def role_arn(self) -> str | None:
+        """``role_arn``: the role this profile assumes with AssumeRole; None for a profile
+        whose credentials are its own key (AWS CLI config)."""
         return self._text("role_arn")
 
     @property
     def source_profile(self) -> str | None:
+        """``source_profile``: the profile whose credentials assume :attr:`role_arn`
+        (AWS CLI config)."""
         return self._text("source_profile")
 
     @property
     def credential_source(self) -> str | None:
+        """``credential_source``: botocore's other source for a role's credentials
+        (``Environment``, ``Ec2InstanceMetadata``, ``EcsContainer``); broker refuses it on
+        a role hop (:meth:`refused_keys`)."""
         return self._text("credential_source")
 
     @property
     def role_session_name(self) -> str | None:
+        """``role_session_name``: the RoleSessionName AssumeRole sends (AWS CLI config);
+        None: broker sends ``broker-<seconds since the epoch>``."""
         return self._text("role_session_name")
 
     @property
     def external_id(self) -> str | None:
+        """``external_id``: the ExternalId AssumeRole sends, for a trust policy's
+        ``sts:ExternalId`` condition (AWS CLI config)."""
         return self._text("external_id")
 
     @property
     def mfa_process(self) -> str | None:
+        """``mfa_process``: a shell command that prints an MFA code on stdout (aws-vault's
+        key; :class:`broker.aws.mfa.MfaProcess` runs it)."""
         return self._text("mfa_process")
 
     @property
     def credential_process(self) -> str | None:
+        """``credential_process``: the command an SDK runs for this profile's credentials
+        (AWS CLI config), e.g. ``broker export dev --format json``."""
         return self._text("credential_process")
 
     @property
     def broker_backend(self) -> str | None:
+        """``broker_backend``: the backend holding this profile's key, ahead of broker's
+        configured default (broker's own key)."""
         return self._text("broker_backend")
 
     @property
     def broker_totp(self) -> str | None:
+        """``broker_totp``: a secret reference to this profile's TOTP seed or to live codes
+        (``op://...?attribute=totp``), broker's own key (see
+        :class:`broker.aws.mfa.TotpReference`)."""
         return self._text("broker_totp")
+
+    @property
+    def broker_item(self) -> str | None:
+        """``broker_item``: the existing item that holds this profile's long-lived key, in
+        its credential backend (``SCHEME://VAULT/ITEM``, or an item's title in the backend's
+        own vault), broker's own key; None when unset. A malformed one is a problem recorded
+        when the file is read (:func:`item_reference_problem`), raised before any backend
+        is asked."""
+        value = self._text("broker_item")
+        return value.strip() if value else None
 
     def refused_keys(self, *, role: bool) -> list[str]:
         """Keys that make botocore get this profile's credentials another way than broker
@@ -215,6 +271,44 @@ class Profile:
 
     def __repr__(self) -> str:
         return f"Profile({self.name!r}, role_arn={self.role_arn!r})"
+
+
+#: How a ``broker_item`` is written, for messages.
+ITEM_REFERENCE_FIX = (
+    "name the item as SCHEME://VAULT/ITEM (e.g. op://AWS/AWS dev) or by its title alone"
+)
+
+
+def item_reference_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a ``broker_item``, as ``"what; fix"``, else None.
+
+    A ``broker_item`` is ``SCHEME://VAULT/ITEM`` (a scheme of letters, digits, ``-`` and
+    ``_``; exactly a vault and an item, each non-empty with no blank at either end; no
+    field, no ``?query``) or an item's title alone (printable, without ``://``). Only the
+    shape is checked, offline and without any plugin (this module is on the cached fast
+    path); the profile's backend checks that the scheme is its own when the profile is
+    bound to it (:meth:`broker.backend.Backend.bind_item`).
+    """
+    text = value.strip()
+    if not text:
+        return f"it is empty; {ITEM_REFERENCE_FIX}, or remove the line"
+    if not text.isprintable():
+        return f"it holds a control character; {ITEM_REFERENCE_FIX}"
+    scheme, sep, path = text.partition("://")
+    if not sep:
+        return None  # an item's title
+    if not scheme or not scheme.replace("-", "").replace("_", "").isalnum():
+        return f"{scheme!r} is not a reference scheme; {ITEM_REFERENCE_FIX}"
+    if "?" in path or "#" in path:
+        return f"an item reference takes no query or fragment; {ITEM_REFERENCE_FIX}"
+    parts = path.split("/")
+    if len(parts) != 2:
+        what = "a field" if len(parts) > 2 else "no item"
+        return f"it names {what}, where broker_item names an item; {ITEM_REFERENCE_FIX}"
+    if not all(part and part == part.strip() for part in parts):
+        return (f"its vault or item is empty or starts or ends with a blank; "
+                f"{ITEM_REFERENCE_FIX}")
+    return None
 
 
 def _expand(value: str) -> Path:
@@ -289,9 +383,12 @@ class AwsConfig:
         raise ProfileNotFound(f"no profile named {name!r} in {self.path}", hint)
 
     def default_profile_name(self) -> str:
+        """:func:`default_profile_name`: ``AWS_DEFAULT_PROFILE``, ``AWS_PROFILE`` (set but
+        empty counts), else ``default``, as botocore chooses; it may not exist here."""
         return default_profile_name()
 
     def default_region(self) -> str | None:
+        """The ``[default]`` profile's region, or None (no such profile or no region)."""
         default = self.profiles.get("default")
         return default.region if default else None
 
@@ -550,6 +647,9 @@ class Chain:
 
     @property
     def names(self) -> list[str]:
+        """The chain's profile names from the key profile up to the target, each once (a
+        hop that is the key profile itself, a role assumed with its own key, is not
+        repeated)."""
         return [self.key_profile.name] + [h.name for h in self.hops if h is not self.key_profile]
 
 

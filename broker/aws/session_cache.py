@@ -39,6 +39,11 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def session_name(profile: str, kind: str, *parts: str | None) -> str:
+    """The cache name ``<profile>:<kind>:<16 hex digits>``, the digits from SHA-256 over
+    ``profile``, ``kind`` and ``parts`` (None counts as empty), so that sessions differing
+    in any part (role ARN, external id, MFA serial, source session) never share a name.
+    :func:`parse_session_name` reads it back.
+    """
     digest = sha256("\x1f".join(p or "" for p in (profile, kind, *parts)).encode())
     return f"{profile}:{kind}:{digest.hexdigest()[:_DIGEST_LENGTH]}"
 
@@ -68,6 +73,12 @@ class CachedSession:
 
     @property
     def credentials(self) -> Credentials:
+        """The cached item as :class:`Credentials`, whatever time is left on them.
+
+        Raises:
+            BackendError: the item lacks a key field or has a malformed expiration
+                (:meth:`Credentials.from_item`).
+        """
         return Credentials.from_item(self.item, what=f"cached session {self.name}")
 
 
@@ -96,6 +107,7 @@ class SessionCache:
 
     @property
     def enabled(self) -> bool:
+        """Whether sessions are cached at all (False when the cache backend is ``none``)."""
         return self.backend is not None
 
     def get(self, name: str) -> Credentials | None:
@@ -129,6 +141,14 @@ class SessionCache:
         return min(self.margin, max(lifetime, 0) / 2)
 
     def put(self, name: str, creds: Credentials, **meta: str) -> None:
+        """Cache ``creds`` under ``name`` until their expiration (the backend's own expiry), with
+        ``meta`` as item fields plus ``issued`` (seconds since the epoch, UTC, as text) and
+        ``key_profile`` when this cache records one. Does nothing when caching is off or
+        ``creds`` never expire (a long-lived key is never cached).
+
+        Raises:
+            BackendError: the cache backend could not store the item.
+        """
         if self.backend is None or creds.expiration is None:
             return
         meta.setdefault("issued", str(int(time.time())))
@@ -163,6 +183,13 @@ class SessionCache:
             return creds
 
     def entries(self, profile: str | None = None) -> list[CachedSession]:
+        """Every cached session, or those of ``profile`` (exact name), expired or not, in the
+        backend's list order; names not made by :func:`session_name` are skipped. Empty when
+        caching is off.
+
+        Raises:
+            BackendError: the cache backend could not list or read its items.
+        """
         if self.backend is None:
             return []
         found = []

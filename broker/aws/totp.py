@@ -52,6 +52,10 @@ class TotpSeed:
         return int(moment // self.period)
 
     def code_at_step(self, step: int) -> str:
+        """The code for time step (counter) ``step``, ``digits`` long with leading zeros: HOTP
+        (RFC 4226) over the step with this seed's hash, as TOTP (RFC 6238) defines it, computed
+        by pyotp.
+        """
         import hashlib
 
         import pyotp
@@ -61,6 +65,7 @@ class TotpSeed:
         return otp.generate_otp(step)
 
     def code_at(self, moment: float) -> str:
+        """The code in force at ``moment`` (seconds since the epoch, UTC)."""
         return self.code_at_step(self.step_at(moment))
 
     def uri(self) -> str:
@@ -81,6 +86,9 @@ class TotpSeed:
 
 
 def looks_like_uri(text: str) -> bool:
+    """Whether ``text`` is an ``otpauth:`` URI (case-insensitive, blanks around ignored) rather
+    than a bare base32 seed.
+    """
     return text.strip().lower().startswith("otpauth:")
 
 
@@ -203,12 +211,15 @@ class Clock:
     """
 
     def now(self) -> float:
+        """The current time, in seconds since the epoch (UTC)."""
         return time.time()
 
     def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
         time.sleep(seconds)
 
     def notify(self, text: str) -> None:
+        """Show ``text`` as is (no newline added) on the terminal, else on stderr."""
         from broker import tty
 
         tty.write(text)

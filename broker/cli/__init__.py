@@ -10,6 +10,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``broker`` console script: run ``argv`` (default ``sys.argv[1:]``) through the
+    cached fast path (:func:`broker.cli.fast.try_fast`), else the full command line
+    (:func:`broker.cli.app.run`), and exit with the exit code (:class:`ExitCode`). Never
+    returns: raises :class:`SystemExit`, or replaces the process (``exec``).
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     from broker.cli.fast import try_fast
 

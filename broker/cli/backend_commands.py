@@ -27,12 +27,13 @@ def backend_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(i) for i in infos], indent=2))
         return
+    width = max([12, *(len(info.name) for info in infos)])  # the state column lines up
     for info in infos:
         marks = "".join(["*" if info.default else " ", "s" if info.session_cache else " "])
         state = "available" if info.available else f"unavailable: {unnamed(info.name, info.reason)}"
         if info.broken:
             state = info.reason
-        click.echo(f"{marks} {info.name:<12} {state}")
+        click.echo(f"{marks} {info.name:<{width}} {state}")
         click.echo(f"    {info.description or '-'}; capabilities: "
                    f"{', '.join(info.capabilities) or '-'}; from {info.distribution or '?'}")
     click.echo("(* default for keys, s session cache)")
@@ -94,8 +95,8 @@ def backend_login(name: str, ttl: str) -> None:
     """Keep NAME's access token in memory for this login session.
 
     The token is read from a hidden prompt, or from stdin when it is not a terminal,
-    and kept by the highest-priority backend that can keep secrets in memory (the kernel
-    keyring: keyctl:NAME-token, where the onepassword backend looks by default). It is
+    and kept by the highest-priority backend that can keep secrets (with the built-in
+    plugins, the kernel keyring: keyctl:NAME-token), where backend NAME finds it. It is
     never written to disk.
     """
     seconds = parse_duration(ttl, what="--ttl")

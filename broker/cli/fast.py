@@ -49,7 +49,8 @@ def try_fast(args: list[str]) -> int | None:
     cache: ``exec`` replaces this process, ``export`` prints and ends it (exit code 0).
 
     None when the full command line must handle them: another command or flag, a cache
-    miss, ``BROKER_DEBUG`` set, a nested ``exec``, or any error (never raised here).
+    miss, ``BROKER_DEBUG`` set, a nested ``exec``, ``BROKER_BACKEND`` naming a backend the
+    plugin index (read anyway) does not offer, or any error (never raised here).
     """
     if len(args) < 2 or args[0] not in ("exec", "export"):
         return None
@@ -80,6 +81,9 @@ def try_fast(args: list[str]) -> int | None:
         resolved = credentials.cached(ctx, profile)
         if resolved is None:
             return None
+        chosen = config.environment("BROKER_BACKEND")
+        if chosen and not ctx.registry.known_usable(chosen):
+            return None  # an unknown, disabled or broken name: the full path says which
         from broker.services import present
 
         if args[0] == "exec":

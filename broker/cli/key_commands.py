@@ -1,4 +1,4 @@
-"""Keys: `broker add`, `remove`, `list` and `clear`."""
+"""Keys: `broker add`, `adopt`, `remove`, `list` and `clear`."""
 
 from __future__ import annotations
 
@@ -47,9 +47,26 @@ def _read_key(from_env: bool) -> tuple[str, str]:
 @click.option("--backend", help="Store in this backend instead of the default.")
 @click.option("--env", "from_env", is_flag=True, help="Read AWS_ACCESS_KEY_ID/SECRET from env.")
 @click.option("--replace", is_flag=True, help="Overwrite a key already stored.")
-def add_command(profile: str, backend: str | None, from_env: bool, replace: bool) -> None:
-    """Store PROFILE's long-lived access key (prompted, the secret hidden; or stdin)."""
+@click.option(
+    "--item", "item", metavar="REFERENCE",
+    help="Read the key from this existing item instead (op://VAULT/ITEM, or an item's "
+    "title): written as broker_item, nothing stored.",
+)
+def add_command(
+    profile: str, backend: str | None, from_env: bool, replace: bool, item: str | None
+) -> None:
+    """Store PROFILE's long-lived access key (prompted, the secret hidden; or stdin).
+
+    With --item, PROFILE reads its key from an item you already keep (1Password's AWS
+    shell plugin item, an API Credential): broker checks it holds a key, then writes
+    broker_item into ~/.aws/config and stores nothing.
+    """
     ctx = _context()
+    if item is not None:
+        if from_env:
+            raise click.UsageError("--item reads the key from the item: leave out --env")
+        _add_item(ctx, profile, item, backend, replace)
+        return
     key_id, secret = _read_key(from_env)
     result = keys.add(ctx, profile, key_id, secret, backend=backend, replace=replace)
     verb = "Replaced" if result.replaced else "Added"
@@ -66,6 +83,51 @@ def add_command(profile: str, backend: str | None, from_env: bool, replace: bool
             "keep another copy until `broker migrate --from "
             f"{result.backend} --to BACKEND` has put it in a persistent store.", err=True,
         )
+
+
+def _add_item(
+    ctx: Context, profile: str, reference: str, backend: str | None, replace: bool
+) -> None:
+    result = keys.add_item(ctx, profile, reference, backend=backend, replace=replace)
+    click.echo(f"{profile} reads its key from {result.reference} (backend {result.backend}); "
+               "nothing was stored.", err=True)
+    if result.section_added is not None:
+        click.echo(f"Added a section for {profile} to {result.section_added}.", err=True)
+    if result.config_written is not None:
+        click.echo(f"Set broker_item = {result.reference} for {profile} in "
+                   f"{result.config_written}.", err=True)
+    if result.backend_pinned is not None:
+        click.echo(f"Set broker_backend = {result.backend} for {profile} in "
+                   f"{result.backend_pinned}, so broker looks for the key there.", err=True)
+    if result.totp:
+        click.echo("MFA codes come from the item's one-time password.", err=True)
+    if result.item_mfa_serial:
+        click.echo(f"The item's mfa serial, {result.item_mfa_serial}, is the MFA device "
+                   "unless the profile sets mfa_serial.", err=True)
+    if not result.writable:
+        click.echo(f"broker only reads this item; to let `broker rotate` and `broker totp "
+                   f"set` update it (in its own fields), run `broker adopt {profile}`.",
+                   err=True)
+
+
+@cli.command("adopt")
+@profile_argument
+@click.option("--backend", help="The backend holding the item, instead of the profile's.")
+def adopt_command(profile: str, backend: str | None) -> None:
+    """Let broker manage the item PROFILE reads its key from (its broker_item).
+
+    Adds broker's tag to the item and changes nothing else. From then on `broker add
+    --replace`, `rotate`, `totp set`, `remove` and `migrate --delete-source` may change
+    the item, keeping its own field labels (so the AWS shell plugin and the app still
+    read it).
+    """
+    result = keys.adopt(_context(), profile, backend=backend)
+    if result.changed:
+        click.echo(f"broker now manages the item of {profile}'s key (backend "
+                   f"{result.backend}).", err=True)
+    else:
+        click.echo(f"broker already manages the item of {profile}'s key (backend "
+                   f"{result.backend}).", err=True)
 
 
 @cli.command("remove")

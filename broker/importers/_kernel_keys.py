@@ -59,6 +59,12 @@ class KernelKeys:
         return result
 
     def search(self, ring: int, key_type: str, description: str) -> int:
+        """KEYCTL_SEARCH: the serial of the key of ``key_type`` with exactly ``description`` in
+        ``ring`` or a keyring it links (see keyctl_search(3)); no destination keyring.
+
+        Raises:
+            OSError: errno ENOKEY when there is none, EACCES, ENOMEM... as the man page lists.
+        """
         return self._keyctl(
             _SEARCH, ring, ctypes.c_char_p(key_type.encode()),
             ctypes.c_char_p(description.encode()), 0,
@@ -77,6 +83,12 @@ class KernelKeys:
                 ctypes.memset(buffer, 0, len(buffer))  # it may hold a secret
 
     def read(self, key: int) -> bytes:
+        """KEYCTL_READ: the key's payload (a keyring's payload is its children's serials), read
+        into a buffer that is zeroed afterwards.
+
+        Raises:
+            OSError: the kernel's errno (EKEYEXPIRED, EACCES...), see keyctl_read(3).
+        """
         return self._buffer_call(_READ, key)
 
     def describe(self, key: int) -> tuple[str, str]:
@@ -88,9 +100,19 @@ class KernelKeys:
         return parts[0], parts[4]
 
     def children(self, ring: int) -> list[int]:
+        """The serials of the keys linked in keyring ``ring``, in the kernel's order.
+
+        Raises:
+            OSError: as :meth:`read`.
+        """
         data = self.read(ring)
         count = len(data) // 4
         return list((ctypes.c_int32 * count).from_buffer_copy(data[: count * 4]))
 
     def unlink(self, key: int, ring: int) -> None:
+        """KEYCTL_UNLINK: remove ``key`` from ``ring`` (the key goes once nothing links it).
+
+        Raises:
+            OSError: the kernel's errno (ENOENT when it was not linked there), see keyctl_unlink(3).
+        """
         self._keyctl(_UNLINK, key, ring)

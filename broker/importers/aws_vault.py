@@ -129,9 +129,24 @@ class VaultStore:
         raise NotImplementedError
 
     def read(self, name: str) -> VaultKey:
+        """The credential stored under ``name``, decoded from aws-vault's format (see the module
+        docstring).
+
+        Raises:
+            NotAVaultItem: the entry is not an aws-vault credential (another secret, damaged).
+            AuthenticationError: the file store's passphrase does not decrypt it.
+            BackendUnavailable: the store's tool or the kernel keyring is missing here.
+            BackendError: ``pass``/gpg or the kernel refused to read it.
+        """
         raise NotImplementedError
 
     def delete(self, name: str) -> None:
+        """Remove ``name`` from aws-vault's store, as ``aws-vault remove`` does; a file already
+        gone is no error.
+
+        Raises:
+            BackendError: ``pass rm`` failed, or the kernel refused to unlink the key.
+        """
         raise NotImplementedError
 
 

@@ -12,6 +12,7 @@ from broker import config
 from broker.aws.profiles import Profile
 from broker.backend import Backend, Capability, unnamed
 from broker.errors import BackendUnavailable, BrokerError, UsageError
+from broker.registry import login_token_name
 from broker.services.context import Context
 
 #: What a memory-only backend means for a long-lived key; said wherever one lands there.
@@ -20,6 +21,14 @@ LOST_AT_REBOOT = "memory only: lost at reboot or `wsl --shutdown`"
 
 @dataclass
 class BackendInfo:
+    """One row of ``broker backend list`` / ``backend show``: the backend's ``name``, the
+    ``distribution`` and ``entry_point`` (``module:attr``) it comes from, whether it is
+    ``available`` here and the ``reason`` when not (``"broken: ..."`` for a plugin that
+    fails to import, with ``broken`` set), its capability names in lower case, its
+    one-line ``description``, whether it is the ``default`` credential backend and the
+    ``session_cache``, and ``details`` (name -> text, from :meth:`Backend.describe`, only
+    when asked for).
+    """
     name: str
     distribution: str
     entry_point: str
@@ -41,6 +50,13 @@ def _default_name(ctx: Context) -> str | None:
 
 
 def describe(ctx: Context, name: str, *, details: bool = False) -> BackendInfo:
+    """``name``'s row for ``backend list``/``show``; with ``details``, and when it is
+    available, also what the backend itself reports (an error there becomes an
+    ``"error"`` detail). Never raises for a broken or unavailable plugin: that is the row.
+
+    Raises:
+        KeyError: no backend of that name is installed (:meth:`Registry.info`).
+    """
     info = ctx.registry.info(name)
     loaded = ctx.registry.load(name)
     cache = ctx.session_cache_name()
@@ -65,6 +81,9 @@ def describe(ctx: Context, name: str, *, details: bool = False) -> BackendInfo:
 
 
 def list_backends(ctx: Context) -> list[BackendInfo]:
+    """A :func:`describe` row, without details, for every installed backend that is not
+    disabled, sorted by name.
+    """
     return [describe(ctx, name) for name in ctx.registry.names()]
 
 
@@ -78,12 +97,7 @@ def set_default(ctx: Context, name: str, *, memory_only_ok: bool = False) -> Def
         UsageError: ``name`` is memory-only and ``memory_only_ok`` is not given.
     """
     ctx.registry.backend_class(name)  # raises for unknown, disabled or broken plugins
-    availability = ctx.registry.availability(name)
-    if not availability.ok:
-        raise BackendUnavailable(
-            f"backend {name!r} is not available here: {unnamed(name, availability.reason)}",
-            "fix that first; `broker backend list` shows every backend's state",
-        )
+    require_available(ctx, name)
     if memory_only(ctx, name) and not memory_only_ok:
         raise UsageError(
             f"backend {name!r} keeps keys in {LOST_AT_REBOOT}",
@@ -101,6 +115,26 @@ class DefaultSet:
 
     path: Path
     kept: list[str]
+
+
+def require_available(ctx: Context, name: str) -> Backend:
+    """Credential backend ``name`` (:meth:`Context.backend`), refused unless it works here
+    (:meth:`broker.registry.Registry.availability_of`, so a plugin whose check raises is
+    refused too).
+
+    Raises:
+        ConfigError: no backend of that name is installed.
+        BackendUnavailable: it is disabled, broken, fails to start or is not available here
+            (the reason given).
+    """
+    store = ctx.backend(name)
+    availability = ctx.registry.availability_of(store)
+    if not availability.ok:
+        raise BackendUnavailable(
+            f"backend {name!r} is not available here: {unnamed(name, availability.reason)}",
+            "fix that first; `broker backend list` shows every backend's state",
+        )
+    return store
 
 
 def _keep_keys_reachable(ctx: Context, new: str) -> list[str]:
@@ -181,13 +215,18 @@ def key_destination(
     """The credential backend a long-lived key is about to be stored in.
 
     A backend nobody chose (the best available one) that keeps keys in memory only is
-    refused: the key would be lost at reboot without the user ever having said so.
+    refused: the key would be lost at reboot without the user ever having said so. One
+    that was chosen must be available here (:func:`require_available`).
     ``knowingly(name)`` is the command that makes that choice explicit, for the hint.
 
     Raises:
-        BackendUnavailable: no persistent backend is available and none was chosen.
+        BackendUnavailable: no persistent backend is available and none was chosen, or the
+            chosen one is disabled, broken or not available here.
+        ConfigError: the chosen name is not installed.
     """
     name, origin = ctx.backend_choice(profile, explicit)
+    if origin:
+        require_available(ctx, name)
     if not origin and memory_only(ctx, name):
         raise BackendUnavailable(
             f"no persistent backend is set up here, and {name}, the one available, keeps "
@@ -199,6 +238,13 @@ def key_destination(
 
 
 def clear_sessions(ctx: Context, profile: str | None = None) -> int:
+    """Delete the cached STS sessions of ``profile`` (every profile's when None) from the
+    session cache; how many were deleted (0 when caching is off).
+
+    Raises:
+        ProfileNotFound: ``profile`` is not in ~/.aws/config (the hint names close matches).
+        BackendError: the cache backend failed to list or delete.
+    """
     if profile is not None and profile not in ctx.aws.profiles:
         ctx.aws.get(profile)  # an unknown profile is an error naming close matches
     return ctx.sessions.clear(profile)
@@ -206,16 +252,19 @@ def clear_sessions(ctx: Context, profile: str | None = None) -> int:
 
 def token_name(backend: str) -> str:
     """The name `backend login` keeps ``backend``'s token under in the secret store
-    (``onepassword-token``, found again as ``keyctl:onepassword-token``)."""
-    return f"{backend}-token"
+    (``onepassword-token``, found again as ``keyctl:onepassword-token`` with the built-in
+    plugins): :func:`broker.registry.login_token_name`."""
+    return login_token_name(backend)
 
 
 def login(ctx: Context, name: str, secret: str, ttl: int) -> tuple[str, datetime]:
     """Keep ``secret`` (backend ``name``'s access token) in the secret store for ``ttl``
-    seconds (:func:`secret_store`: the kernel keyring where it works).
+    seconds (:func:`secret_store`: the kernel keyring where it works, unless a plugin of
+    higher priority keeps secrets).
 
-    Returns the secret reference the backend finds it through (``keyctl:<name>-token``,
-    as the store says) and when the store forgets it (UTC).
+    Returns the secret reference the backend finds it through
+    (:meth:`broker.backend.Backend.login_reference`; ``keyctl:<name>-token`` with the
+    built-in plugins, as the store says) and when the store forgets it (UTC).
 
     Raises:
         ConfigError, BackendUnavailable: ``name`` is not an installed, usable backend, or
@@ -238,31 +287,11 @@ def logout(ctx: Context, name: str) -> bool:
 
 def secret_store(ctx: Context) -> Backend:
     """Where `backend login` keeps tokens: the highest-priority installed backend that
-    declares ``Capability.SECRET_STORE`` and works here, in its ``secrets`` namespace.
+    declares ``Capability.SECRET_STORE`` and works here, in its ``secrets`` namespace
+    (:meth:`broker.registry.Registry.secret_store`, the choice every backend looking for
+    its token makes too).
 
     Raises:
         BackendUnavailable: none is installed, or none works here (the first one's reason).
     """
-    names = ctx.registry.with_capabilities(Capability.SECRET_STORE)
-    if not names:
-        raise BackendUnavailable(
-            "no installed backend can keep a token for this login session (the built-in "
-            "kernel keyring backend, keyctl, is not installed)",
-            "provide the token through the environment instead",
-        )
-    reasons = []
-    for name in names:
-        try:
-            store = ctx.backend(name, "secrets")
-        except BrokerError as exc:
-            reasons.append((name, exc.message))
-            continue
-        availability = store.availability()
-        if availability.ok:
-            return store
-        reasons.append((name, availability.reason))
-    name, reason = reasons[0]
-    raise BackendUnavailable(
-        f"cannot keep the token in {name}: {unnamed(name, reason)}",
-        "provide the token through the environment instead",
-    )
+    return ctx.registry.secret_store(lambda name: ctx.backend(name, "secrets"))

@@ -52,6 +52,12 @@ def _ignore(_: str) -> None:
 
 @dataclass
 class ConsoleLogin:
+    """A console sign-in link for ``profile``: ``via`` which call its session came from
+    (``"AssumeRole"`` or ``"GetFederationToken"``), the ``partition`` (``aws``,
+    ``aws-cn``, ``aws-us-gov``), the console ``destination`` URL, when the session
+    ``expires`` (UTC; None when not known) and the sign-in ``url`` itself, a secret that
+    grants the session to whoever holds it (never logged, never in repr).
+    """
     profile: str
     via: str  # "AssumeRole" or "GetFederationToken"
     partition: str
@@ -169,9 +175,17 @@ class Handoff:
         return False
 
     def admit(self, peer: Address, local: Address) -> bool:
+        """:class:`LoopbackServer`'s ``admit``: whether the connection from ``peer`` to ``local``
+        may take a place (the user's own socket, or under WSL the relay's, decided again with
+        the path); a refused one is counted in :attr:`refused`.
+        """
         return self._allowed(peer, local, None)
 
     def handle(self, request: Request) -> Response:
+        """The answer to ``request``: 302 to the sign-in link (``Referrer-Policy: no-referrer``)
+        for the first GET of ``/`` or the nonce path by an allowed peer; 403 for another
+        user's, 405 for another method, 404 for another path or once the link has gone out.
+        """
         if not self._allowed(request.peer, request.local, request.path):
             return _page(403, "This sign-in link is not yours.")
         if request.method != "GET":
@@ -290,6 +304,9 @@ POWERSHELL = "/mnt/c/Windows/System32/WindowsPowerShell/v1.0/powershell.exe"
 
 
 def in_wsl(osrelease: str = "/proc/sys/kernel/osrelease") -> bool:
+    """Whether this is Linux under WSL (1 or 2): the kernel release (``osrelease``) names
+    Microsoft or WSL, as WSL's own kernels do. False when the file cannot be read.
+    """
     try:
         with open(osrelease, encoding="utf-8", errors="replace") as handle:
             release = handle.read().lower()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
-from broker.aws.profiles import Chain, resolve_chain
-from broker.backend import TOTP, Item
+from broker.aws.profiles import Chain, Profile, resolve_chain
+from broker.backend import MFA_SERIAL, TOTP, Item
 from broker.errors import BrokerError, CredentialsNotFound
 from broker.services.context import Context
 
@@ -39,6 +39,16 @@ class StoredKey:
         self._item: Item | None = None
 
     def item(self) -> Item:
+        """The key profile's Item from its credential backend (``backend``, else the usual
+        choice), read on the first call and kept; the MFA ledger records whether a TOTP
+        seed is kept with it (for `broker list`).
+
+        Raises:
+            CredentialsNotFound: nothing is stored under the key profile's name.
+            BackendUnavailable, ConfigError: no usable credential backend.
+            BrokerError: the backend's own error reading it (a locked vault, a lost GPG
+                key).
+        """
         if self._item is None:
             from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
 
@@ -60,8 +70,37 @@ class StoredKey:
             MfaLedger().mark_seed(store.name, self.profile.name, bool(item.get(TOTP)))
         return self._item
 
+    def serial(self) -> str | None:
+        """The MFA device named in the item the key profile's ``broker_item`` points to (its
+        ``mfa serial`` field, read with the key), for a chain whose profiles name none; None
+        for a profile without ``broker_item`` (the device broker copied into its own item
+        is the profile's, whose ``mfa_serial`` it follows).
+
+        Raises:
+            BrokerError: as :meth:`item`.
+        """
+        if not self.profile.broker_item:
+            return None
+        return device_kept_with_key(self.profile, self.item())
+
     def credentials(self) -> Credentials:
+        """The long-lived key pair of :meth:`item` (no session token, no expiration).
+
+        Raises:
+            BackendError: the Item lacks a key field or has an empty one
+                (:meth:`Credentials.from_item`); and as :meth:`item`.
+        """
         return Credentials.from_item(self.item(), what=f"the stored key of {self.profile.name!r}")
+
+
+def device_kept_with_key(profile: Profile, item: Item) -> str | None:
+    """The MFA device ``item`` names (its ``mfa_serial`` field) when ``profile`` reads its
+    key from an item it names with ``broker_item`` (1Password's AWS shell plugin keeps the
+    device there), else None. Used only where no profile of the chain sets
+    ``mfa_serial``: the profile's own wins, as botocore reads only the profile."""
+    if not profile.broker_item:
+        return None
+    return item.get(MFA_SERIAL) or None
 
 
 def master_key(ctx: Context, chain: Chain, backend: str | None = None) -> Credentials:
@@ -99,9 +138,13 @@ def obtain(
     Raises:
         BrokerError: as :meth:`broker.aws.chain.CredentialChain.get`, and the backend's
             errors reading the key (CredentialsNotFound when none is stored).
+        ConfigError, BackendUnavailable: ``backend`` (or ``BROKER_BACKEND``) names a backend
+            that is not installed, disabled or broken, cached session or not
+            (:meth:`Context.check_backend_choice`).
     """
     from broker.aws.mfa import MfaCodes, default_sources  # only when a session is made
 
+    ctx.check_backend_choice(backend)  # a wrong name fails even when a session is cached
     chain = resolve_chain(ctx.aws, profile)
     resolved_region = ctx.region_for(chain.target, region)
     options = ChainOptions.from_settings(
@@ -112,7 +155,9 @@ def obtain(
     codes = MfaCodes(
         explicit=mfa_code, sources=default_sources(key_item=key.item, resolve=ctx.resolver)
     )
-    producer = CredentialChain(chain, ctx.sessions, key.credentials, codes, options)
+    producer = CredentialChain(
+        chain, ctx.sessions, key.credentials, codes, options, key_serial=key.serial
+    )
     calls = producer.calls
     try:
         creds = producer.get()

@@ -66,6 +66,10 @@ class Facts:
 
 
 def check_broker_config() -> tuple[Check, config.Settings]:
+    """The ``broker config`` row (fail: the message and fix of the ConfigError) and the
+    settings it read: broker's config file with ``BROKER_*`` on top, or the defaults when
+    it failed, so the other checks can still run. Never raises.
+    """
     path = paths.config_file()
     try:
         settings = config.load(path)
@@ -76,6 +80,9 @@ def check_broker_config() -> tuple[Check, config.Settings]:
 
 
 def check_aws_config() -> tuple[Check, profiles.AwsConfig | None]:
+    """The ``aws config`` row and the parsed ~/.aws/config (None when it cannot be parsed:
+    fail). An absent file, or sections botocore ignores, warn. Never raises.
+    """
     path = profiles.config_path()
     try:
         parsed = profiles.load(path)
@@ -96,6 +103,12 @@ def check_aws_config() -> tuple[Check, profiles.AwsConfig | None]:
 
 
 def check_plaintext_credentials(facts: Facts) -> Check:
+    """The ``plaintext keys`` row: warn when the shared credentials file
+    (``AWS_SHARED_CREDENTIALS_FILE``, else ~/.aws/credentials) has sections with an
+    ``aws_secret_access_key``, which SDKs would use before broker's endpoint (botocore's
+    credential provider chain reads that file first). Only section names are shown, never
+    a value.
+    """
     path = Path(
         facts.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
     ).expanduser()
@@ -183,7 +196,7 @@ class Backends:
         except BrokerError as exc:
             self.problems[name] = exc.message
             return None, f"{name} cannot be loaded"
-        availability = backend.availability()
+        availability = self.ctx.registry.availability_of(backend)
         if not availability.ok:
             self.problems[name] = unnamed(name, availability.reason)
             return None, f"{name} is unavailable"
@@ -201,6 +214,9 @@ class Backends:
 
 
 def check_plugins(ctx: Context) -> list[Check]:
+    """A warning row per installed plugin that fails to import (with the import error and
+    how to disable it), or one ``plugins`` row listing them all when none is broken.
+    """
     checks = []
     for name in ctx.registry.names():
         loaded = ctx.registry.load(name)
@@ -216,6 +232,10 @@ def check_plugins(ctx: Context) -> list[Check]:
 
 
 def check_default_backend(ctx: Context, used: Backends) -> Check:
+    """The ``default backend`` row: fail when no credential backend can be chosen or the
+    chosen one is unavailable (marked as said in ``used``, so profile rows only refer to
+    it), warn when it keeps keys in memory only, else ok.
+    """
     if used.default is None:
         return Check("default backend", FAIL, used.default_error,
                      "see `broker backend list`, then `broker backend set NAME`")
@@ -374,7 +394,7 @@ def _reachability(name: str, backend: Backend, used: Backends, *, said: bool) ->
     its own rows or an earlier row said a problem already), else not checked offline,
     else the one listing ``--online`` makes (shared with the profile rows)."""
     row = f"{name} reachability"
-    availability = backend.availability()
+    availability = used.ctx.registry.availability_of(backend)
     if not availability.ok:
         if said or name in used.said:
             return []
@@ -396,6 +416,9 @@ def _reachability(name: str, backend: Backend, used: Backends, *, said: bool) ->
 
 
 def check_wsl(facts: Facts) -> Check:
+    """The ``WSL`` row from :attr:`Facts.wsl`: ok outside WSL and on WSL2, warn on WSL1,
+    which has no kernel keyring (so no session cache there).
+    """
     version = facts.wsl
     if version == 0:
         return Check("WSL", OK, "not running under WSL")
@@ -410,10 +433,21 @@ def check_wsl(facts: Facts) -> Check:
 
 
 def sts_url(environ: Mapping[str, str]) -> str:
+    """The STS endpoint doctor asks for the time: ``AWS_ENDPOINT_URL_STS``, else
+    ``AWS_ENDPOINT_URL`` (the SDKs' service-specific and global endpoint variables, AWS
+    SDKs and Tools Reference Guide, "Service-specific endpoints"), else
+    https://sts.amazonaws.com/.
+    """
     return environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL") or DEFAULT_STS_URL
 
 
 def check_clock(facts: Facts) -> Check:
+    """The ``clock`` row: this machine's clock against the ``Date`` header of one unsigned
+    request to STS (:func:`sts_url`), the header's whole second and the request's round
+    trip allowed for. Ok within 5 s, warn up to 30 s (a TOTP code lives 30 s, RFC 6238),
+    fail beyond (and AWS refuses signed requests beyond 15 minutes, SigV4); warn when STS
+    cannot be reached or sends no usable Date. Never raises.
+    """
     url = sts_url(facts.environ)
     fix = ("run `sudo hwclock -s` (WSL2's clock drifts while the PC sleeps)" if facts.wsl
            else "turn on time synchronisation: `sudo timedatectl set-ntp true`")
@@ -476,4 +510,5 @@ def run(facts: Facts | None = None, registry: Registry | None = None) -> list[Ch
 
 
 def failed(checks: list[Check]) -> bool:
+    """Whether any row failed (``broker doctor`` then exits non-zero); warnings do not count."""
     return any(c.status == FAIL for c in checks)

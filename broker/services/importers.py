@@ -55,6 +55,11 @@ class ImportOutcome:
 
 @dataclass
 class ImportReport:
+    """What an import did (or, with ``dry_run``, would do): ``source`` describes where the
+    keys came from (aws-vault's backend and its location, or the credentials file), one
+    :class:`ImportOutcome` per profile in ``outcomes``, and ``notes`` for the reader (what
+    was left behind, what to do next).
+    """
     source: str
     dry_run: bool
     outcomes: list[ImportOutcome] = field(default_factory=list)

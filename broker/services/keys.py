@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker.aws.profiles import resolve_chain
-from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, Item
+from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Item
 from broker.errors import (
     BrokerError,
     ConfigError,
@@ -21,6 +21,15 @@ _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 
 
 def validate_key(access_key_id: str, secret_access_key: str) -> tuple[str, str]:
+    """(key id, secret), stripped of surrounding blanks, when they have the shape of a
+    long-lived IAM key: an id of 16 to 128 upper-case letters and digits (IAM API
+    reference, ``AccessKey``: 16-128 characters) that is not an ``ASIA`` temporary key
+    (IAM User Guide, "IAM identifiers": unique ID prefixes), and a non-empty secret
+    without blanks. Nothing is sent to AWS.
+
+    Raises:
+        UsageError: either one has the wrong shape; the message never shows the secret.
+    """
     key_id, secret = access_key_id.strip(), secret_access_key.strip()
     if not _KEY_ID.match(key_id):
         raise UsageError(
@@ -60,6 +69,10 @@ def revoke_sessions(ctx: Context, key_profile: str) -> int:
 
 @dataclass
 class AddResult:
+    """What ``broker add`` did: the ``profile`` whose key was stored, the ``backend``
+    holding it, whether it ``replaced`` a stored key, and how many cached sessions made
+    from the replaced key were ended (``sessions_cleared``)."""
+
     profile: str
     backend: str
     replaced: bool
@@ -82,6 +95,22 @@ def add(
     backend: str | None = None,
     replace: bool = False,
 ) -> AddResult:
+    """Store ``profile``'s long-lived key in ``backend`` (else the usual choice, see
+    :func:`broker.services.backends.key_destination`). The Item keeps the other fields of
+    a replaced one (a TOTP seed) and the profile's ``mfa_serial``; ~/.aws/config gets an
+    empty section for a new profile, and ``broker_backend`` when the key lands outside
+    the backend the profile would otherwise look in. Replacing a key ends every cached
+    session made from the old one.
+
+    Raises:
+        UsageError: the key has the wrong shape (:func:`validate_key`), or the profile
+            has a stored key and ``replace`` is not given, or its key is in an item named
+            by ``broker_item`` that broker may only read (not adopted).
+        ConfigError: the profile gets its key from a ``source_profile`` (add it there),
+            ~/.aws/config is malformed, or the backend is not installed.
+        BackendUnavailable: no backend can take it (a memory-only one nobody chose).
+        BrokerError: the backend's own error reading or storing the key.
+    """
     key_id, secret = validate_key(access_key_id, secret_access_key)
     known = ctx.aws.profiles.get(profile)
     if known is not None:
@@ -95,13 +124,15 @@ def add(
     name = key_destination(
         ctx, known, backend, knowingly=lambda b: f"`broker add {profile} --backend {b}`"
     )
-    store = ctx.backend(name)
+    store = ctx.credential_backend(known, name)  # refuses a broker_item it cannot serve
     existing = store.get(profile)
     if existing is not None and not replace:
         raise UsageError(
             f"profile {profile!r} already has a key in backend {store.name!r}",
             "pass --replace to overwrite it, or `broker remove` it first",
         )
+    if existing is not None:
+        store.check_writable(profile)  # an item the user keeps: only once adopted
     # `exec` reads profiles from ~/.aws/config: a key stored under a name with no section
     # there would be listed as stored, yet unusable. The section comes first: a failure
     # afterwards leaves only an empty section behind.
@@ -162,3 +193,167 @@ def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[s
 
     MfaLedger().mark_seed(store.name, profile, False)
     return store.name, revoke_sessions(ctx, profile) + ctx.sessions.clear(profile)
+
+
+@dataclass
+class ItemAdded:
+    """What ``broker add PROFILE --item REFERENCE`` did: ``profile`` now reads its key
+    from the item ``reference`` names, in ``backend``."""
+
+    profile: str
+    backend: str
+    reference: str
+    #: ~/.aws/config, when ``broker_item`` was written (None: it named this item already).
+    config_written: Path | None
+    #: ~/.aws/config, when a section for the profile was added to it first.
+    section_added: Path | None
+    #: ~/.aws/config, when ``broker_backend`` was written too (the item is in a backend the
+    #: profile would not otherwise look in).
+    backend_pinned: Path | None
+    #: Cached sessions ended (made from the key the profile used before).
+    sessions_cleared: int
+    #: broker may update the item (it is adopted); else it only reads it.
+    writable: bool
+    #: A TOTP seed is kept in the item (its one-time password field): MFA codes come from it.
+    totp: bool
+    #: The MFA device the item names (``mfa serial``), used when no profile sets mfa_serial.
+    item_mfa_serial: str | None
+
+
+def add_item(
+    ctx: Context,
+    profile: str,
+    reference: str,
+    *,
+    backend: str | None = None,
+    replace: bool = False,
+) -> ItemAdded:
+    """Make ``profile`` read its long-lived key from the existing item ``reference`` names
+    (``SCHEME://VAULT/ITEM``, or an item's title in the backend's vault): check that the
+    item can be read and holds a key, then write ``broker_item = REFERENCE`` into the
+    profile's section of ~/.aws/config (:func:`broker.aws.config_writer.write_profile_value`,
+    a section made first if needed). Nothing is stored in any backend: the item stays the
+    user's, read only until `broker adopt` (:func:`adopt`).
+
+    The backend: ``backend``, else the one the reference's scheme names, else the
+    profile's usual one; ``broker_backend`` is written too when the profile would look
+    elsewhere. Pointing the profile at another item ends the sessions made from its
+    previous key.
+
+    Raises:
+        UsageError: ``reference`` is malformed, or the profile already names another
+            item and ``replace`` is not given.
+        ConfigError: the profile gets its key from a ``source_profile``, or the backend
+            cannot read keys from an existing item, or the reference is not its own.
+        NotFound: the vault or the item does not exist (or cannot be seen).
+        CredentialsNotFound: the item holds no AWS access key.
+        BrokerError: the backend's own error reading the item.
+    """
+    from broker.aws.config_writer import write_profile_value
+    from broker.aws.mfa_ledger import MfaLedger
+    from broker.aws.profiles import item_reference_problem
+    from broker.services.items import reference_backend
+
+    wrong = item_reference_problem(reference)
+    if wrong is not None:
+        what, _, fix = wrong.rpartition("; ")
+        raise UsageError(f"--item {reference!r}: {what}", fix)
+    reference = reference.strip()
+    known = ctx.aws.profiles.get(profile)
+    if known is not None:
+        chain = resolve_chain(ctx.aws, profile)
+        if chain.key_profile.name != profile:
+            raise ConfigError(
+                f"profile {profile!r} gets its key from source_profile "
+                f"{chain.key_profile.name!r}",
+                f"name the item in that profile instead: `broker add "
+                f"{chain.key_profile.name} --item ...`",
+            )
+        if known.broker_item and known.broker_item != reference and not replace:
+            raise UsageError(
+                f"profile {profile!r} already reads its key from {known.broker_item!r}",
+                "pass --replace to point it at the new item",
+            )
+    name = backend or reference_backend(ctx, reference) or ctx.credential_backend_name(known)
+    store = ctx.backend(name)
+    store.bind_item(profile, reference)
+    item = store.get(profile)
+    if item is None:  # a backend serving bound items says which is missing; to be sure
+        raise CredentialsNotFound(
+            f"{name}: no item {reference!r}", "check the vault and the item's title or id"
+        )
+    _check_item_key(name, reference, item)
+    try:
+        store.check_writable(profile)
+        writable = True
+    except UsageError:
+        writable = False
+    section = ensure_profile(ctx, profile) if known is None else None
+    path = ctx.aws.path
+    written = write_profile_value(path, profile, "broker_item", reference)
+    ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    pinned = pin_backend(ctx, profile, name)
+    MfaLedger().mark_seed(name, profile, bool(item.get(TOTP)))
+    cleared = revoke_sessions(ctx, profile) if known is not None and written else 0
+    from broker.services.credentials import device_kept_with_key
+
+    profile_now = ctx.aws.profiles.get(profile)
+    return ItemAdded(
+        profile, name, reference, path if written else None, section, pinned, cleared,
+        writable, bool(item.get(TOTP)),
+        device_kept_with_key(profile_now, item) if profile_now is not None else None,
+    )
+
+
+def _check_item_key(backend: str, reference: str, item: Item) -> None:
+    """Refuse an item that holds no usable long-lived AWS key (names fields, never values)."""
+    key_id, secret = item.get(ACCESS_KEY_ID, ""), item.get(SECRET_ACCESS_KEY, "")
+    if not key_id or not secret:
+        lacking = "an access key id" if not key_id else "a secret access key"
+        raise CredentialsNotFound(
+            f"{backend}: the item {reference!r} holds no AWS key ({lacking} is missing)",
+            "broker reads fields labelled 'access key id' and 'secret access key' (or an "
+            "API Credential's username and credential): fix the item, or store a key "
+            "broker keeps with `broker add PROFILE`",
+        )
+    try:
+        validate_key(key_id, secret)
+    except UsageError as exc:
+        raise CredentialsNotFound(
+            f"{backend}: the key in the item {reference!r} is not usable: {exc.message}",
+            "fix the item in its app",
+        ) from None
+
+
+@dataclass
+class Adopted:
+    """What ``broker adopt PROFILE`` did: ``changed`` is False when the item of
+    ``profile``'s key in ``backend`` was broker's already."""
+
+    profile: str
+    backend: str
+    changed: bool
+
+
+def adopt(ctx: Context, profile: str, *, backend: str | None = None) -> Adopted:
+    """Mark the item ``profile``'s key is read from (its ``broker_item``) as managed by
+    broker (:meth:`broker.backend.Backend.adopt`: broker's tag added, nothing else), so
+    that `broker add --replace`, `rotate`, `totp set`, `remove` and `migrate
+    --delete-source` may change it, in the item's own fields.
+
+    Raises:
+        ProfileNotFound: no such profile.
+        ConfigError: the profile gets its key from a ``source_profile``, or its backend
+            has no items to adopt.
+        NotFound: the item does not exist.
+        BrokerError: the backend's own error reading or writing the item.
+    """
+    known = ctx.aws.get(profile)
+    chain = resolve_chain(ctx.aws, profile)
+    if chain.key_profile.name != profile:
+        raise ConfigError(
+            f"profile {profile!r} gets its key from source_profile {chain.key_profile.name!r}",
+            f"adopt that profile's item: `broker adopt {chain.key_profile.name}`",
+        )
+    store = ctx.credential_backend(known, backend)
+    return Adopted(profile, store.name, store.adopt(profile))

@@ -2,7 +2,10 @@
 
 Listing reads no secret: which keys a backend holds comes from its ``list()``, whether
 a TOTP seed is kept with a key from broker's state (updated whenever a key is read,
-stored, migrated or removed).
+stored, migrated or removed). A profile whose ``broker_item`` names an existing item is
+listed as stored when its backend finds that item (the backend is told which items
+profiles name when it is opened: :mod:`broker.services.items`); items no profile can use
+are no keys (a backend's ``list()`` leaves them out).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ _EXPORT_VALUE_OPTIONS = frozenset(
 
 @dataclass
 class SessionInfo:
+    """A live cached session of a profile: its ``kind`` (``session`` for the MFA session
+    of GetSessionToken, ``role`` for an AssumeRole session), whole seconds until it
+    expires (always > 0), and the ``role_arn`` the cache recorded ("" when none)."""
+
     kind: str
     seconds_left: int
     role_arn: str = ""
@@ -39,6 +46,14 @@ class SessionInfo:
 
 @dataclass
 class ProfileInfo:
+    """One row of ``broker list``: the profile ``name``; its ``chain`` of profile names
+    from the key profile up to it (:attr:`Chain.names`, then the profile itself when a
+    ``credential_process = broker export`` serves it from another); the ``key_profile``
+    and the ``backend`` expected to hold its key, and whether it is ``stored`` there;
+    the chain's ``mfa_serial``, the profile's own ``role_arn``, its live ``sessions``;
+    and ``error``, the one-line reason when the chain cannot be resolved (then most
+    other fields are empty)."""
+
     name: str
     chain: list[str]
     key_profile: str
@@ -64,6 +79,9 @@ class ProfileInfo:
 
 @dataclass
 class Listing:
+    """What ``broker list`` shows: a row per profile in ~/.aws/config (sorted by name),
+    then one per stored key whose name has no section there."""
+
     profiles: list[ProfileInfo]
     #: backend -> why its keys could not be listed (said once, not on every row).
     unlisted: dict[str, str] = field(default_factory=dict)
@@ -133,7 +151,7 @@ class _Stores:
     def _list(self, name: str) -> set[str] | None:
         try:
             store = self.ctx.backend(name)
-            availability = store.availability()
+            availability = self.ctx.registry.availability_of(store)
             if not availability.ok:
                 self.unlisted[name] = unnamed(name, availability.reason)
                 return None
@@ -168,7 +186,7 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> Listing:
             fails loudly; a backend chosen by default is shown as ``?`` with its reason).
     """
     if backend is not None:  # a broken, disabled, unknown or unavailable backend, by name
-        availability = ctx.backend(backend).availability()
+        availability = ctx.registry.availability_of(ctx.backend(backend))
         if not availability:
             raise BackendUnavailable(
                 f"backend {backend!r} is not available: {availability.reason}",
@@ -189,6 +207,10 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> Listing:
         names = stores.stored(backend_name)
         stored = None if names is None else chain.key_profile.name in names
         problems = chain_problems(chain)  # what `exec` would refuse before any call
+        unserved = ctx.item_problem(backend_name, chain.key_profile.name)
+        if unserved is not None:  # a broker_item that backend cannot serve
+            problems.append(f"{unserved.message}; {unserved.hint}" if unserved.hint
+                            else unserved.message)
         return ProfileInfo(
             name, chain.names, chain.key_profile.name, backend_name, stored,
             chain.mfa_serial, profile.role_arn, sessions.get(name, []),

@@ -68,6 +68,9 @@ def _ignore(_: str) -> None:
 
 @dataclass(frozen=True)
 class Request:
+    """One request head: ``method``, ``target`` (origin form, ``/path?query``), the headers,
+    and the client's (``peer``) and this server's (``local``) address, as (host, port).
+    """
     method: str
     target: str
     #: (lower-case name, value as sent, leading blanks removed), in order.
@@ -77,6 +80,7 @@ class Request:
 
     @property
     def path(self) -> str:
+        """The target's path, without query or fragment."""
         return urlsplit(self.target).path
 
     def values(self, name: str) -> list[bytes]:
@@ -87,6 +91,10 @@ class Request:
 
 @dataclass
 class Response:
+    """An answer: ``status`` code, ``body`` (sent with its Content-Length), ``content_type``,
+    extra ``headers`` as (name, value) pairs, and ``delivered``, called once the answer
+    was sent or failed.
+    """
     status: int
     body: bytes = b""
     content_type: str = "application/json"
@@ -96,6 +104,9 @@ class Response:
 
 
 class BadRequest(Exception):
+    """A request head that breaks HTTP/1.1's syntax (RFC 9112): ``status`` is the answer,
+    400, or 431 for a head with too many headers or too long.
+    """
     def __init__(self, status: int = 400) -> None:
         super().__init__(status)
         self.status = status
@@ -150,6 +161,11 @@ def read_head(conn: socket.socket, deadline: float) -> bytes | None:
 
 
 def render(response: Response, head_only: bool = False) -> bytes:
+    """``response`` as HTTP/1.1 bytes: the status line (with the standard reason phrase,
+    "Unknown" for a code without one), Content-Type, Content-Length, ``Cache-Control:
+    no-store``, ``Connection: close``, its own headers, then the body unless
+    ``head_only`` (the answer to HEAD). Header values must be Latin-1.
+    """
     try:
         reason = http.HTTPStatus(response.status).phrase
     except ValueError:
@@ -206,6 +222,7 @@ class LoopbackServer:
 
     @property
     def port(self) -> int:
+        """The port the kernel picked on 127.0.0.1."""
         return self.server_address[1]
 
     @property
@@ -215,6 +232,7 @@ class LoopbackServer:
             return self._active
 
     def start(self) -> None:
+        """Start the accepting thread (a daemon thread, named :attr:`name`); returns at once."""
         self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self._thread.start()
 

@@ -77,17 +77,27 @@ def _own_key_profile(ctx: Context, profile: str, command: str) -> Profile | None
 
 
 def _stored_item(store: Backend, profile: str) -> Item:
+    """The Item of ``profile``'s key, about to be updated: refused (before anything is
+    changed) when broker may not write it (an item the user keeps, not adopted:
+    :meth:`Backend.check_writable`)."""
     item = store.get(profile)
     if item is None:
         raise CredentialsNotFound(
             f"no key stored for profile {profile!r} in backend {store.name!r}",
             f"store the key first (`broker add {profile}`): the seed is kept with it",
         )
+    store.check_writable(profile)
     return item
 
 
 @dataclass
 class SeedResult:
+    """What ``broker totp set`` did: the ``profile`` whose key now keeps the seed, the
+    ``backend`` holding it, whether a seed was ``replaced``, where codes now come from,
+    the seed's ``period`` (seconds) and ``digits``, and whether AWS accepted a code made
+    from it (``verified``: the device's serial) or why that was not checked
+    (``unchecked``).
+    """
     profile: str
     backend: str
     replaced: bool
@@ -220,6 +230,10 @@ def remove_seed(ctx: Context, profile: str, *, backend: str | None = None) -> st
 
 @dataclass
 class CurrentCode:
+    """A TOTP code for the console: the 6-digit ``code``, how many whole seconds of its time
+    step remain (``seconds_left``, at least 0), and where it came from (``origin``, e.g.
+    "the stored TOTP seed", "broker_totp").
+    """
     code: str
     seconds_left: int
     origin: str
@@ -264,6 +278,12 @@ def current_code(
 
 @dataclass
 class EnrollResult:
+    """What ``broker mfa enroll`` did: the ``profile`` and ``backend`` whose key keeps the
+    seed, the IAM ``user`` and the device ``serial`` (its ARN), whether an interrupted run
+    was ``resumed`` or the device was enabled ``already``, the ~/.aws/config written
+    (``config_path``) and whether it changed, and the ``seed`` (a secret, printed only
+    with ``--show-seed``/``--show-qr``).
+    """
     profile: str
     backend: str
     user: str

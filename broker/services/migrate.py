@@ -66,6 +66,11 @@ class Conflict:
 
 @dataclass
 class MigrationReport:
+    """What ``broker migrate`` did (or, with ``dry_run``, would do): from backend ``source``
+    to ``target``, one :class:`Outcome` per profile, the config file changed when the
+    target was made the default (``default_set``; None otherwise), and ``notes`` for the
+    reader.
+    """
     source: str
     target: str
     dry_run: bool
@@ -96,7 +101,7 @@ class VerificationFailed(BackendError):
 def open_backend(ctx: Context, name: str, role: str) -> Backend:
     """The credential backend ``name``, or an error saying why it cannot be used."""
     backend = ctx.backend(name)
-    availability = backend.availability()
+    availability = ctx.registry.availability_of(backend)
     if not availability.ok:
         raise BackendUnavailable(
             f"the {role} backend {name!r} is not available here: "
@@ -309,6 +314,12 @@ def migrate(
         conflicts = [Conflict(s.profile, s.differing) for s in steps if s.item and s.differing]
         if conflicts and not overwrite:
             raise MigrationConflict(target_name, conflicts)
+        if not dry_run:  # items broker may only read: refused before anything is copied
+            for step in steps:
+                if step.item is not None and (step.existing is None or step.differing):
+                    target.check_writable(step.profile)
+                if step.item is not None and delete_source:
+                    source.check_writable(step.profile)
         if dry_run:
             report.outcomes = [_dry_outcome(s, delete_source) for s in steps]
         else:

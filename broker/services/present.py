@@ -40,6 +40,11 @@ FORMATS = ("env", "export", "json", "ini")
 
 
 def refuse_nesting(environ: Mapping[str, str]) -> None:
+    """Refuse to run inside another broker session, as aws-vault refuses inside ``AWS_VAULT``.
+
+    Raises:
+        NestedSession: ``BROKER_PROFILE`` is set (non-empty) in ``environ``.
+    """
     current = config.environment("BROKER_PROFILE", environ)
     if current:
         raise NestedSession(
@@ -49,6 +54,13 @@ def refuse_nesting(environ: Mapping[str, str]) -> None:
 
 
 def variables(resolved: Resolved) -> dict[str, str]:
+    """The credential variables for ``resolved``, variable name -> value: the key pair, the
+    session token when there is one, ``AWS_CREDENTIAL_EXPIRATION`` (RFC 3339 UTC, as
+    aws-vault sets it) when the credentials expire, and ``AWS_REGION`` and
+    ``AWS_DEFAULT_REGION`` when a region is known. The key, token and region variables
+    are those the AWS SDKs read ("Environment variables" in the AWS SDKs and Tools
+    Reference Guide).
+    """
     creds = resolved.credentials
     out = {
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
@@ -99,6 +111,17 @@ def run(
 
 
 def render(resolved: Resolved, fmt: str) -> str:
+    """``resolved``'s credentials as text for ``broker export``, ending in a newline:
+    ``json`` is the ``credential_process`` document (``Version`` 1, ``AccessKeyId``,
+    ``SecretAccessKey``, ``SessionToken``, ``Expiration`` in RFC 3339 UTC), as the AWS CLI's
+    "Sourcing credentials with an external process" page defines it; ``env`` is
+    ``NAME=value`` lines of :func:`variables`; ``export`` the same as shell ``export``
+    lines (values quoted with :func:`shlex.quote`); ``ini`` a credentials-file section
+    named after the profile.
+
+    Raises:
+        UsageError: ``fmt`` is not one of :data:`FORMATS`.
+    """
     creds = resolved.credentials
     if fmt == "json":
         document: dict[str, object] = {

@@ -11,8 +11,12 @@ state IAM is left in and the command that finishes the job:
    (``mfa_serial``, ``totp``...), and in every other backend that holds the same
    access key id under the same name (``broker migrate`` keeps the source's copy by
    default): deleting the old key must not break a copy left behind. Storing before
-   the wait means an interrupted wait never loses the new secret. If a copy cannot be
-   updated, the others are put back and the new key deleted.
+   the wait means an interrupted wait never loses the new secret. Each copy is read
+   back through a new instance of its backend (nothing the writing instance cached),
+   and its key id and secret compared with the new key's: a store that answered a
+   write it did not make (a 1Password CLI older than 2.23 did) is caught here, before
+   the old key is touched. If a copy cannot be updated, or does not read back as the
+   new key, the others are put back and the new key deleted.
 5. Wait until the new key works (IAM is eventually consistent): GetCallerIdentity
    with backoff. If it never does, the old items are put back and the new key deleted.
 6. Clear the sessions made from the old key, then iam:DeleteAccessKey the old key
@@ -32,7 +36,7 @@ from broker.aws import iam_keys
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import Chain, resolve_chain
 from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Backend, Item
-from broker.errors import BrokerError, CredentialsNotFound, ExitCode, Interrupted
+from broker.errors import BackendError, BrokerError, CredentialsNotFound, ExitCode, Interrupted
 from broker.services.context import Context
 
 #: Seconds between verification attempts: 1, 2, 4, then 8 (about a minute in all).
@@ -54,6 +58,12 @@ class RotationFailed(BrokerError):
 
 @dataclass
 class RotationResult:
+    """What ``broker rotate`` did: the key ``profile`` (the chain's, which may differ from the
+    ``requested`` one), the ``backend`` it is read from, the IAM ``user``, the old and the
+    new access key ids (never a secret), how many tries it took before AWS accepted the new
+    key (IAM is eventually consistent), how many cached sessions were ended, and every
+    backend now holding the new key.
+    """
     profile: str  # the profile whose key was rotated (the chain's key profile)
     requested: str  # the profile named on the command line
     backend: str
@@ -68,10 +78,12 @@ class RotationResult:
 
 @dataclass
 class _Copy:
-    """One backend's item holding the key being rotated."""
+    """One backend's item holding the key being rotated: the open ``store``, the name the
+    registry knows it by (``backend``), and the ``item`` it held before."""
 
     store: Backend
     item: Item
+    backend: str
 
 
 def _delete_command(user: str, key_id: str) -> str:
@@ -91,14 +103,17 @@ def _iam_credentials(
     region: str | None,
 ) -> Credentials:
     """The MFA session of the key profile (shared with `exec`'s cache), or the key itself."""
-    if not chain.mfa_serial:
+    from broker.services.credentials import device_kept_with_key
+
+    serial = chain.mfa_serial or device_kept_with_key(chain.key_profile, item)
+    if not serial:
         return old
     from broker.aws.chain import ChainOptions, CredentialChain
     from broker.aws.mfa import MfaCodes, default_sources
 
     # The key profile's own chain without its roles: the same cached MFA session `exec`
     # uses (same profile, same device), and the same code sources (a stored TOTP seed too).
-    own = Chain(chain.key_profile, chain.key_profile, (), chain.mfa_serial)
+    own = Chain(chain.key_profile, chain.key_profile, (), serial)
     options = ChainOptions.from_settings(ctx.settings, region=region)
     codes = MfaCodes(
         explicit=mfa_code, sources=default_sources(key_item=lambda: item, resolve=ctx.resolver)
@@ -106,12 +121,39 @@ def _iam_credentials(
     return CredentialChain(own, ctx.sessions, lambda: old, codes, options).get()
 
 
-def _stored_key_id(store: Backend, name: str) -> str | None:
+def _read_fresh(ctx: Context, copy: _Copy, name: str) -> Item | None:
+    """``name``'s item as ``copy``'s store holds it now, read through a new instance of its
+    backend (bound to the profiles' ``broker_item`` as the open one is), so that nothing
+    the instance that wrote it remembers can answer. Raises what the read raises."""
+    from broker.services.items import bind_items
+
+    fresh = ctx.registry.create(copy.backend, namespace=copy.store.namespace,
+                                resolver=ctx.resolver)
     try:
-        item = store.get(name)
-    except Exception:
-        return None
-    return None if item is None else item.get(ACCESS_KEY_ID)
+        bind_items(ctx, copy.backend, fresh)
+        return fresh.get(name)
+    finally:
+        fresh.close()
+
+
+def _not_stored(ctx: Context, copy: _Copy, name: str, new: Credentials,
+                old_id: str) -> str | None:
+    """Why ``copy``'s store does not hold ``new`` (key id and secret), read back afresh
+    (:func:`_read_fresh`): ``"it holds the old key AKIA..."``, ``"its secret differs"``...;
+    None when it does. Names key ids only, never a secret."""
+    try:
+        item = _read_fresh(ctx, copy, name)
+    except (Exception, KeyboardInterrupt) as exc:
+        detail = exc.message if isinstance(exc, BrokerError) else type(exc).__name__
+        return f"the read failed: {detail}"
+    held = None if item is None else item.get(ACCESS_KEY_ID)
+    if held is None:
+        return "it holds no key"
+    if held != new.access_key_id:
+        return f"it holds the old key {old_id}" if held == old_id else f"it holds key {held}"
+    if item is not None and item.get(SECRET_ACCESS_KEY) != new.secret_access_key:
+        return "its secret differs from the new key's"
+    return None
 
 
 def _clear_sessions(ctx: Context, key_profile: str) -> int:
@@ -139,7 +181,7 @@ def _other_copies(
             continue
         try:
             backend = ctx.backend(other)
-            if not backend.availability().ok:
+            if not ctx.registry.availability_of(backend).ok:
                 continue
         except Exception:  # noqa: S112 - a backend that cannot start holds nothing usable
             continue
@@ -156,7 +198,7 @@ def _other_copies(
         if item is None:
             continue
         if item.get(ACCESS_KEY_ID) == key_id:
-            copies.append(_Copy(backend, item))
+            copies.append(_Copy(backend, item, other))
         else:
             held = item.get(ACCESS_KEY_ID) or "no key"
             progress(f"Backend {other} holds another key ({held}) for {name}: left alone")
@@ -164,11 +206,13 @@ def _other_copies(
 
 
 def _store_everywhere(
-    copies: list[_Copy], name: str, new: Credentials, iam_creds: Credentials,
+    ctx: Context, copies: list[_Copy], name: str, new: Credentials, iam_creds: Credentials,
     region: str | None, user: str, old_id: str,
 ) -> None:
-    """Store the new key in every copy, each keeping its other fields. On a failure the
-    copies already updated get the old item back and the new key is deleted again."""
+    """Store the new key in every copy, each keeping its other fields, and read each back
+    (:func:`_not_stored`). On a failure the copies already updated (and the one that
+    does not read back as the new key) get the old item back and the new key is deleted
+    again."""
     new_id = new.access_key_id
     fields = {ACCESS_KEY_ID: new_id, SECRET_ACCESS_KEY: new.secret_access_key}
     updated: list[_Copy] = []
@@ -176,7 +220,7 @@ def _store_everywhere(
         try:
             copy.store.set(name, copy.item.replace(**fields))
         except (Exception, KeyboardInterrupt) as exc:
-            if _stored_key_id(copy.store, name) == new_id:
+            if _not_stored(ctx, copy, name, new, old_id) is None:
                 updated.append(copy)
                 continue
             where = f" in backend {copy.store.name}" if len(copies) > 1 else ""
@@ -193,6 +237,47 @@ def _store_everywhere(
                 ) from None
             raise _store_failed(exc, iam_creds, region, user, old_id, new_id, where) from None
         updated.append(copy)
+        problem = _not_stored(ctx, copy, name, new, old_id)
+        if problem is not None:
+            _unstored(copy, problem, updated, name, iam_creds, region, user, old_id, new_id)
+
+
+def _unstored(
+    copy: _Copy, problem: str, updated: list[_Copy], name: str, iam_creds: Credentials,
+    region: str | None, user: str, old_id: str, new_id: str,
+) -> None:
+    """``copy``'s store answered the write but does not read back as the new key: the
+    copies written so far (``copy`` too) get their old item back and the new key, whose
+    secret is stored nowhere, is deleted again; the old key stays active. Raises
+    RotationFailed, naming the new key's id and the step left, never its secret."""
+    unstored = (f"the new key {new_id} was not stored in backend {copy.store.name} (read "
+                f"back afresh: {problem})")
+    code = BackendError.exit_code
+    stuck = _put_back(updated, name)
+    if stuck:
+        raise RotationFailed(
+            f"{unstored}, and the old key {old_id} could not be put back in "
+            f"{', '.join(stuck)}; both keys still exist in IAM",
+            f"fix {stuck[0]} (`broker doctor`), see which key id it holds (`broker list`), "
+            f"and delete the other of {old_id} and {new_id} with "
+            f"`aws iam delete-access-key --user-name {user} --access-key-id KEY_ID`",
+            code,
+        )
+    try:
+        iam_keys.delete_access_key(iam_creds, region, user, new_id)
+    except BrokerError:
+        raise RotationFailed(
+            f"{unstored}; its secret is stored nowhere and it could not be deleted again; "
+            f"the stored key {old_id} still works",
+            f"delete the new key with {_delete_command(user, new_id)}; then fix the backend "
+            "(`broker doctor`) and rotate again",
+            code,
+        ) from None
+    raise RotationFailed(
+        f"{unstored}, so it was deleted again; the stored key {old_id} is still in use",
+        "fix the backend (`broker doctor`), then rotate again",
+        code,
+    )
 
 
 def _put_back(copies: list[_Copy], name: str) -> list[str]:
@@ -260,6 +345,7 @@ def rotate(
                 f"no key stored for profile {name!r} in backend {store.name!r}",
                 f"run `broker add {name}` first",
             )
+        store.check_writable(name)  # an item broker only reads: refused before any call
         old = Credentials.from_item(item, what=f"the stored key of {name!r}")
         old_id = old.access_key_id
         where = ctx.region_for(chain.target, region)
@@ -274,7 +360,9 @@ def rotate(
         progress(f"Rotating access key {old_id} of IAM user {user} (profile {name}, "
                  f"backend {store.name})")
 
-        copies = [_Copy(store, item), *_other_copies(ctx, store, name, old_id, progress)]
+        store_name = ctx.credential_backend_name(chain.key_profile, backend)
+        copies = [_Copy(store, item, store_name),
+                  *_other_copies(ctx, store, name, old_id, progress)]
         stores = ", ".join(c.store.name for c in copies)
         if len(copies) > 1:
             progress(f"Backends {stores} hold this key: each gets the new one")
@@ -292,7 +380,7 @@ def rotate(
         progress(f"Created access key {new_id}")
 
         # 4. store it next to each old item's other fields, in every backend holding it
-        _store_everywhere(copies, name, new, iam_creds, where, user, old_id)
+        _store_everywhere(ctx, copies, name, new, iam_creds, where, user, old_id)
         kind = "backends" if len(copies) > 1 else "backend"
         progress(f"Stored the new key in {kind} {stores}; waiting until AWS accepts it")
 
@@ -368,7 +456,7 @@ def _holders(ctx: Context, key_id: str) -> list[str] | None:
     for name in ctx.registry.names():
         try:
             backend = ctx.backend(name)
-            if not backend.availability().ok:
+            if not ctx.registry.availability_of(backend).ok:
                 continue
             if Capability.LIST not in backend.capabilities:
                 complete = False

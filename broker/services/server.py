@@ -103,6 +103,9 @@ class RefreshingCredentials:
         self.refreshes = 0
 
     def stale(self, now: datetime) -> bool:
+        """Whether a refresh is due at ``now`` (UTC): nothing fetched yet, or no more than
+        ``margin`` seconds left and at most half the lifetime seen when they were fetched.
+        """
         if self._creds is None:
             return True
         lifetime = max(self._creds.seconds_left(self._fetched), 0.0)
@@ -113,10 +116,21 @@ class RefreshingCredentials:
 
     @property
     def refreshing(self) -> bool:
+        """Whether a refresh is under way now."""
         with self._cond:
             return self._running
 
     def current(self) -> Credentials:
+        """Credentials to serve now: the current ones while not stale; else a refresh is started
+        (unless one failed less than :data:`RETRY_AFTER` seconds ago and the current ones are
+        still valid) and waited for at most ``fresh_wait`` seconds (``expired_wait`` when
+        nothing valid is left, not at all while it waits on a person), then the fresh ones,
+        or the current ones while still valid.
+
+        Raises:
+            RefreshPending: nothing valid is left and the refresh has not ended in time.
+            BrokerError: nothing valid is left and the refresh failed (its error).
+        """
         with self._cond:
             now = self._clock()
             if not self.stale(now):
@@ -257,12 +271,17 @@ class CredentialServer:
 
     @property
     def url(self) -> str:
+        """The endpoint's URL, ``http://127.0.0.1:PORT/``: the child's
+        ``AWS_CONTAINER_CREDENTIALS_FULL_URI``.
+        """
         return f"http://127.0.0.1:{self._httpd.port}/"
 
     def start(self) -> None:
+        """Start serving in a background thread; returns at once."""
         self._httpd.start()
 
     def stop(self) -> None:
+        """Stop accepting and close the port (connections in progress end within their timeouts)."""
         self._httpd.stop()
 
     def __enter__(self) -> CredentialServer:

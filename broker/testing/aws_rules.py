@@ -62,6 +62,9 @@ class Rules:
     time_source: Callable[[], float] = field(default=time.time, repr=False)
 
     def now(self) -> float:
+        """The server's time: seconds since the epoch (UTC) from ``time_source``, plus
+        ``clock_offset`` (to play a clock here that is ahead of or behind AWS's).
+        """
         return self.time_source() + self.clock_offset
 
 
@@ -78,6 +81,9 @@ class Issued:
 
 
 def amz_time(moment: float) -> str:
+    """``moment`` (seconds since the epoch) in SigV4's ``X-Amz-Date`` form, basic ISO 8601 in
+    UTC: ``20240101T120000Z``.
+    """
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(moment))
 
 
@@ -180,9 +186,18 @@ class MfaDevices:
     used: set[tuple[str, int]] = field(default_factory=set)
 
     def register(self, serial: str, seed: str, period: int = 30) -> None:
+        """Make ``serial`` a device with base32 ``seed`` (blanks dropped, upper-cased) and a
+        ``period`` of seconds per step; replaces any earlier seed for it.
+        """
         self.seeds[serial] = (seed.replace(" ", "").upper(), period)
 
     def code(self, serial: str, now: float) -> str:
+        """The 6-digit code device ``serial`` shows at ``now`` (seconds since the epoch), as a
+        test's authenticator would compute it; the step is not marked used.
+
+        Raises:
+            KeyError: ``serial`` was never registered.
+        """
         seed, period = self.seeds[serial]
         return totp(seed, int(now // period))
 

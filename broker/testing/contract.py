@@ -66,6 +66,7 @@ class BackendContract:
 
     @pytest.fixture
     def backend(self) -> Backend:  # pragma: no cover - overridden
+        """Override: a fresh, empty, available instance of the backend under test."""
         raise NotImplementedError("provide a `backend` fixture")
 
     @pytest.fixture
@@ -96,43 +97,61 @@ class BackendContract:
         return []
 
     def test_declares_name_and_capabilities(self, backend: Backend) -> None:
+        """``name`` is a non-empty string and ``capabilities`` a :class:`Capability`."""
         assert isinstance(backend.name, str) and backend.name
         assert isinstance(backend.capabilities, Capability)
 
     def test_availability_is_ok_and_never_raises(self, backend: Backend) -> None:
+        """The fixture's backend is available: ``availability()`` returns an ok
+        :class:`Availability` (its reason is shown when it is not).
+        """
         availability = backend.availability()
         assert isinstance(availability, Availability)
         assert availability.ok, availability.reason
 
     def test_missing_item_is_none(self, backend: Backend) -> None:
+        """``get`` of a name never set returns None, not an error."""
         assert backend.get("contract-missing") is None
 
     def test_round_trip_every_field(
         self, backend: Backend, reopen: Callable[[Backend], Backend]
     ) -> None:
+        """Every field of an item, the secret and TOTP seed included, comes back unchanged, from a
+        reopened instance when the ``reopen`` fixture gives one (persistence).
+        """
         backend.set("contract-dev", SAMPLE)
         again = reopen(backend).get("contract-dev")
         assert isinstance(again, Item)
         assert dict(again) == dict(SAMPLE)
 
     def test_unknown_fields_are_kept(self, backend: Backend) -> None:
+        """Fields broker does not know (and non-ASCII values) are stored and returned as they are:
+        ``broker migrate`` moves every field.
+        """
         item = SAMPLE.replace(region="ap-northeast-1", note="kept as is: ünïcødé")
         backend.set("contract-extra", item)
         assert backend.get("contract-extra") == item
 
     def test_set_replaces_whole_item(self, backend: Backend) -> None:
+        """``set`` replaces the whole item: fields of the previous one that the new one lacks
+        are gone.
+        """
         backend.set("contract-dev", SAMPLE)
         smaller = Item({ACCESS_KEY_ID: "AKIAEXAMPLECONTRACT2", SECRET_ACCESS_KEY: "other"})
         backend.set("contract-dev", smaller)
         assert backend.get("contract-dev") == smaller
 
     def test_delete(self, backend: Backend) -> None:
+        """``delete`` returns True and the item is gone; deleting it again returns False."""
         backend.set("contract-dev", SAMPLE)
         assert backend.delete("contract-dev") is True
         assert backend.get("contract-dev") is None
         assert backend.delete("contract-dev") is False
 
     def test_names_with_punctuation(self, backend: Backend) -> None:
+        """Profile names with ``-``, ``.``, ``_`` and ``@`` (all valid in ~/.aws/config) are
+        kept apart and read back.
+        """
         names = ["team-a.prod", "user_1", "dev@example"]
         for name in names:
             backend.set(name, SAMPLE.replace(note=name))
@@ -141,6 +160,7 @@ class BackendContract:
             assert got is not None and got["note"] == name
 
     def test_list(self, backend: Backend) -> None:
+        """With LIST: ``list`` is sorted, includes what was set and no longer what was deleted."""
         if Capability.LIST not in backend.capabilities:
             pytest.skip(f"{backend.name} does not declare LIST")
         backend.set("contract-b", SAMPLE)
@@ -152,12 +172,16 @@ class BackendContract:
         assert "contract-a" not in backend.list()
 
     def test_repr_hides_secrets(self, backend: Backend) -> None:
+        """Neither a read item's repr nor the backend's shows the secret access key."""
         backend.set("contract-dev", SAMPLE)
         item = backend.get("contract-dev")
         assert SAMPLE[SECRET_ACCESS_KEY] not in repr(item)
         assert SAMPLE[SECRET_ACCESS_KEY] not in repr(backend)
 
     def test_expiry(self, backend: Backend) -> None:
+        """With EXPIRY: an item set with ``expires_at`` one second ahead is returned before it
+        and is gone (None) about two seconds later. Takes over 2 s.
+        """
         if Capability.EXPIRY not in backend.capabilities:
             pytest.skip(f"{backend.name} does not declare EXPIRY")
         soon = datetime.now(timezone.utc) + timedelta(seconds=1)
@@ -167,6 +191,7 @@ class BackendContract:
         assert backend.get("contract-expiring") is None
 
     def test_get_many(self, backend: Backend) -> None:
+        """``get_many`` answers every name asked (None for a missing one) and ``{}`` for none."""
         backend.set("contract-a", SAMPLE)
         backend.set("contract-b", SAMPLE.replace(note="b"))
         found = backend.get_many(["contract-a", "contract-missing", "contract-b"])
@@ -180,12 +205,18 @@ class BackendContract:
     def test_namespaces_are_isolated(
         self, backend: Backend, other_namespace: Callable[[Backend, str], Backend]
     ) -> None:
+        """Instances in two namespaces over the same storage do not see, list or delete each
+        other's items (credentials, sessions and secrets never mix).
+        """
         other = other_namespace(backend, "contract-other")
         self._isolated(backend, other)
 
     def test_neighbours_are_isolated(
         self, backend: Backend, neighbour: Callable[[Backend], Backend | None]
     ) -> None:
+        """Two instances separated by a setting (``neighbour`` fixture) do not see, list or
+        delete each other's items; skipped without that fixture.
+        """
         other = neighbour(backend)
         if other is None:
             pytest.skip(f"{backend.name}: no `neighbour` fixture (no setting separates stores)")
@@ -252,12 +283,18 @@ class BackendContract:
     def test_close_twice_is_harmless(
         self, backend: Backend, reopen: Callable[[Backend], Backend]
     ) -> None:
+        """``close`` may be called twice, and stored items survive it (read from a reopened
+        instance when ``reopen`` gives one).
+        """
         backend.set("contract-close", SAMPLE)
         backend.close()
         backend.close()
         assert reopen(backend).get("contract-close") == SAMPLE
 
     def test_checks_are_doctor_rows(self, backend: Backend) -> None:
+        """``checks(used)``, for both values of ``used``, returns a list of :class:`Check` rows
+        with a name, a summary and a status of ``ok``, ``warn`` or ``fail``.
+        """
         for used in (False, True):
             rows = backend.checks(used)
             assert isinstance(rows, list)
@@ -266,6 +303,10 @@ class BackendContract:
                 assert row.name and row.summary and row.status in ("ok", "warn", "fail")
 
     def test_secret_store(self, backend: Backend) -> None:
+        """With SECRET_STORE: a stored secret resolves through its :meth:`secret_reference`, is
+        not one of the items, and once deleted resolving it raises a BrokerError (a second
+        delete returns False).
+        """
         if Capability.SECRET_STORE not in backend.capabilities:
             pytest.skip(f"{backend.name} does not declare SECRET_STORE")
         backend.store_secret("contract-token", "contract token value", 60)

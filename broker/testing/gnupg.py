@@ -72,6 +72,9 @@ class GnupgHome:
 
     @property
     def env(self) -> dict[str, str]:
+        """``{"GNUPGHOME": path}``: merge it into a subprocess's environment (or monkeypatch it)
+        so gpg, `pass` and broker use this home.
+        """
         return {"GNUPGHOME": str(self.path)}
 
     def gpg(

@@ -136,6 +136,9 @@ class LocalSTS:
 
     @property
     def url(self) -> str:
+        """The proxy's endpoint, ``http://127.0.0.1:PORT`` (no trailing slash): what a test sets
+        as ``AWS_ENDPOINT_URL``.
+        """
         return f"http://127.0.0.1:{self.port}"
 
     def actions(self, name: str | None = None) -> list[dict[str, str]]:
@@ -170,10 +173,14 @@ class LocalSTS:
             self.rules.clock_offset += seconds
 
     def issued(self, access_key_id: str) -> Issued | None:
+        """What this proxy recorded when it handed out the temporary key ``access_key_id`` (whose,
+        expiry, with MFA or not), or None for a key it did not issue.
+        """
         with self._lock:
             return self._issued.get(access_key_id)
 
     def stop(self) -> None:
+        """Shut the proxy's HTTP server down and close its port (moto's server is the caller's)."""
         self.server.shutdown()
         self.server.server_close()
 
@@ -186,6 +193,12 @@ class LocalSTS:
     # -- a request ----------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """One HTTP request, as (status, headers, body): a ``/_local_sts/code?serial=...`` control
+        request answers the device's current code; any other is recorded, judged by the
+        :class:`Rules` that are on (an error document as AWS words it when refused, recorded in
+        :attr:`refusals`), else forwarded to moto, with the temporary credentials it issues
+        recorded (and their expiry set by the rules).
+        """
         split = urllib.parse.urlsplit(path)
         if split.path.startswith("/_local_sts/"):
             return self._control(split.path, dict(urllib.parse.parse_qsl(split.query)))

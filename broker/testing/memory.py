@@ -67,5 +67,8 @@ class MemoryBackend(Backend):
 
     @staticmethod
     def reset() -> None:
+        """Empty every in-memory store of this process (all store names and namespaces): call it
+        between tests.
+        """
         with _LOCK:
             _STORES.clear()

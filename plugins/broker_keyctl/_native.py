@@ -79,18 +79,32 @@ class KeyOps:
         raise NotImplementedError
 
     def setperm(self, key: int, perm: int) -> None:
+        """KEYCTL_SETPERM: set ``key``'s permission mask (possessor, user, group, other bytes;
+        ``KEY_POS_*``... in keyctl_setperm(3)).
+        """
         raise NotImplementedError
 
     def describe_raw(self, key: int, buffer: Any, size: int) -> int:
+        """KEYCTL_DESCRIBE into ``buffer`` of ``size`` bytes (None and 0 to ask the size): the
+        full length of the NUL-terminated ``type;uid;gid;perm;description``, whatever the
+        buffer's size (keyctl_describe(3)). Use :meth:`describe`.
+        """
         raise NotImplementedError
 
     def read_raw(self, key: int, buffer: Any, size: int) -> int:
+        """KEYCTL_READ into ``buffer`` of ``size`` bytes (None and 0 to ask the size): the
+        payload's full length, whatever the buffer's size (keyctl_read(3)). Use :meth:`read`.
+        """
         raise NotImplementedError
 
     def clear(self, ring: int) -> None:
+        """KEYCTL_CLEAR: unlink every key from keyring ``ring`` (keyctl_clear(3))."""
         raise NotImplementedError
 
     def unlink(self, key: int, ring: int) -> None:
+        """KEYCTL_UNLINK: remove the link from ``ring`` to ``key``; the kernel destroys a key once
+        nothing links it (keyctl_unlink(3)).
+        """
         raise NotImplementedError
 
     def search(self, ring: int, key_type: bytes, description: bytes, dest: int = 0) -> int:
@@ -102,6 +116,9 @@ class KeyOps:
         raise NotImplementedError
 
     def invalidate(self, key: int) -> None:
+        """KEYCTL_INVALIDATE: mark ``key`` invalid at once, so every lookup fails and the kernel
+        removes it (keyctl_invalidate(3), Linux 3.5+).
+        """
         raise NotImplementedError
 
     def get_persistent(self, ring: int) -> int:

@@ -9,6 +9,11 @@ layout is in :mod:`broker_onepassword._fields` and docs/backends/onepassword.md)
 ``op://vault/item/[section/]field[?attribute=totp]`` references are resolved for
 other plugins and for config values.
 
+A profile may name an item the user already keeps (``broker_item = op://VAULT/ITEM``,
+:meth:`OnePasswordBackend.bind_item`, :mod:`broker_onepassword._bound`): 1Password's AWS
+shell plugin item, an API Credential. Its key is read from it as it is; broker writes to
+it only once it is adopted (tagged ``broker``), into the item's own fields.
+
 Service accounts are rate limited, so ids are learnt once and kept in a state
 file (:mod:`broker_onepassword._state`): a read with known ids is one SDK call.
 STS sessions are never written here.
@@ -31,6 +36,7 @@ from broker.errors import (
     BrokerError,
     ConfigError,
     NotFound,
+    UsageError,
 )
 
 TYPE_CHECKING = False
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar, TypeVar
 
     from broker.backend import Check
+    from broker_onepassword._bound import BoundItem
     from broker_onepassword._cli import CliSession
     from broker_onepassword._sdk import Session
     from broker_onepassword._state import IdState
@@ -49,8 +56,6 @@ __all__ = ["OnePasswordBackend"]
 
 DEFAULT_TITLE = "AWS {profile}"
 TOKEN_VARIABLE = "OP_SERVICE_ACCOUNT_TOKEN"  # noqa: S105 - a variable name
-#: Where `broker backend login onepassword` keeps the token (the keyctl plugin).
-KEPT_TOKEN = "keyctl:onepassword-token"  # noqa: S105 - a reference
 #: Seconds to wait for one call: the desktop app may wait for the user's approval.
 DEFAULT_TIMEOUT = {"desktop": 60.0, "token": 120.0}
 CREDENTIALS = "credentials"
@@ -66,15 +71,21 @@ _NAMESPACE_TAG = "broker:"
 # Inside the class, `list` is the method of that name.
 _Names = list[str]
 _Checks = list["Check"]
+_Overviews = list["Any"]
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two names match as 1Password matches them in references: in any case."""
+    return a == b or a.casefold() == b.casefold()
 
 
 def _no_token_error(detail: str = "") -> AuthenticationError:
     return AuthenticationError(
         "onepassword: no 1Password service-account token"
         + (f" ({detail})" if detail else f": {TOKEN_VARIABLE} is not set and no token "
-           "is kept in the kernel keyring"),
+           "is kept by `broker backend login onepassword`"),
         f"export {TOKEN_VARIABLE}=ops_..., or run `broker backend login onepassword` "
-        "to keep it in the kernel keyring for this login; or set account = \"...\" under "
+        "to keep it in memory for this login; or set account = \"...\" under "
         "[backends.onepassword] to use the 1Password desktop app",
     )
 
@@ -88,7 +99,8 @@ class OnePasswordBackend(Backend):
       can see, else the Private/Personal vault of a desktop-app account);
     * ``title``: the item title template, with ``{profile}`` (default ``"AWS {profile}"``);
     * ``token``: a secret reference for the service-account token (default:
-      ``env:OP_SERVICE_ACCOUNT_TOKEN``, then ``keyctl:onepassword-token``);
+      ``env:OP_SERVICE_ACCOUNT_TOKEN``, then the token ``broker backend login onepassword``
+      keeps, wherever that command keeps it: :meth:`Backend.login_reference`);
     * ``account``: use the 1Password desktop app, signed in to this account (name or id),
       instead of a service account;
     * ``timeout``: seconds to wait for one 1Password call (60 with the app, else 120);
@@ -100,7 +112,10 @@ class OnePasswordBackend(Backend):
     """
 
     name: ClassVar[str] = "onepassword"
-    description: ClassVar[str] = "1Password (service account or desktop app) via onepassword-sdk"
+    description: ClassVar[str] = (
+        "1Password: the app through the 1Password CLI (op), or a service account or the "
+        "desktop app through onepassword-sdk"
+    )
     capabilities: ClassVar[Capability] = (
         Capability.LIST | Capability.PERSISTENT | Capability.SHARED
     )
@@ -132,6 +147,11 @@ class OnePasswordBackend(Backend):
         self._secrets: list[str] = []
         # Titles 1Password just said it does not have (monotonic time of the answer).
         self._absent: dict[str, float] = {}
+        # Profiles served from an item their broker_item names (bind_item), and the last
+        # read of each: (monotonic time, vault id, SDK item or None), trusted ABSENT_FOR.
+        self._bound: dict[str, BoundItem] = {}
+        self._bound_read: dict[str, tuple[float, str, Any | None]] = {}
+        self._vault_titles: list[Any] | None = None  # one VaultsList per instance
 
     def __repr__(self) -> str:
         vault = self.settings.get("vault")
@@ -229,7 +249,8 @@ class OnePasswordBackend(Backend):
     # -- authentication ------------------------------------------------------------
 
     def _resolve_token(self) -> str:
-        """The service-account token: the ``token`` reference, else env, else keyctl."""
+        """The service-account token: the ``token`` reference, else env, else the token
+        `broker backend login onepassword` keeps (:meth:`Backend.login_reference`)."""
         if self._token is not None:
             return self._token
         reference = self._setting("token")
@@ -238,14 +259,18 @@ class OnePasswordBackend(Backend):
                 raise ConfigError(
                     "onepassword: the `token` setting must be a secret reference, never the "
                     "token itself",
-                    f'e.g. token = "env:{TOKEN_VARIABLE}" or token = "{KEPT_TOKEN}"',
+                    f'e.g. token = "env:{TOKEN_VARIABLE}", or no token setting and '
+                    "`broker backend login onepassword`",
                 )
             token = self._resolve_reference(reference).strip()
         else:
             token = os.environ.get(TOKEN_VARIABLE, "").strip()
             if not token:
+                kept = self.login_reference()
+                if kept is None:
+                    raise _no_token_error()
                 try:
-                    token = self._resolve_reference(KEPT_TOKEN).strip()
+                    token = self._resolve_reference(kept).strip()
                 except BrokerError:
                     raise _no_token_error() from None
         if not token:
@@ -287,6 +312,13 @@ class OnePasswordBackend(Backend):
 
         try:
             return self._session.run(operation, what)
+        except AuthenticationError as exc:
+            from broker_onepassword._cli import stale_token_hint
+
+            instead = stale_token_hint(self)  # a stale token hides the installed CLI
+            if instead is None:
+                raise
+            raise type(exc)(exc.message, f"{instead}; or {exc.hint}") from None
         except AccessDenied as exc:
             vault = self._setting("vault")
             if vault is None or self.desktop:
@@ -336,8 +368,10 @@ class OnePasswordBackend(Backend):
             return Availability(False, str(exc))
         if desktop:
             if _platform.desktop_library() is None:
-                where = (" — inside WSL2 the Windows app cannot be reached: use a "
-                         "service-account token" if _platform.in_wsl() else "")
+                where = (" — inside WSL2 the SDK cannot reach the Windows app: use op.exe, "
+                         "the 1Password CLI for Windows (transport = \"auto\" or \"cli\"; "
+                         "docs/wsl2.md), or a service-account token"
+                         if _platform.in_wsl() else "")
                 return Availability(
                     False,
                     "onepassword: `account` is set but the 1Password desktop app is not "
@@ -355,10 +389,10 @@ class OnePasswordBackend(Backend):
                     False, f"onepassword: token = {shown(reference)!r} but {name} is not "
                     f"set — export it, or run `broker backend login onepassword`",
                 )
-            if reference.startswith("keyctl:") and not self._kept(reference):
+            if self._in_login_store(reference) and not self._kept(reference):
                 return Availability(
-                    False, f"onepassword: token = {shown(reference)!r} but the kernel keyring "
-                    "has no such token (it expires) — run `broker backend login onepassword`",
+                    False, f"onepassword: token = {shown(reference)!r} but no token is kept "
+                    "there (a kept token expires) — run `broker backend login onepassword`",
                 )
             return Availability(True)  # other references are resolved on first use
         token = os.environ.get(TOKEN_VARIABLE, "").strip()
@@ -369,8 +403,16 @@ class OnePasswordBackend(Backend):
                     "service-account token (ops_...) — copy the token again",
                 )
             return Availability(True)
-        if self._kept(KEPT_TOKEN):
+        if self._login_token() is not None:
             return Availability(True)
+        if _platform.in_wsl():  # the SDK cannot reach the Windows app from here
+            return Availability(
+                False,
+                f"onepassword: no service-account token — export {TOKEN_VARIABLE} or run "
+                "`broker backend login onepassword`; or use op.exe, the 1Password CLI for "
+                "Windows, through the Windows app (transport = \"auto\" or \"cli\"; "
+                "docs/wsl2.md)",
+            )
         return Availability(
             False,
             f"onepassword: no service-account token — export {TOKEN_VARIABLE}, run "
@@ -379,17 +421,35 @@ class OnePasswordBackend(Backend):
         )
 
     def _kept(self, reference: str) -> bool:
-        """Whether a ``keyctl:`` reference gives a token (an offline keyring read);
-        False when it does not, or when this instance was made without a resolver."""
+        """Whether a reference into the store `broker backend login` keeps tokens in gives
+        a token (an offline read of that store); False when it does not, or when this
+        instance was made without a resolver."""
         try:
             return bool(self._resolve_reference(reference).strip())
         except BrokerError:
             return False
 
+    def _login_token(self) -> str | None:
+        """The reference of the token `broker backend login onepassword` keeps, when one is
+        kept now (:meth:`Backend.login_reference`, then an offline read of that store);
+        else None."""
+        reference = self.login_reference()
+        return reference if reference is not None and self._kept(reference) else None
+
+    def _in_login_store(self, reference: str) -> bool:
+        """Whether ``reference`` (the ``token`` setting) points into the store `broker
+        backend login` keeps tokens in (its scheme), which is read offline, so that
+        availability can tell a token that expired from one that is there."""
+        kept = self.login_reference()
+        return kept is not None and reference.partition(":")[0] == kept.partition(":")[0]
+
     # -- ids -----------------------------------------------------------------------
 
     @property
     def state(self) -> IdState:
+        """The vault and item ids this backend has learnt (``onepassword.json`` in the
+        state directory, nothing secret), opened on first use so each read costs one
+        1Password call."""
         if self._state is None:
             from broker_onepassword._state import IdState
 
@@ -484,10 +544,10 @@ class OnePasswordBackend(Backend):
             if self._relevant(overview):
                 seen[overview.title] = seen.get(overview.title, 0) + 1
                 ids[overview.title] = overview.id
-        present = {str(o.id): o.title for o in overviews}
+        present = {str(o.id): str(o.title).casefold() for o in overviews}
         for title, item_id in self.state.item_ids(vault_id).items():
-            if title not in ids and present.get(item_id) == title:
-                ids[title] = item_id  # an item found by title before (any category)
+            if title not in ids and present.get(item_id) == title.casefold():
+                ids[title] = item_id  # an item found by title before (any category, case)
         for title, count in seen.items():
             if count > 1:
                 ids[title] = None  # ambiguous: never remember one of them
@@ -566,6 +626,8 @@ class OnePasswordBackend(Backend):
         """
         from broker_onepassword._sdk import AccessDenied
 
+        if name in self._bound:
+            return self._load_bound(name)
         title = self.title_for(name)
         if time.monotonic() - self._absent.get(title, -ABSENT_FOR) < ABSENT_FOR:
             return self._vault_id, None  # 1Password said so a moment ago (`add`: get, set)
@@ -600,9 +662,14 @@ class OnePasswordBackend(Backend):
     # -- the Backend interface -----------------------------------------------------
 
     def get(self, name: str) -> Item | None:
+        """The Item of ``name``'s item (the one its ``broker_item`` names, when bound), or
+        None when there is none; a bound item that is missing is an error instead
+        (NotFound, naming it), since the profile says where its key is."""
         from broker_onepassword._fields import to_item
 
         _, sdk_item = self._load(name)
+        if sdk_item is None and name in self._bound:
+            raise self._bound_missing(name)
         return None if sdk_item is None else to_item(sdk_item)
 
     def set(self, name: str, item: Item, *, expires_at: datetime | None = None) -> None:
@@ -615,6 +682,9 @@ class OnePasswordBackend(Backend):
                 "onepassword: STS sessions are never written into 1Password",
                 'use session_cache = "keyctl" (or "none")',
             )
+        if name in self._bound:
+            self._set_bound(name, item)
+            return
         title = self.title_for(name)
         sdk = self._sdk()
         self._secrets.extend(v for v in item.values() if len(v) >= 4)
@@ -641,7 +711,10 @@ class OnePasswordBackend(Backend):
                     raise
 
     def delete(self, name: str) -> bool:
-        """Delete the item titled for ``name`` (found by listing, so never a renamed one)."""
+        """Delete the item titled for ``name`` (found by listing, so never a renamed one);
+        a bound one (:meth:`bind_item`) only once adopted."""
+        if name in self._bound:
+            return self._delete_bound(name)
         title = self.title_for(name)
         vault_id, overviews = self._listing()
         match = self._pick(overviews, title)
@@ -656,39 +729,49 @@ class OnePasswordBackend(Backend):
         return True
 
     def list(self) -> _Names:
-        """Profiles with an item in the vault a profile can use: tagged ``broker``, or API
-        Credentials items whose title fits the template and that hold an access key id
-        (one ItemsList; plus one ItemsGetAll per 50 such untagged items, to look inside)."""
-        from broker_onepassword._fields import TAG, to_item
+        """The profiles an item of the vault serves: items tagged ``broker`` (in this
+        namespace) whose title fits the template, and the items profiles name with
+        ``broker_item`` (:meth:`bind_item`), listed under those profiles' names (never
+        under their titles). Other items, API Credentials ones included, are no
+        profiles. One ItemsList; plus, for items named in other vaults, one ItemsList
+        per vault (and a VaultsList once, until their ids are remembered)."""
+        from broker_onepassword._fields import TAG
 
         vault_id, overviews = self._listing()
         names: set[str] = set()
-        untagged: dict[str, str] = {}
-        for overview in overviews:
-            name = self._name_of(overview.title) if self._relevant(overview) else None
-            if not name:
-                continue
-            if TAG in overview.tags:
+        served: set[str] = set()  # ids of the items named by broker_item
+        listings = {vault_id: overviews}
+        for name, bound in self._bound.items():
+            match = self._listed_bound(bound, listings)
+            if match is not None:
                 names.add(name)
-            else:
-                untagged.setdefault(str(overview.id), name)
-        ids = [i for i, n in untagged.items() if n not in names]
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-
-            def get_all(client: Any, chunk: _Names = chunk) -> Awaitable[Any]:
-                return client.items.get_all(vault_id, chunk)  # type: ignore[no-any-return]
-
-            response = self._run(get_all, "reading items")
-            for item_id, answer in zip(chunk, response.individual_responses, strict=True):
-                content = answer.content
-                if content is not None and ACCESS_KEY_ID in to_item(content):
-                    names.add(untagged[item_id])
+                served.add(str(match.id))
+        for overview in overviews:
+            tags = list(overview.tags)
+            if str(overview.id) in served or TAG not in tags or not self._in_namespace(tags):
+                continue
+            titled = self._name_of(overview.title)
+            if titled:
+                names.add(titled)
         return sorted(names)
 
     def get_many(self, names: Sequence[str]) -> dict[str, Item | None]:
         """Several items with one ItemsGetAll per 50 (plus one ItemsList when some id
-        is not known yet or is stale)."""
+        is not known yet or is stale); a bound name (:meth:`bind_item`) is read on its
+        own (one ItemsGet with its ids remembered), None when its item is missing."""
+        from broker_onepassword._fields import to_item
+
+        found: dict[str, Item | None] = {}
+        for name in names:
+            if name in self._bound:
+                sdk_item = self._load_bound(name)[1]
+                found[name] = None if sdk_item is None else to_item(sdk_item)
+        titled = [n for n in names if n not in self._bound]
+        if titled:
+            found.update(self._get_many_titled(titled))
+        return {name: found[name] for name in names}
+
+    def _get_many_titled(self, names: Sequence[str]) -> dict[str, Item | None]:
         from broker_onepassword._fields import to_item
 
         titles = {name: self.title_for(name) for name in names}
@@ -723,6 +806,262 @@ class OnePasswordBackend(Backend):
                         self.state.update(items={titles[n]: None}, vault_id=vault_id)
             pending = retry
         return found
+
+    # -- items a profile names (broker_item) ---------------------------------------
+
+    def bind_item(self, name: str, reference: str) -> None:
+        """Serve profile ``name`` from the item ``reference`` names (its ``broker_item``):
+        ``op://VAULT/ITEM`` (each by name, any case, or by id) or an item's title in the
+        configured vault. Read as it is (1Password's AWS shell plugin's item, the app's API
+        Credential template, broker's own layout: :mod:`broker_onepassword._fields`);
+        written only once adopted (:meth:`adopt`). Offline.
+
+        Raises:
+            ConfigError: another scheme, not one item, or a namespace other than keys.
+        """
+        from broker_onepassword._bound import parse
+
+        if self.namespace != CREDENTIALS:
+            raise ConfigError(
+                "onepassword: only long-lived keys are read from an item named by "
+                "broker_item", "remove broker_item",
+            )
+        self._bound[name] = parse(reference)
+        self._bound_read.pop(name, None)
+
+    def check_writable(self, name: str) -> None:
+        """Refuse a write of bound ``name``'s item that is not adopted (it reads the item
+        once, and a later :meth:`get` of it is free); nothing for broker's own items.
+
+        Raises:
+            UsageError: the item is not broker's (names it, and `broker adopt`).
+            NotFound: the item is missing.
+        """
+        if name in self._bound:
+            self._writable(name)
+
+    def adopt(self, name: str) -> bool:
+        """Tag ``name``'s item ``broker`` (one ItemsPut; nothing else changes), so that
+        broker updates it from now on, in the item's own fields. True if it was tagged
+        now, False if it was already.
+
+        Raises:
+            NotFound: there is no such item.
+            ConfigError: a namespace other than keys.
+        """
+        from broker_onepassword._sdk import VersionConflict
+
+        if self.namespace != CREDENTIALS:
+            raise ConfigError("onepassword: only items holding keys are adopted")
+        for attempt in (1, 2):
+            vault_id, existing = self._load(name)
+            if existing is None:
+                raise (self._bound_missing(name) if name in self._bound else NotFound(
+                    f"onepassword: no item titled {self.title_for(name)!r} in the vault",
+                    f"`broker add {name}` makes one",
+                ))
+            missing = [t for t in self._tags() if t not in existing.tags]
+            if not missing:
+                return False
+            tagged = existing.model_copy(update={"tags": [*existing.tags, *missing]})
+            try:
+                updated = self._run(  # the lambda runs before the loop goes on
+                    lambda c: c.items.put(tagged), f"adopting {existing.title!r}"  # noqa: B023
+                )
+            except VersionConflict:
+                self._bound_read.pop(name, None)
+                if attempt == 2:
+                    raise
+                continue
+            if name in self._bound:
+                self._bound_read[name] = (time.monotonic(), vault_id or "", updated)
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bound_missing(self, name: str) -> NotFound:
+        bound = self._bound[name]
+        where = "" if bound.vault is not None else " in the vault"
+        return NotFound(
+            f"onepassword: no item {bound.shown()}{where} (broker_item of profile {name!r})",
+            "fix broker_item in ~/.aws/config (the vault and the item's title or id), or "
+            "make the item in 1Password",
+        )
+
+    def _writable(self, name: str) -> tuple[str, Any]:
+        """(vault id, SDK item) of bound ``name``'s item, when broker may write it."""
+        from broker_onepassword._fields import TAG
+
+        vault_id, item = self._load_bound(name)
+        if item is None:
+            raise self._bound_missing(name)
+        if TAG not in item.tags:
+            raise UsageError(
+                f"onepassword: broker only reads the item {item.title!r} "
+                f"({self._bound[name].shown()}) that profile {name!r} takes its key from",
+                f"run `broker adopt {name}` to let broker update it, in its own fields",
+            )
+        return vault_id, item
+
+    def _set_bound(self, name: str, item: Item) -> None:
+        """Write ``item`` into bound ``name``'s adopted item, under the item's own labels."""
+        from broker_onepassword import _fields
+        from broker_onepassword._sdk import VersionConflict
+
+        sdk = self._sdk()
+        self._secrets.extend(v for v in item.values() if len(v) >= 4)
+        for attempt in (1, 2):
+            vault_id, existing = self._writable(name)
+            updated = _fields.apply(sdk, existing, item, self._tags())
+            try:
+                written = self._run(  # the lambda runs before the loop goes on
+                    lambda c: c.items.put(updated), f"updating {existing.title!r}"  # noqa: B023
+                )
+            except VersionConflict:
+                self._bound_read.pop(name, None)  # read it again, then write
+                if attempt == 2:
+                    raise
+                continue
+            self._bound_read[name] = (time.monotonic(), vault_id, written)
+            return
+
+    def _delete_bound(self, name: str) -> bool:
+        """Delete bound ``name``'s item, once adopted; False when it is missing."""
+        vault_id, item = self._load_bound(name)
+        if item is None:
+            return False
+        self._writable(name)
+        try:
+            self._run(lambda c: c.items.delete(vault_id, item.id), f"deleting {item.title!r}")
+        except NotFound:
+            return False
+        finally:
+            self._bound_read.pop(name, None)
+            bound = self._bound[name]
+            if not _VAULT_ID.match(bound.item):
+                self.state.update(items={bound.item: None}, vault_id=vault_id)
+        return True
+
+    def _load_bound(self, name: str) -> tuple[str, Any | None]:
+        """(vault id, SDK item or None) of the item bound ``name``'s reference names, with
+        the fewest calls: ids remembered (or given), one ItemsGet; the vault known, an
+        ItemsList then an ItemsGet; else a VaultsList first. A remembered id gone stale
+        (the item deleted, renamed or moved, the vault replaced) is forgotten and the item
+        looked up again, once. Kept ABSENT_FOR seconds: a check then a write read once."""
+        from broker_onepassword._sdk import AccessDenied
+
+        kept = self._bound_read.get(name)
+        if kept is not None and time.monotonic() - kept[0] < ABSENT_FOR:
+            return kept[1], kept[2]
+        bound = self._bound[name]
+        for attempt in (1, 2):
+            vault_id, remembered = self._bound_vault(bound)
+            try:
+                item = self._find_bound(bound, vault_id)
+            except (NotFound, AccessDenied):  # the listing failed: the vault went stale?
+                if attempt == 1 and remembered:
+                    self._forget_bound_vault(bound, vault_id)
+                    continue
+                raise
+            self._bound_read[name] = (time.monotonic(), vault_id, item)
+            return vault_id, item
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _is_configured_vault(self, bound: BoundItem) -> bool:
+        return bound.vault is None or bound.vault == self._setting("vault")
+
+    def _bound_vault(self, bound: BoundItem) -> tuple[str, bool]:
+        """(the id of the vault ``bound`` names, whether it was remembered)."""
+        if self._is_configured_vault(bound):
+            vault_id = self._vault()
+            return vault_id, self._vault_known
+        assert bound.vault is not None
+        if _VAULT_ID.match(bound.vault):
+            return bound.vault, False
+        key = f"{self._auth_key()}|{bound.vault}"
+        remembered = self.state.vault_id(key)
+        if remembered is not None:
+            return remembered, True
+        if self._vault_titles is None:
+            self._vault_titles = list(self._run(lambda c: c.vaults.list(), "listing vaults"))
+        try:
+            vault_id = self._pick_vault(self._vault_titles, bound.vault)
+        except NotFound as exc:
+            hint = "fix the vault in broker_item (a name or id)"
+            if not self.desktop:
+                hint += ("; a service account never sees a Private, Personal or Employee "
+                         "vault: move the item to a vault it can read, or use the 1Password "
+                         "CLI or desktop app (docs/backends/onepassword.md)")
+            raise NotFound(exc.message, hint) from None
+        self.state.update(vaults={key: vault_id})
+        return vault_id, False
+
+    def _forget_bound_vault(self, bound: BoundItem, vault_id: str) -> None:
+        if self._is_configured_vault(bound):
+            self._forget_vault()
+        elif bound.vault is not None and not _VAULT_ID.match(bound.vault):
+            key = f"{self._auth_key()}|{bound.vault}"
+            self.state.update(vaults={key: None}, drop_vault_items=vault_id)
+
+    def _find_bound(self, bound: BoundItem, vault_id: str) -> Any | None:
+        """The SDK item ``bound`` names in vault ``vault_id``, or None."""
+        from broker_onepassword._sdk import AccessDenied
+
+        key = bound.item
+        by_id = bool(_VAULT_ID.match(key))
+        item_id = key if by_id else self.state.item_id(vault_id, key)
+        if item_id is not None:
+            try:
+                item = self._get_by_id(vault_id, item_id, key)
+            except (NotFound, AccessDenied):
+                item = None
+            if item is not None and (str(item.id) == key or _same(item.title, key)):
+                return item
+            if not by_id:
+                self.state.update(items={key: None}, vault_id=vault_id)
+        match = self._pick_bound(self._overviews(vault_id), key)
+        if match is None:
+            return None
+        if str(match.id) != key:
+            self.state.update(items={key: str(match.id)}, vault_id=vault_id)
+        return self._get_by_id(vault_id, str(match.id), key)
+
+    def _pick_bound(self, overviews: _Overviews, key: str) -> Any | None:
+        """The one item whose id is ``key``, else titled ``key`` (exactly, else in any
+        case); several: the one tagged broker, else an error naming their ids."""
+        from broker_onepassword._fields import TAG
+
+        matches = [o for o in overviews if str(o.id) == key]
+        if not matches:
+            matches = [o for o in overviews if o.title == key] or [
+                o for o in overviews if _same(o.title, key)
+            ]
+        if len(matches) > 1:
+            tagged = [o for o in matches if TAG in o.tags]
+            if len(tagged) == 1:
+                return tagged[0]
+            raise AmbiguousMatch(
+                f"onepassword: {len(matches)} items are titled {key!r} in the vault "
+                f"(ids {', '.join(str(o.id) for o in matches)})",
+                "name one by its id in broker_item (op://VAULT/ID), or rename the others",
+            )
+        return matches[0] if matches else None
+
+    def _listed_bound(self, bound: BoundItem, listings: dict[str, _Overviews]) -> Any | None:
+        """The overview of ``bound``'s item for `list` (``listings``: the vaults listed so
+        far, by id), or None when it is missing or cannot be found now (the command that
+        reads it says why)."""
+        from broker_onepassword._sdk import AccessDenied
+
+        try:
+            vault_id, _ = self._bound_vault(bound)
+            if vault_id not in listings:
+                listings[vault_id] = self._overviews(vault_id)
+            match = self._pick_bound(listings[vault_id], bound.item)
+        except (NotFound, AccessDenied, AmbiguousMatch, ConfigError):
+            return None
+        if match is not None and str(match.id) != bound.item:
+            self.state.update(items={bound.item: str(match.id)}, vault_id=vault_id)
+        return match
 
     # -- secret references ---------------------------------------------------------
 
@@ -797,8 +1136,12 @@ class OnePasswordBackend(Backend):
 
             auth = f"service account (token from {shown(self._setting('token'))})"
         else:
-            auth = f"service account (token from ${TOKEN_VARIABLE} or {KEPT_TOKEN})"
+            kept = self.login_reference() or "`broker backend login onepassword`"
+            auth = f"service account (token from ${TOKEN_VARIABLE} or {kept})"
+        from broker_onepassword._cli import describe_transport
+
         return {
+            "transport": describe_transport(self),
             "vault": self._setting("vault") or "(the only vault it can see, else Private)",
             "titles": self._setting("title") or DEFAULT_TITLE,
             "auth": auth,
@@ -827,3 +1170,4 @@ class OnePasswordBackend(Backend):
             self._session = None
         self._token = None
         self._secrets.clear()
+        self._bound_read.clear()  # items read, secrets included

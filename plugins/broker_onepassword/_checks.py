@@ -34,7 +34,7 @@ def token(backend: OnePasswordBackend) -> list[Check]:
     """How the backend authenticates, in the order it looks: the ``token`` setting,
     ``account`` for the desktop app, ``$OP_SERVICE_ACCOUNT_TOKEN``, then the token kept
     by ``broker backend login onepassword``."""
-    from broker_onepassword import KEPT_TOKEN, TOKEN_VARIABLE, _platform
+    from broker_onepassword import TOKEN_VARIABLE, _platform
 
     setting, account = backend.settings.get("token"), backend.settings.get("account")
     value = os.environ.get(TOKEN_VARIABLE, "").strip()
@@ -58,9 +58,9 @@ def token(backend: OnePasswordBackend) -> list[Check]:
             return [Check(TOKEN_ROW, OK, f"from {TOKEN_VARIABLE}")]
         return [Check(TOKEN_ROW, FAIL, f"{TOKEN_VARIABLE} does not look like a service-account "
                       "token (ops_...)", "copy the token again")]
-    if backend._kept(KEPT_TOKEN):
-        return [Check(TOKEN_ROW, OK, "kept in the kernel keyring (`broker backend login "
-                      "onepassword`)")]
+    kept = backend._login_token()  # wherever `broker backend login` keeps it
+    if kept is not None:
+        return [Check(TOKEN_ROW, OK, f"kept by `broker backend login onepassword` ({kept})")]
     return [Check(TOKEN_ROW, FAIL, "no service-account token, and no 1Password CLI found"
                   + ("" if wsl else ", and no desktop app account set"),
                   ("install op.exe, the 1Password CLI for Windows, and turn on its app "

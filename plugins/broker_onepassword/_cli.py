@@ -76,6 +76,12 @@ UNLOCK = {
     "darwin": "Settings > Security > Touch ID",
 }
 _ERROR_LINE = re.compile(r"^\[ERROR\]\s+(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\s+)?(.*)$")
+#: Runs of characters a key, a secret, a token or a seed is made of: masked in what a
+#: program printed (:func:`excerpt`) when they hold a digit, ``/``, ``+`` or ``=``.
+_SECRET_LIKE = re.compile(r"[A-Za-z0-9/+=_\-]{12,}")
+_NOT_A_WORD = re.compile(r"[\d/+=]")
+#: Characters of what a program printed that an error message shows.
+EXCERPT = 80
 
 
 # -- finding op --------------------------------------------------------------------------
@@ -103,7 +109,9 @@ class OpBinary:
 
 class OpFailure(Exception):
     """``op`` failed: its ``message`` (its own words) and ``kind``, what broker reads it
-    as (:func:`classify`, or "timeout", "missing", "totp")."""
+    as (:func:`classify`, or "timeout", "missing", "totp"; "output": it printed nothing or
+    no JSON where the CLI prints JSON; "version": too old to write items; "unwritten": a
+    write's answer does not hold what broker sent)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -144,24 +152,57 @@ def locate(
     which: Callable[[str], str | None] = shutil.which,
     root: Path | None = None,
 ) -> OpBinary | None:
-    """The 1Password CLI to run, or None: the ``op_path`` setting; else on PATH (inside
-    WSL ``op.exe`` first: the Linux ``op`` cannot reach the Windows app); else, inside
-    WSL, the usual Windows install locations (:data:`WINDOWS_LOCATIONS`)."""
+    """The 1Password CLI to run, or None.
+
+    The ``op_path`` setting when it is set (a path, or a bare name such as ``op.exe``
+    looked up on PATH), whether or not it can run (:func:`op_path_problem` says why
+    not). Otherwise, inside WSL, Windows' ``op.exe``: on PATH, then in the usual install
+    locations (:data:`WINDOWS_LOCATIONS`), since a Linux ``op`` cannot reach the Windows
+    app; then ``op`` on PATH.
+    """
     if setting:
-        path = Path(setting).expanduser()
-        if path.is_file() and os.access(path, os.X_OK):
-            return OpBinary(str(path), path.suffix.lower() == ".exe", "op_path")
-        return None
+        named = _op_path(setting, which)
+        return None if named is None else OpBinary(named, named.lower().endswith(".exe"),
+                                                   "op_path")
     inside = _platform.in_wsl() if wsl is None else wsl
-    for name in ("op.exe", "op") if inside else ("op",):
-        found = which(name)
-        if found:
-            return OpBinary(found, name == "op.exe", "PATH")
     if inside:
+        found = which("op.exe")
+        if found:
+            return OpBinary(found, True, "PATH")
         for path in windows_candidates(root):
             if os.access(path, os.X_OK):
                 return OpBinary(str(path), True, "C: drive")
-    return None
+    found = which("op")
+    return OpBinary(found, False, "PATH") if found else None
+
+
+def _op_path(setting: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """The program ``op_path`` names when it can be run: a bare name is looked up on PATH."""
+    if "/" not in setting and not setting.startswith("~"):
+        return which(setting)
+    path = Path(setting).expanduser()
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def op_path_problem(setting: str) -> str | None:
+    """Why the ``op_path`` setting names no program broker can run, as
+    ``"op_path = '...' does not exist"`` (``is a directory``, ``is not executable``, ``is
+    not on PATH`` for a bare name); None when it names one."""
+    if _op_path(setting) is not None:
+        return None
+    shown = f"op_path = {setting!r}"
+    if "/" not in setting and not setting.startswith("~"):
+        windows = (" (inside WSL the Windows PATH is there only with appendWindowsPath on)"
+                   if _platform.in_wsl() else "")
+        return f"{shown} is not on PATH{windows}"
+    path = Path(setting).expanduser()
+    if not path.exists():
+        return f"{shown} does not exist"
+    if path.is_dir():
+        return f"{shown} is a directory, not the 1Password CLI"
+    if not path.is_file():
+        return f"{shown} is not a file"
+    return f"{shown} is not executable"
 
 
 # -- which transport ---------------------------------------------------------------------
@@ -187,12 +228,13 @@ def choose(backend: OnePasswordBackend) -> Choice:
     whenever a service-account token is configured (the ``token`` setting,
     ``OP_SERVICE_ACCOUNT_TOKEN``, a token kept by ``broker backend login``) or the
     desktop app's SDK library serves the ``account`` setting, and otherwise uses the
-    1Password CLI when one is installed. Whether the app integration is on is learnt
-    from ``op``'s first answer (checking first would cost a process per read).
+    1Password CLI: the one ``op_path`` names (even one that cannot run: its errors then
+    say what is wrong with it), else one that is installed. Inside WSL, where the SDK
+    cannot reach the Windows app, the CLI is chosen even when none is found, so that
+    every error names ``op.exe`` (docs/wsl2.md). Whether the app integration is on is
+    learnt from ``op``'s first answer (checking first would cost a process per read).
     Raises ConfigError for an unknown ``transport``.
     """
-    from broker_onepassword import KEPT_TOKEN
-
     setting = backend._setting("transport") or "auto"
     if setting not in TRANSPORTS:
         raise ConfigError(
@@ -211,27 +253,46 @@ def choose(backend: OnePasswordBackend) -> Choice:
     if backend._setting("account") is not None and not _platform.in_wsl() \
             and _platform.desktop_library() is not None:
         return Choice("sdk", "account is set and the desktop app's SDK library is here")
-    binary = locate(backend._setting("op_path"))
-    if binary is None:
+    op_path = backend._setting("op_path")
+    binary = locate(op_path)
+    if binary is None and op_path is None and not _platform.in_wsl():
         return Choice("sdk", "no service-account token and no 1Password CLI")
-    if backend._kept(KEPT_TOKEN):
-        return Choice("sdk", "a service-account token is kept in the kernel keyring")
-    return Choice("cli", "no service-account token; the 1Password CLI is installed", binary)
+    if backend._login_token() is not None:
+        return Choice("sdk", "a service-account token is kept by `broker backend login`")
+    if op_path is not None:
+        return Choice("cli", "no service-account token; op_path names the 1Password CLI",
+                      binary)
+    if binary is not None:
+        return Choice("cli", "no service-account token; the 1Password CLI is installed",
+                      binary)
+    return Choice("cli", "inside WSL2 only op.exe reaches the Windows 1Password app")
 
 
 def availability(backend: OnePasswordBackend) -> Availability:
-    """Offline: whether the 1Password CLI is there (that it can sign in shows on use)."""
+    """Offline: whether the 1Password CLI is there (that it can sign in shows on use).
+    When it is not, the reason names what ``op_path`` names (:func:`op_path_problem`),
+    else what was looked for, and how to install it (inside WSL: ``op.exe``)."""
     setting = backend._setting("op_path")
     if locate(setting) is not None:
         return Availability(True)
     if setting:
-        return Availability(False, f"onepassword: op_path = {setting!r} is not an "
-                            "executable file — fix it, or remove it to look on PATH")
-    where = (" — install it in Windows (winget install 1Password.1PasswordCLI) and WSL "
-             "finds op.exe" if _platform.in_wsl() else " — install it (see "
-             "https://developer.1password.com/docs/cli/get-started)")
+        return Availability(False, f"onepassword: {op_path_problem(setting)} — fix op_path "
+                            "under [backends.onepassword] (the 1Password CLI"
+                            + (", op.exe through WSL interop" if _platform.in_wsl() else "")
+                            + "), or remove it to look on PATH (docs/wsl2.md)")
+    if _platform.in_wsl():
+        token = ("" if backend._setting("transport") == "cli" else "; or use a "
+                 "service-account token (`broker backend login onepassword`)")
+        return Availability(False, "onepassword: inside WSL2 broker reaches the Windows "
+                            "1Password app through op.exe, the 1Password CLI for Windows, "
+                            "and found none (on PATH or in the usual install locations) — "
+                            "install it in Windows (winget install 1Password.1PasswordCLI; "
+                            "WSL finds op.exe on the Windows PATH while appendWindowsPath is "
+                            "on), or set op_path = \"/mnt/c/.../op.exe\" under "
+                            f"[backends.onepassword] (docs/wsl2.md){token}")
     return Availability(False, "onepassword: transport = cli but the 1Password CLI (op) "
-                        f"is not installed here{where}, or set op_path")
+                        "is not installed here — install it (see "
+                        "https://developer.1password.com/docs/cli/get-started), or set op_path")
 
 
 def account_for(backend: OnePasswordBackend, binary: OpBinary | None) -> str | None:
@@ -298,6 +359,10 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def classify(message: str) -> str:
+    """The kind of ``op`` failure ``message`` (its own words, :func:`error_message`) shows:
+    the first kind of :data:`KINDS` with one of its substrings in it, case-insensitive
+    (``"app"``, ``"signin"``, ``"item_not_found"``, ``"rate"``...), else ``"other"``.
+    """
     low = message.lower()
     for kind, needles in KINDS:
         if any(n in low for n in needles):
@@ -305,21 +370,43 @@ def classify(message: str) -> str:
     return "other"
 
 
+def excerpt(text: str, secrets: Sequence[str] = ()) -> str:
+    """What a program printed, for an error message: on one line, every value of
+    ``secrets`` (4 characters or more) and every run that looks like a key, a secret or
+    a seed masked as ``***``, cut to :data:`EXCERPT` characters."""
+    text = " ".join(text.split())
+    for value in sorted(secrets, key=len, reverse=True):
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    text = _SECRET_LIKE.sub(
+        lambda m: "***" if _NOT_A_WORD.search(m.group()) else m.group(), text)
+    return text if len(text) <= EXCERPT else text[:EXCERPT - 3] + "..."
+
+
 class OpRunner:
     """Runs ``op ARGS [--format json] [--account A]`` with a timeout.
 
     ``stdin`` (bytes) is written to ``op``'s stdin, else stdin is /dev/null so that
-    ``op`` never waits on the terminal. Returns the parsed JSON (None for no output),
-    or the text with ``json_out=False``. Raises :class:`OpFailure` with ``op``'s
-    message and its kind (:func:`classify`), ``"timeout"`` or ``"missing"``.
+    ``op`` never waits on the terminal. Returns the parsed JSON, or the text with
+    ``json_out=False``. Raises :class:`OpFailure` with ``op``'s message and its kind
+    (:func:`classify`), ``"timeout"`` or ``"missing"``; ``"output"`` when it printed
+    nothing (unless ``empty``: then None) or something that is not JSON (of the
+    ``shape`` asked, ``dict`` or ``list``), naming the program and what it printed
+    (:func:`excerpt`, with ``secrets()`` masked).
     """
 
-    def __init__(self, binary: OpBinary, *, account: str | None, timeout: float) -> None:
+    def __init__(self, binary: OpBinary, *, account: str | None, timeout: float,
+                 secrets: Callable[[], list[str]] = list) -> None:
         self.binary = binary
         self.account = account
         self.timeout = timeout
+        self.secrets = secrets
+        self._version: tuple[str, tuple[int, ...] | None] | None = None
 
     def argv(self, args: Sequence[str], json_out: bool = True) -> list[str]:
+        """The command line: the ``op`` binary, ``args``, ``--format json`` with ``json_out``, and
+        ``--account A`` when an account is set. It never holds a secret: values go on stdin.
+        """
         argv = [self.binary.path, *args]
         if json_out:
             argv += ["--format", "json"]
@@ -328,10 +415,30 @@ class OpRunner:
         return argv
 
     def __call__(self, args: Sequence[str], *, stdin: bytes | None = None,
-                 json_out: bool = True) -> Any:
+                 json_out: bool = True, shape: type | None = None,
+                 empty: bool = False) -> Any:
+        text = self._run(self.argv(args, json_out), stdin)
+        if not json_out:
+            return text
+        command = f"`op {' '.join(args[:2])}`"
+        if not text.strip():
+            if empty:
+                return None
+            raise OpFailure(f"{self.binary.path} printed nothing where the 1Password CLI "
+                            f"prints JSON ({command})", "output")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if data is None or (shape is not None and not isinstance(data, shape)):
+            raise OpFailure(f"{self.binary.path} printed "
+                            f"{excerpt(text, self.secrets())!r}, not the JSON the "
+                            f"1Password CLI prints ({command})", "output")
+        return data
+
+    def _run(self, argv: list[str], stdin: bytes | None) -> str:
         import subprocess
 
-        argv = self.argv(args, json_out)
         try:
             done = subprocess.run(
                 argv, input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
@@ -345,16 +452,39 @@ class OpRunner:
         if done.returncode != 0:
             message = error_message(done.stderr.decode("utf-8", "replace"))
             raise OpFailure(message, classify(message))
-        text = done.stdout.decode("utf-8", "replace")
-        if not json_out:
-            return text
-        if not text.strip():
-            return None
+        return done.stdout.decode("utf-8", "replace")
+
+    def version(self) -> tuple[int, ...] | None:
+        """The version ``op --version`` prints, e.g. ``(2, 30, 3)`` (asked once; None when it
+        prints no version). Raises :class:`OpFailure` when it does not run."""
+        if self._version is None:
+            text = self._run([self.binary.path, "--version"], None)
+            self._version = (text, parse_version(text))
+        return self._version[1]
+
+    def version_text(self) -> str:
+        """``"version 2.30.3"`` for messages, ``"version unknown"`` when it cannot be told;
+        never raises."""
         try:
-            return json.loads(text)
-        except ValueError:
-            raise OpFailure("the 1Password CLI printed something that is not JSON",
-                            "other") from None
+            version = self.version()
+        except OpFailure:
+            version = None
+        return "version " + (".".join(map(str, version)) if version else "unknown")
+
+    def require_writable(self) -> None:
+        """Refuse an ``op`` that cannot write items as broker writes them: older than
+        :data:`MIN_VERSION`, whose ``op item edit`` ignores the item on stdin and changes
+        nothing (kind ``"version"``), or one whose ``--version`` prints no version (kind
+        ``"output"``: not the 1Password CLI)."""
+        version = self.version()
+        if version is None:
+            printed = self._version[0] if self._version else ""
+            raise OpFailure(f"{self.binary.path} --version printed "
+                            f"{excerpt(printed, self.secrets())!r}, not the 1Password CLI's "
+                            "version", "output")
+        if version < MIN_VERSION:
+            raise OpFailure(f"{self.binary.path} is the 1Password CLI version "
+                            f"{'.'.join(map(str, version))}", "version")
 
 
 #: Kinds of failure after which ``op`` has shown it is signed in.
@@ -373,15 +503,21 @@ class CliSession:
         self.client: OpClient = OpClient(self._op)
         self._secrets = secrets
         self._signed_in = False
+        self._writable = False
 
     def _op(self, args: Sequence[str], *, stdin: bytes | None = None,
-            json_out: bool = True) -> Any:
+            **options: Any) -> Any:
+        if stdin is not None and not self._writable:
+            # Before 2.23.0 `op item edit` ignores the item on stdin and answers as if it
+            # had stored it: such an op is refused before its first write.
+            self.runner.require_writable()
+            self._writable = True
         if stdin is not None and not self._signed_in:
             # An op that is not signed in may ask questions and read the answers from
             # stdin: item values are only ever written to one that has answered.
-            self.runner(["vault", "list"])
+            self.runner(["vault", "list"], shape=list)
         try:
-            result = self.runner(args, stdin=stdin, json_out=json_out)
+            result = self.runner(args, stdin=stdin, **options)
         except OpFailure as failure:
             self._signed_in = self._signed_in or failure.kind in _SIGNED_IN
             raise
@@ -389,14 +525,25 @@ class CliSession:
         return result
 
     def run(self, operation: Callable[[Any], Any], what: str) -> Any:
+        """What ``operation(client)`` returns.
+
+        Raises:
+            BrokerError: ``op`` failed while doing ``what``: the error :func:`translate` makes
+                (AppLocked, AuthenticationError, NotFound, RateLimited, NetworkError...), with
+                every known secret masked.
+        """
         try:
             return operation(self.client)
         except OpFailure as failure:
+            version = self.runner.version_text() if failure.kind == "unwritten" else ""
             raise translate(failure, what, binary=self.runner.binary,
                             account=self.runner.account, timeout=self.runner.timeout,
-                            secrets=self._secrets()) from None
+                            secrets=self._secrets(), version=version) from None
 
     def close(self) -> None:
+        """Forget the items a reference look-up read ahead; ``op`` keeps no process to stop.
+        Calling it again does nothing more.
+        """
         self.client.fetched.clear()
 
 
@@ -404,19 +551,70 @@ def open_session(backend: OnePasswordBackend) -> CliSession:
     """A :class:`CliSession` for ``backend``'s settings; BackendUnavailable without ``op``."""
     binary = locate(backend._setting("op_path"))
     if binary is None:
-        raise BackendUnavailable(availability(backend).reason,
-                                 "see docs/wsl2.md, or run `broker doctor`")
-    runner = OpRunner(binary, account=account_for(backend, binary), timeout=backend._timeout())
-    return CliSession(runner, secrets=lambda: list(backend._secrets))
+        raise BackendUnavailable(availability(backend).reason, "`broker doctor` checks it")
+
+    def secrets() -> list[str]:
+        return list(backend._secrets)
+
+    runner = OpRunner(binary, account=account_for(backend, binary), timeout=backend._timeout(),
+                      secrets=secrets)
+    return CliSession(runner, secrets=secrets)
 
 
 # -- op's errors as broker's ---------------------------------------------------------------
 
 
+#: The next step when a Linux ``op`` runs inside WSL (docs/wsl2.md).
+LINUX_OP_FIX = (
+    "install op.exe, the 1Password CLI for Windows (winget install 1Password.1PasswordCLI), "
+    "and set op_path = \"/mnt/c/.../op.exe\" under [backends.onepassword] if WSL does not "
+    "find it (docs/wsl2.md); or sign this op in on its own (`op account add`)"
+)
+LINUX_OP_IN_WSL = f"a Linux op inside WSL cannot reach the Windows 1Password app: {LINUX_OP_FIX}"
+
+
+def upgrade_hint(binary: OpBinary | None, *, doctor: bool = True) -> str:
+    """How to get a 1Password CLI new enough to write items (:data:`MIN_VERSION`); with
+    ``doctor``, that `broker doctor` checks it."""
+    needed = ".".join(map(str, MIN_VERSION))
+    how = ("in Windows: `winget upgrade 1Password.1PasswordCLI`"
+           if binary is not None and binary.windows else "`op update`, or your package manager")
+    return (f"upgrade the 1Password CLI to {needed} or newer ({how})"
+            + ("; `broker doctor` checks it" if doctor else ""))
+
+
+def stale_token_hint(backend: OnePasswordBackend) -> str | None:
+    """The way to the app when ``OP_SERVICE_ACCOUNT_TOKEN`` made ``transport = "auto"``
+    take the SDK although the 1Password CLI is installed (a stale token then hides the
+    app); None otherwise."""
+    if (backend._setting("transport") or "auto") != "auto" or backend._setting("token") \
+            or backend.desktop:
+        return None
+    if not os.environ.get(TOKEN_VARIABLE, "").strip():
+        return None
+    if locate(backend._setting("op_path")) is None:
+        return None
+    return (f"unset {TOKEN_VARIABLE} to use the 1Password app through op, or set transport "
+            "= \"cli\" under [backends.onepassword]")
+
+
+def describe_transport(backend: OnePasswordBackend) -> str:
+    """``backend show``'s ``transport`` line: which way to 1Password, and why."""
+    try:
+        choice = choose(backend)
+    except ConfigError as exc:
+        return exc.message
+    way = "the 1Password CLI" if choice.transport == "cli" else "onepassword-sdk"
+    return f"{way} ({choice.reason})"
+
+
 def integration_hint(binary: OpBinary | None = None) -> str:
-    """What to turn on in the 1Password app for ``op`` to sign in through it."""
+    """What to turn on in the 1Password app for ``op`` to sign in through it; inside WSL,
+    for a Linux ``op``, that it cannot reach the Windows app, and how to use ``op.exe``."""
     import sys
 
+    if binary is not None and not binary.windows and _platform.in_wsl():
+        return LINUX_OP_IN_WSL
     system = ("windows" if (binary is not None and binary.windows) or _platform.in_wsl()
               else "darwin" if sys.platform == "darwin" else "linux")
     app = "the Windows 1Password app" if system == "windows" else "the 1Password app"
@@ -433,10 +631,31 @@ def _scrub(message: str, secrets: list[str]) -> str:
 
 def translate(failure: OpFailure, what: str, *, binary: OpBinary | None = None,
               account: str | None = None, timeout: float = 0.0,
-              secrets: list[str] | None = None) -> BrokerError:
-    """The broker error for ``op`` failing while doing ``what``, in ``op``'s words."""
+              secrets: list[str] | None = None, version: str = "") -> BrokerError:
+    """The broker error for ``op`` failing while doing ``what``, in ``op``'s words
+    (``version``: ``"version 2.20.0"``, for a write ``op`` did not store)."""
     said = _scrub(failure.message, secrets or [])
     kind = failure.kind
+    if kind == "output":
+        return BackendError(
+            f"onepassword: {said}, while {what}",
+            "check that it is the 1Password CLI (`op --version`): fix op_path under "
+            "[backends.onepassword], or PATH (docs/wsl2.md); `broker doctor` checks it",
+        )
+    if kind == "version":
+        needed = ".".join(map(str, MIN_VERSION))
+        return BackendError(
+            f"onepassword: {said}: it writes items only from {needed} on (older ones ignore "
+            f"the item given on stdin and change nothing); nothing was written while {what}",
+            upgrade_hint(binary),
+        )
+    if kind == "unwritten":
+        shown = binary.path if binary is not None else "op"
+        return BackendError(
+            f"onepassword: the 1Password CLI ({shown}, {version or 'version unknown'}) did "
+            f"not store what broker wrote while {what}: {said}",
+            upgrade_hint(binary),
+        )
     if kind == "timeout":
         return AppLocked(
             f"onepassword: the 1Password CLI did not answer within {timeout:g} s while {what} "
@@ -461,8 +680,8 @@ def translate(failure: OpFailure, what: str, *, binary: OpBinary | None = None,
         return AmbiguousMatch(
             f"onepassword: the 1Password app has several accounts and none was chosen while "
             f"{what}: {said}",
-            'set account = "<sign-in address or account id>" under [backends.onepassword] '
-            "(`op account list` shows them)",
+            'set account = "<sign-in address or account id>" under [backends.onepassword], '
+            "or export OP_ACCOUNT (`op account list` shows them)",
         )
     if kind == "no_account":
         return NotFound(

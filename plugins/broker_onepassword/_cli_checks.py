@@ -6,11 +6,15 @@ Windows install locations, run through WSL interop), whether it is new enough
 the accounts the app lends the CLI) and whether this terminal session is approved
 (``op whoami``). None of these asks the user to approve anything, and none reads
 a vault: doctor stays local. When the integration is off, the fix names the exact
-setting to turn on in the app.
+setting to turn on in the app. Rows only appear when broker uses 1Password here, so
+what stops every read or write (an ``op`` older than 2.23.0, several accounts and
+none chosen) fails; a Linux ``op`` inside WSL, which cannot reach the Windows app,
+is a warning.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 CLI_ROW = "1Password CLI"
+WSL_ROW = "1Password CLI in WSL"
 APP_ROW = "1Password app integration"
 SIGNIN_ROW = "1Password CLI sign-in"
 #: Seconds one ``op`` may take here (starting ``op.exe`` through interop can be slow).
@@ -67,8 +72,12 @@ def checks(backend: OnePasswordBackend, used: bool, *, run: Run = _run) -> list[
     if choice.binary is None:
         return [_missing(backend, FAIL)]
     rows = [_version(choice.binary, run)]
-    if rows[0].status == FAIL:
+    if rows[0].summary.endswith(RUNS_NOT):
         return rows
+    if _platform.in_wsl() and not choice.binary.windows:
+        rows.append(Check(WSL_ROW, WARN, f"{choice.binary.path} is a Linux op: it cannot "
+                          "reach the Windows 1Password app, only accounts signed in to it "
+                          "on its own (`op account add`)", _cli.LINUX_OP_FIX))
     rows.append(_accounts(backend, choice.binary, run))
     if rows[-1].status != FAIL:
         rows.append(_signed_in(backend, choice.binary, run))
@@ -86,17 +95,22 @@ def uses_cli(backend: OnePasswordBackend) -> bool:
 def _missing(backend: OnePasswordBackend, status: str) -> Check:
     setting = backend._setting("op_path")
     if setting:
-        return Check(CLI_ROW, FAIL, f"op_path = {setting!r} is not an executable file",
-                     "fix op_path under [backends.onepassword], or remove it to look on PATH")
+        return Check(CLI_ROW, FAIL, _cli.op_path_problem(setting) or f"op_path = {setting!r}",
+                     "fix op_path under [backends.onepassword] (the 1Password CLI"
+                     + (", op.exe through WSL interop" if _platform.in_wsl() else "")
+                     + "), or remove it to look on PATH")
     wsl = _platform.in_wsl()
     if wsl:
         root = _cli.drives_root()
         where = ("op.exe and op on PATH, and "
                  + ", ".join(str(root / p) for p in _cli.WINDOWS_LOCATIONS))
         fix = ("in Windows: `winget install 1Password.1PasswordCLI` (WSL finds op.exe on the "
-               "Windows PATH); then in the Windows 1Password app turn on Settings > Security "
-               "> Windows Hello and Settings > Developer > Integrate with 1Password CLI; or "
-               "set op_path = \"/mnt/c/.../op.exe\" under [backends.onepassword]")
+               "Windows PATH while appendWindowsPath is on); then in the Windows 1Password "
+               "app turn on Settings > Security > Windows Hello and Settings > Developer > "
+               "Integrate with 1Password CLI; or set op_path = \"/mnt/c/.../op.exe\" under "
+               "[backends.onepassword] (docs/wsl2.md)"
+               + ("" if backend._setting("transport") == "cli" else "; or use a "
+                  "service-account token: `broker backend login onepassword`"))
     else:
         where = "op on PATH"
         fix = ("install the 1Password CLI (https://developer.1password.com/docs/cli/"
@@ -107,22 +121,27 @@ def _missing(backend: OnePasswordBackend, status: str) -> Check:
     return Check(CLI_ROW, status, summary, fix)
 
 
+#: How the version row's summary ends when ``op`` does not run (no other row follows).
+RUNS_NOT = "(is it the 1Password CLI?)"
+
+
 def _version(binary: _cli.OpBinary, run: Run) -> Check:
     shown = f"{binary.path}{' (through WSL interop)' if binary.windows else ''}"
     code, out, err = run([binary.path, "--version"], TIMEOUT)
     version = _cli.parse_version(out) if code == 0 else None
     if version is None:
-        said = _cli.error_message(err) if code else f"it printed {out.strip()[:40]!r}"
-        return Check(CLI_ROW, FAIL, f"{shown} does not run: {said}",
+        said = (_cli.error_message(err) if code
+                else f"it printed {_cli.excerpt(out)!r} for --version")
+        return Check(CLI_ROW, FAIL, f"{shown} does not run: {said} {RUNS_NOT}",
                      "reinstall the 1Password CLI, or set op_path under "
                      "[backends.onepassword]")
     text = ".".join(map(str, version))
     if version < _cli.MIN_VERSION:
         needed = ".".join(map(str, _cli.MIN_VERSION))
-        fix = ("in Windows: `winget upgrade 1Password.1PasswordCLI`" if binary.windows
-               else "`op update`, or your package manager")
-        return Check(CLI_ROW, WARN, f"{shown} is version {text}: updating items needs "
-                     f"{needed} or newer (`op item edit` reading the item on stdin)", fix)
+        return Check(CLI_ROW, FAIL, f"{shown} is version {text}: broker writes items only "
+                     f"with {needed} or newer (older ones ignore the item given to `op item "
+                     "edit` on stdin and change nothing), so it refuses to write with it",
+                     _cli.upgrade_hint(binary, doctor=False))
     return Check(CLI_ROW, OK, f"{shown}, version {text}")
 
 
@@ -150,18 +169,33 @@ def _accounts(backend: OnePasswordBackend, binary: _cli.OpBinary,
         return Check(APP_ROW, FAIL, "the 1Password CLI sees no account: the app integration "
                      "is off (or the app has no account)", hint)
     shown = ", ".join(str(a.get("url") or a.get("email") or "?") for a in accounts)
-    account = _cli.account_for(backend, binary)
+    account, where = _chosen_account(backend)
     if account:
         if not _matching(accounts, account):
-            return Check(APP_ROW, FAIL, f"account = {account!r} matches none of the app's "
-                         f"accounts ({shown})",
-                         "set account under [backends.onepassword] to one of them")
+            return Check(APP_ROW, FAIL, f"{where} = {account!r} matches none of the app's "
+                         f"accounts ({shown})", f"set {where} to one of them"
+                         + (" under [backends.onepassword]" if where == "account" else ""))
         return Check(APP_ROW, OK, f"on; broker uses the app's account {account}")
     if len(accounts) > 1:
-        return Check(APP_ROW, WARN, f"on; the app has {len(accounts)} accounts ({shown}) and "
-                     "op will not guess which", 'set account = "<one of them>" under '
-                     "[backends.onepassword]")
+        return Check(APP_ROW, FAIL, f"on; the app has {len(accounts)} accounts ({shown}) and "
+                     "none is chosen: op will not guess which, so every read fails",
+                     ACCOUNT_FIX)
     return Check(APP_ROW, OK, f"on; the app's account {shown}")
+
+
+#: How to choose one of several accounts of the app.
+ACCOUNT_FIX = ('set account = "<one of them>" under [backends.onepassword], or export '
+               "OP_ACCOUNT=<one of them> (`op account list` shows them)")
+
+
+def _chosen_account(backend: OnePasswordBackend) -> tuple[str | None, str]:
+    """(the account ``op`` acts as, where it is chosen): the ``account`` setting, else
+    OP_ACCOUNT, which broker passes as ``--account`` to ``op.exe`` and a Linux ``op``
+    reads itself."""
+    setting = backend._setting("account")
+    if setting:
+        return setting, "account"
+    return os.environ.get("OP_ACCOUNT", "").strip() or None, "OP_ACCOUNT"
 
 
 def _signed_in(backend: OnePasswordBackend, binary: _cli.OpBinary,
@@ -175,8 +209,11 @@ def _signed_in(backend: OnePasswordBackend, binary: _cli.OpBinary,
         return Check(SIGNIN_ROW, OK, "approved in this terminal session (until 10 idle "
                      "minutes pass or the app locks)")
     said = _cli.error_message(err)
-    if _cli.classify(said) == "signin":
+    kind = _cli.classify(said)
+    if kind == "signin":
         return Check(SIGNIN_ROW, OK, "not approved in this terminal session yet: the first "
                      "command that reads 1Password asks once (Windows Hello, Touch ID or "
                      "the system password)")
+    if kind == "accounts":
+        return Check(SIGNIN_ROW, FAIL, f"`op whoami` says: {said}", ACCOUNT_FIX)
     return Check(SIGNIN_ROW, WARN, f"`op whoami` says: {said}", _cli.integration_hint(binary))

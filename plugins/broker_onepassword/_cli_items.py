@@ -15,7 +15,9 @@ carried through an edit unchanged, so the user's own parts of an item survive.
 :class:`OpClient` offers the SDK client's calls the backend makes
 (``items.get/list/create/put/delete/get_all``, ``vaults.list``,
 ``secrets.resolve/resolve_all``), each one ``op`` process. No value is ever put
-in an argument: values travel on stdin and stdout only.
+in an argument: values travel on stdin and stdout only. What ``op item create``
+and ``op item edit`` answer (the item as stored) is compared with what was sent
+(:func:`unwritten`): a write ``op`` did not make is an error, never a success.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class FieldType:
 
     @classmethod
     def from_op(cls, op: str) -> FieldType:
+        """The type for the CLI's name ``op`` (``"CONCEALED"`` -> ``"Concealed"``); a name broker
+        does not know becomes ``"Unsupported"``, keeping ``op`` so an edit writes it back.
+        """
         return cls(_SDK_FIELD_TYPES.get(op, "Unsupported"), op)
 
     def __eq__(self, other: object) -> bool:
@@ -98,6 +103,9 @@ class Category(FieldType):
 
     @classmethod
     def from_op(cls, op: str) -> Category:
+        """The category for the CLI's name ``op`` (``"API_CREDENTIAL"`` -> ``"ApiCredentials"``);
+        one broker does not tell apart becomes ``"Unsupported"``, keeping ``op``.
+        """
         return cls(_SDK_CATEGORIES.get(op, "Unsupported"), op)
 
 
@@ -120,11 +128,15 @@ class ItemField:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def model_copy(self, update: Mapping[str, Any] | None = None) -> ItemField:
+        """A copy with the attributes in ``update`` replaced, as pydantic's ``model_copy`` (the
+        SDK's types) does.
+        """
         return dataclasses.replace(self, **dict(update or {}))
 
 
 @dataclass(frozen=True)
 class ItemSection:
+    """A section of an item: its ``id`` and ``title`` (the CLI's ``label``)."""
     id: str
     title: str = ""
 
@@ -145,6 +157,9 @@ class Item:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def model_copy(self, update: Mapping[str, Any] | None = None) -> Item:
+        """A copy with the attributes in ``update`` replaced, as pydantic's ``model_copy`` (the
+        SDK's types) does.
+        """
         return dataclasses.replace(self, **dict(update or {}))
 
 
@@ -264,6 +279,9 @@ def item_to_json(item: Item | ItemCreateParams) -> dict[str, Any]:
 
 
 def overview_from_json(data: Mapping[str, Any]) -> ItemOverview:
+    """An :class:`ItemOverview` from a row of ``op item list --format json``; missing keys
+    become empty strings.
+    """
     vault = data.get("vault")
     return ItemOverview(
         id=_text(data.get("id")),
@@ -275,6 +293,10 @@ def overview_from_json(data: Mapping[str, Any]) -> ItemOverview:
 
 
 def vault_from_json(data: Mapping[str, Any]) -> Vault:
+    """A :class:`Vault` from a row of ``op vault list``/``op vault get``: ``personal`` when its
+    ``type`` is PERSONAL or, without a type, when its name is a built-in one
+    (:data:`PERSONAL_VAULTS`), else ``userCreated``.
+    """
     name = _text(data.get("name"))
     kind = _text(data.get("type")).upper()  # `op vault get` has it; `op vault list` may not
     personal = kind == "PERSONAL" or (not kind and name.casefold() in PERSONAL_VAULTS)
@@ -382,25 +404,76 @@ Runner = Callable[..., Any]
 
 @dataclass
 class Answer:
+    """One answer of a batched call, as the SDK gives it: ``content`` (an :class:`Item` or a
+    :class:`Resolved`) or ``error`` (an :class:`ErrorKind`).
+    """
     content: Any = None
     error: Any = None
 
 
 @dataclass
 class Response:
+    """A batched call's answers, as the SDK gives them: a list of :class:`Answer` in the order
+    asked (``items.get_all``), or a dict reference -> :class:`Answer`
+    (``secrets.resolve_all``).
+    """
     individual_responses: Any
 
 
 @dataclass(frozen=True)
 class ErrorKind:
+    """Why one answer of a batch failed, in the SDK's words: ``itemNotFound``,
+    ``vaultNotFound``, ``tooManyItems``, or a field's error (``fieldNotFound``...).
+    """
     type: str
 
 
 @dataclass(frozen=True)
 class Resolved:
+    """A resolved ``op://`` reference: the ``secret`` (hidden from repr) and the vault and
+    item ids it came from.
+    """
     secret: str = field(repr=False)
     vault_id: str
     item_id: str
+
+
+def _otp_seed(value: str) -> str:
+    """A TOTP seed as 1Password may show it back (an ``otpauth://`` URI, lower case,
+    spaces, padding), reduced to its base32 letters."""
+    if value.startswith("otpauth://"):
+        from urllib.parse import parse_qs, urlsplit
+
+        value = (parse_qs(urlsplit(value).query).get("secret") or [""])[0]
+    return value.replace(" ", "").rstrip("=").upper()
+
+
+def unwritten(sent: Item | ItemCreateParams, answer: Item) -> list[str]:
+    """What of ``sent`` the item ``op`` answered a write with does not hold: the names of
+    the broker fields that differ (:func:`broker_onepassword._fields.to_item`; a TOTP
+    seed compared as 1Password may show it back), then ``"title"`` and ``"tags"``.
+    Names only, never a value."""
+    from broker.backend import TOTP
+    from broker_onepassword._fields import to_item
+
+    want, got = to_item(sent), to_item(answer)
+    differ = [name for name in sorted(set(want) | set(got)) if want.get(name) != got.get(name)
+              and not (name == TOTP and _otp_seed(want.get(name) or "")
+                       == _otp_seed(got.get(name) or "x"))]
+    if answer.title != sent.title:
+        differ.append("title")
+    if not set(sent.tags) <= set(answer.tags):
+        differ.append("tags")
+    return differ
+
+
+def _stored(command: str, sent: Item | ItemCreateParams, answer: Item) -> Item:
+    """``answer`` when it holds what was ``sent``; else OpFailure ``"unwritten"``."""
+    differ = unwritten(sent, answer)
+    if differ:
+        raise OpFailure(f"`op {command}` answered with an item whose {', '.join(differ)} "
+                        "differ from what broker sent", "unwritten")
+    return answer
 
 
 class _Items:
@@ -410,7 +483,7 @@ class _Items:
     def get(self, vault_id: str, item_id: str) -> Item:
         data = self._client.fetched.pop(item_id, None)
         if data is None:
-            data = self._client.op(["item", "get", item_id, "--vault", vault_id])
+            data = self._client.op(["item", "get", item_id, "--vault", vault_id], shape=dict)
         return item_from_json(data)
 
     def get_all(self, vault_id: str, item_ids: list[str]) -> Response:
@@ -425,21 +498,27 @@ class _Items:
         return Response(answers)
 
     def list(self, vault_id: str) -> list[ItemOverview]:
-        rows = self._client.op(["item", "list", "--vault", vault_id])
-        return [overview_from_json(r) for r in rows or [] if isinstance(r, Mapping)]
+        rows = self._client.op(["item", "list", "--vault", vault_id], shape=list, empty=True)
+        if rows is None:
+            # No output at all: an empty vault, or a program that is not the CLI. The
+            # vault list tells them apart (every account has a vault; `op` prints it).
+            self._client.vaults.list()
+            rows = []
+        return [overview_from_json(r) for r in rows if isinstance(r, Mapping)]
 
     def create(self, params: ItemCreateParams) -> Item:
         # Title, tags, sections and fields all travel in the template, as 1Password's
         # Terraform provider sends them (`op item create -`, the item's JSON on stdin).
         template = json.dumps(item_to_json(params)).encode("utf-8")
-        return item_from_json(self._client.op(
-            ["item", "create", "--vault", params.vault_id, "-"], stdin=template))
+        answer = item_from_json(self._client.op(
+            ["item", "create", "--vault", params.vault_id, "-"], stdin=template, shape=dict))
+        return _stored("item create", params, answer)
 
     def put(self, item: Item) -> Item:
         template = json.dumps(item_to_json(item)).encode("utf-8")
         data = self._client.op(["item", "edit", item.id, "--vault", item.vault_id],
-                               stdin=template)
-        return item_from_json(data)
+                               stdin=template, shape=dict)
+        return _stored("item edit", item, item_from_json(data))
 
     def delete(self, vault_id: str, item_id: str) -> None:
         self._client.op(["item", "delete", item_id, "--vault", vault_id], json_out=False)
@@ -450,8 +529,8 @@ class _Vaults:
         self._client = client
 
     def list(self) -> list[Vault]:
-        rows = self._client.op(["vault", "list"])
-        return [vault_from_json(r) for r in rows or [] if isinstance(r, Mapping)]
+        rows = self._client.op(["vault", "list"], shape=list)
+        return [vault_from_json(r) for r in rows if isinstance(r, Mapping)]
 
 
 _GET_ERRORS = {"item_not_found": "itemNotFound", "vault_not_found": "vaultNotFound",
@@ -482,7 +561,8 @@ class _Secrets:
             key = (ref.vault, ref.item)
             if key not in items:
                 try:
-                    items[key] = self._client.op(["item", "get", ref.item, "--vault", ref.vault])
+                    items[key] = self._client.op(["item", "get", ref.item, "--vault", ref.vault],
+                                                 shape=dict)
                 except OpFailure as failure:
                     if failure.kind not in _GET_ERRORS:
                         raise
@@ -508,7 +588,8 @@ class _Secrets:
 class OpClient:
     """The SDK client's calls the backend makes, each one ``op`` process.
 
-    ``op(args, stdin=None, json_out=True)`` runs the CLI (see ``_cli.OpRunner``).
+    ``op(args, stdin=None, json_out=True, shape=None, empty=False)`` runs the CLI (see
+    ``_cli.OpRunner``).
     ``fetched`` holds items a reference look-up just read, by id, each served once
     to the next ``items.get`` of it: the first read of an item by name is one process.
     """

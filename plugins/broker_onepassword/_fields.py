@@ -18,8 +18,9 @@ field id (the broker name, e.g. ``aws_access_key_id``; 1Password stores a
 one-time-password field's id as ``TOTP_<id>``); the TOTP seed, failing that, is
 the item's first one-time-password field, whatever its title or id. An item with
 no access key id field made from the app's API Credential template is read from
-its "username" (when it holds an access key id) and "credential". Other fields broker
-stores live in its own section (id ``broker``). Fields outside that section
+its "username" (when it holds an access key id) and "credential", and written back
+there (:func:`field_names`). Other fields broker stores live in its own section (id
+``broker``). Fields outside that section
 that are not known, the notes, tags, websites and files are the user's: broker
 never reports, changes or removes them.
 """
@@ -46,8 +47,8 @@ EXTRA_ID_PREFIX = "broker-extra-"
 TOTP_ID_PREFIX = "TOTP_"
 #: The 1Password app's API Credential template keeps a key as "username" and
 #: "credential" (its other fields: type, filename, valid from, expires, hostname).
-#: Read, never written, when the item has no broker fields, and only when "username"
-#: holds an AWS access key id.
+#: Used (read, and written back by an update) when no field labelled "access key id"
+#: holds a key, and only when "username" holds an AWS access key id.
 TEMPLATE_KEY, TEMPLATE_SECRET = "username", "credential"
 _ACCESS_KEY_ID = re.compile(r"^(?:AKIA|ASIA)[A-Z0-9]{16}$")
 OTP_TYPE = "Totp"
@@ -95,44 +96,60 @@ def known_names(fields: list[Any]) -> list[str | None]:
     return names
 
 
-def to_item(sdk_item: Any) -> Item:
-    """The broker Item an SDK item holds (known fields, then broker's other fields)."""
-    fields: dict[str, str] = {}
-    extras: dict[str, str] = {}
-    fields_ = list(sdk_item.fields)
-    for field, name in zip(fields_, known_names(fields_), strict=True):
-        if name is not None:
-            if name not in fields and field.value != "":
-                fields[name] = field.value
-        elif field.section_id == SECTION_ID and field.title and field.title not in extras:
-            extras[field.title] = field.value
-    if ACCESS_KEY_ID not in fields:
-        for name, value in _from_template(fields_).items():
-            fields.setdefault(name, value)
-    for name, value in extras.items():
-        fields.setdefault(name, value)
-    return Item(fields)
+def field_names(fields: list[Any]) -> list[str | None]:
+    """The broker field each 1Password field holds: :func:`known_names`, and in an item
+    made from the app's API Credential template whose known fields hold no access key id,
+    "username" (when it holds an AWS access key id) as ``aws_access_key_id`` and
+    "credential" as ``aws_secret_access_key`` (unless a known field holds the secret).
+    The key is read there and written back there (:func:`apply`), so the app and
+    anything else reading the item by its own labels see the same key as broker."""
+    names = known_names(fields)
+    if _holds(fields, names, ACCESS_KEY_ID):
+        return names
+    key = _template_index(fields, names, TEMPLATE_KEY)
+    if key is None or not _ACCESS_KEY_ID.match(str(fields[key].value).strip()):
+        return names
+    names = [None if n == ACCESS_KEY_ID else n for n in names]  # empty ones stay the user's
+    names[key] = ACCESS_KEY_ID
+    if not _holds(fields, names, SECRET_ACCESS_KEY):
+        secret = _template_index(fields, names, TEMPLATE_SECRET)
+        if secret is not None and fields[secret].value:
+            names = [None if n == SECRET_ACCESS_KEY else n for n in names]
+            names[secret] = SECRET_ACCESS_KEY
+    return names
 
 
-def _template_field(fields: list[Any], name: str) -> Any | None:
-    for field in fields:
-        if str(field.id or "") == name or " ".join(
+def _holds(fields: list[Any], names: list[str | None], wanted: str) -> bool:
+    return any(n == wanted and f.value != "" for f, n in zip(fields, names, strict=True))
+
+
+def _template_index(fields: list[Any], names: list[str | None], label: str) -> int | None:
+    """The first field not known otherwise whose id or label (any case) is ``label``."""
+    for index, field in enumerate(fields):
+        if names[index] is None and (str(field.id or "") == label or " ".join(
             str(field.title or "").split()
-        ).casefold() == name:
-            return field
+        ).casefold() == label):
+            return index
     return None
 
 
-def _from_template(fields: list[Any]) -> dict[str, str]:
-    """The key in an API Credential item made from the app's template, if it holds one."""
-    key = _template_field(fields, TEMPLATE_KEY)
-    if key is None or not _ACCESS_KEY_ID.match(str(key.value).strip()):
-        return {}
-    found = {ACCESS_KEY_ID: str(key.value).strip()}
-    secret = _template_field(fields, TEMPLATE_SECRET)
-    if secret is not None and secret.value:
-        found[SECRET_ACCESS_KEY] = secret.value
-    return found
+def to_item(sdk_item: Any) -> Item:
+    """The broker Item an SDK item holds (the fields :func:`field_names` finds, then
+    broker's other fields)."""
+    fields: dict[str, str] = {}
+    extras: dict[str, str] = {}
+    fields_ = list(sdk_item.fields)
+    known = known_names(fields_)
+    for field, name, own in zip(fields_, field_names(fields_), known, strict=True):
+        if name is not None:
+            if name not in fields and field.value != "":
+                # the template's "username" is a general field: blanks around the id go
+                fields[name] = field.value.strip() if own is None else field.value
+        elif field.section_id == SECTION_ID and field.title and field.title not in extras:
+            extras[field.title] = field.value
+    for name, value in extras.items():
+        fields.setdefault(name, value)
+    return Item(fields)
 
 
 def _field_type(name: str) -> str:
@@ -181,13 +198,18 @@ def create_params(sdk: Any, vault_id: str, title: str, item: Item, tags: list[st
 def apply(sdk: Any, existing: Any, item: Item, tags: list[str]) -> Any:
     """A copy of ``existing`` that holds exactly ``item``, the user's own parts kept.
 
-    Known fields are updated where they are (their type corrected); known fields
-    ``item`` lacks and broker's stale extra fields are removed; the rest is kept.
+    Known fields are updated where they are, under their own labels (their type
+    corrected), the template's "username" and "credential" too when they hold the key
+    (:func:`field_names`); known fields ``item`` lacks and broker's stale extra fields are
+    removed (the template's two are emptied instead); the rest is kept.
     """
     fields: list[Any] = []
     done: set[str] = set()
     existing_fields = list(existing.fields)
-    for field, name in zip(existing_fields, known_names(existing_fields), strict=True):
+    known = known_names(existing_fields)
+    for field, name, own in zip(
+        existing_fields, field_names(existing_fields), known, strict=True
+    ):
         if name is None and field.section_id == SECTION_ID:
             name = field.title
         if name is None:
@@ -200,6 +222,8 @@ def apply(sdk: Any, existing: Any, item: Item, tags: list[str]) -> Any:
                 "field_type": sdk.ItemFieldType(_field_type(name)),
                 "details": None,
             }))
+        elif own is None and field.section_id != SECTION_ID:
+            fields.append(field.model_copy(update={"value": ""}))  # the template's own
         # else: removed (not in the item any more, or a duplicate)
     used = {str(f.id) for f in fields}
     for name in _ordered(item):

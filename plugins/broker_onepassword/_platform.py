@@ -34,6 +34,9 @@ _NATIVE_PROBLEM: list[str | None] = []
 
 
 def machine() -> str:
+    """``uname -m`` in lower case (``x86_64``, ``aarch64``...), "" where ``os.uname`` does
+    not exist; see :data:`ARCHITECTURES` for those the SDK supports.
+    """
     return os.uname().machine.lower() if hasattr(os, "uname") else ""
 
 
@@ -54,6 +57,9 @@ def glibc_version() -> tuple[int, int] | None:
 
 
 def in_wsl() -> bool:
+    """Whether this is Linux under WSL: ``WSL_DISTRO_NAME`` is set (WSL sets it in every
+    distribution's environment) or the kernel release names Microsoft.
+    """
     if os.environ.get("WSL_DISTRO_NAME"):
         return True
     try:

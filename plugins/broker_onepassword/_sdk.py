@@ -239,6 +239,10 @@ class Session:
         self._release = None
 
     def close(self) -> None:
+        """Release the SDK client (best effort, within ``min(timeout, 5)`` seconds, its output
+        kept off stdout), stop the event loop thread and forget the client; the next
+        :meth:`run` signs in again. Never raises; calling it again does nothing more.
+        """
         with self._lock:
             self._close()
 

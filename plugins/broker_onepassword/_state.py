@@ -8,7 +8,9 @@ lock shared by every broker process of the user)::
      "items": {"<vault id>": {"AWS dev": "<item id>"}}}
 
 Ids and titles are not secret. A wrong or stale id costs one failed call, after
-which broker looks the item up again and rewrites the entry.
+which broker looks the item up again and rewrites the entry. An item a profile names
+with ``broker_item`` is kept the same way: its vault under ``"<auth>|<vault as
+named>"``, the item under its title as named (not when named by id: nothing to learn).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ VERSION = 1
 
 
 def state_path() -> Path:
+    """``$XDG_STATE_HOME/broker/onepassword.json`` (:func:`broker.paths.state_dir`)."""
     return paths.state_dir() / FILE_NAME
 
 
@@ -55,20 +58,26 @@ class IdState:
 
     @property
     def data(self) -> dict[str, Any]:
+        """The state as read on first use (``{"version", "vaults", "items"}``; a missing,
+        unreadable or other-version file reads as empty), kept until :meth:`update`."""
         if self._data is None:
             self._data = self._read()
         return self._data
 
     def vault_id(self, key: str) -> str | None:
+        """The vault id learnt for ``key`` (``"<auth>|<vault setting>"``), else None."""
         value = self.data["vaults"].get(key)
         return value if isinstance(value, str) and value else None
 
     def item_id(self, vault_id: str, title: str) -> str | None:
+        """The id learnt for the item titled ``title`` in vault ``vault_id``, else None."""
         table = self.data["items"].get(vault_id)
         value = table.get(title) if isinstance(table, dict) else None
         return value if isinstance(value, str) and value else None
 
     def item_ids(self, vault_id: str) -> dict[str, str]:
+        """Every item id learnt in vault ``vault_id``: a dict of title -> item id (entries
+        that are not non-empty strings are left out)."""
         table = self.data["items"].get(vault_id)
         if not isinstance(table, dict):
             return {}

@@ -262,6 +262,9 @@ class PassBackend(Backend):
 
     @property
     def is_git(self) -> bool:
+        """Whether the store is a git repository (``.git`` in it): each change is then committed,
+        as ``pass git init`` makes ``pass`` itself do.
+        """
         return (self.store / ".git").exists()
 
     def _git(self, *args: str, identity: bool = False) -> tuple[int, str]:

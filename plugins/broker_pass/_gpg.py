@@ -215,6 +215,7 @@ class Gpg:
 
     @property
     def env(self) -> dict[str, str]:
+        """The environment gpg runs with (:func:`gpg_environment`), computed once per instance."""
         if self._env is None:
             self._env = gpg_environment()
         return self._env

@@ -19,7 +19,9 @@ It follows the CLI's documented behaviour and its messages as users report them:
   ``user_type``;
 * ``op item create -`` reads the item's JSON template on stdin, ``op item edit
   ITEM --vault V`` reads it on stdin (CLI 2.23.0 and later): how 1Password's op-js
-  and Terraform provider (internal/onepassword/cli/op.go) drive the CLI;
+  and Terraform provider (internal/onepassword/cli/op.go) drive the CLI. Set an older
+  ``version`` (:meth:`FakeOp.update`) and ``op item edit`` ignores stdin, changes
+  nothing and answers with the item as ``op item get`` does, as those versions did;
 * app integration: one approval per terminal session, lasting 10 idle minutes,
   revoked when the app locks (https://developer.1password.com/docs/cli/app-integration-security);
   several accounts need ``--account`` or ``OP_ACCOUNT`` (the ``signin`` reference:
@@ -60,6 +62,8 @@ from typing import Any
 
 STATE_VARIABLE = "FAKE_OP_STATE"
 VERSION = "2.30.3"
+#: From this version on ``op item edit`` reads the item's JSON template on stdin.
+READS_TEMPLATE = (2, 23, 0)
 #: An approval lasts this long without use (seconds).
 IDLE = 600
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -315,6 +319,10 @@ def _assignments(words: list[str]) -> list[dict]:
     return fields
 
 
+def _version(state: dict) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(state["version"]).split(".") if p.isdigit())
+
+
 def run(state: dict, argv: list[str], stdin: str) -> str:
     words, flags = _parse(argv)
     if flags.get("version") and not words:
@@ -375,15 +383,17 @@ def run(state: dict, argv: list[str], stdin: str) -> str:
         return _out(_shown(item), flags)
     if command == ["item", "edit"]:
         item = _item(state, account, vault, words[2])
-        text = stdin.strip()
+        text = stdin.strip() if _version(state) >= READS_TEMPLATE else ""
         if text:
             template = json.loads(text)
             item["title"] = template.get("title") or item["title"]
             item["tags"] = list(template.get("tags") or [])
             item["sections"] = list(template.get("sections") or [])
             item["fields"] = _fields(template)
-        else:
+        elif words[3:]:
             item["fields"] += _assignments(words[3:])
+        else:  # nothing to change: the item as `op item get` shows it
+            return _out(_shown(item), flags)
         item["version"] += 1
         item["updated_at"] = _now()
         return _out(_shown(item), flags)

@@ -115,6 +115,9 @@ class CtypesProxy:
         return getattr(self._real, name)
 
     def CDLL(self, path: Any, *args: Any, **kwargs: Any) -> Any:
+        """The fake desktop app's library for :data:`FAKE_LIBRARY_PATH` while an emulated account
+        is active, else the real ``ctypes.CDLL(path, ...)``.
+        """
         if str(path) == FAKE_LIBRARY_PATH and active_path() is not None:
             return FakeDesktopLibrary()
         return self._real.CDLL(path, *args, **kwargs)

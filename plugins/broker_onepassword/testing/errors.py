@@ -29,6 +29,9 @@ class CoreError(Exception):
 
     @classmethod
     def of(cls, name: str, message: str) -> CoreError:
+        """The error the core raises for error ``name`` (its JSON ``{"name", "message"}``,
+        compact), which the SDK's Python layer maps to its exception classes.
+        """
         return cls(json.dumps({"name": name, "message": message}, separators=(",", ":")))
 
 

@@ -66,6 +66,9 @@ class Clients:
         self.table: dict[int, dict[str, Any]] = {}
 
     def add(self, info: dict[str, Any]) -> int:
+        """Keep a signed-in client's ``info`` (desktop or not, account, token, integration); its
+        new id, counting from 1 in this process.
+        """
         with self.lock:
             client_id = self.next_id
             self.next_id += 1
@@ -73,6 +76,11 @@ class Clients:
             return client_id
 
     def get(self, client_id: Any) -> dict[str, Any]:
+        """The info of client ``client_id``.
+
+        Raises:
+            CoreError: no such client (an ``Internal`` error, as the core words it).
+        """
         with self.lock:
             info = self.table.get(client_id) if isinstance(client_id, int) else None
         if info is None:
@@ -81,6 +89,11 @@ class Clients:
         return info
 
     def drop(self, client_id: Any) -> None:
+        """Forget client ``client_id`` (the SDK's release at exit or by broker's ``close``).
+
+        Raises:
+            CoreError: no such client ("Could not drop SDK client. Invalid client ID").
+        """
         with self.lock:
             if self.table.pop(client_id, None) is None:
                 raise CoreError.of("Internal", f"an internal error occurred, {SUPPORT}: internal "
@@ -271,6 +284,14 @@ class Emulated:
         self.path = Path(path)
 
     def init_client(self, config_text: str, *, desktop_account: str | None = None) -> str:
+        """The core's ``init_client``: sign in with the JSON ``ClientConfig`` (a service-account
+        token, or the desktop app's ``desktop_account``), counted as one sign-in; the new
+        client's id as text. Injected faults (a hang, an error) apply.
+
+        Raises:
+            CoreError: a malformed config or integration name/version, a token that is
+                malformed or not known to the account, or an injected fault.
+        """
         try:
             config = json.loads(config_text)
             if not isinstance(config, dict) or "integrationName" not in config:
@@ -299,6 +320,14 @@ class Emulated:
         return str(CLIENTS.add(info))
 
     def invoke(self, text: str) -> str:
+        """The core's ``invoke``: run the JSON invocation (an SDK call such as ``ItemsGet``) on the
+        account state, counted per call (failed ones too); its result as JSON text. Injected
+        faults apply; a service-account token revoked since sign-in fails.
+
+        Raises:
+            CoreError: what the real core raises for that call (not found, rate limited,
+                invalid token...), or an injected fault.
+        """
         client_id, name, params = parse_invocation(text)
         client = CLIENTS.get(client_id)
         hang = 0.0
@@ -326,10 +355,22 @@ class Emulated:
         return json.dumps(result)
 
     def invoke_after_hang(self, client: dict[str, Any], name: str, params: dict[str, Any]) -> str:
+        """Run call ``name`` after an injected hang (the state read again, not counted again);
+        its result as JSON text.
+
+        Raises:
+            CoreError: as :meth:`invoke`.
+        """
         with open_state(self.path) as state:
             return json.dumps(dispatch(state, client, name, params))
 
     def invoke_sync(self, text: str) -> str:
+        """The core's ``invoke_sync``: ``ValidateSecretReference`` (returns "") and
+        ``GeneratePassword`` (a random password as JSON), counted as calls.
+
+        Raises:
+            CoreError: a malformed reference, or any other invocation.
+        """
         _, name, params = parse_invocation(text)
         with open_state(self.path) as state:
             count_call(state, name)
@@ -341,4 +382,9 @@ class Emulated:
         raise CoreError("data did not match any variant of untagged enum Invocation")
 
     def release_client(self, text: str) -> None:
+        """The core's ``release_client`` for the JSON client id ``text``.
+
+        Raises:
+            CoreError: no such client (:meth:`Clients.drop`).
+        """
         CLIENTS.drop(json.loads(text))

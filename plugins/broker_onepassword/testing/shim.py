@@ -89,21 +89,29 @@ def make_router(name: str) -> types.ModuleType:
 
 
 class RouterLoader(importlib.abc.Loader):
+    """Loads a native-core module as the router :func:`make_router` builds (nothing to run)."""
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        """The router module for ``spec.name`` (PEP 451 loader protocol)."""
         return make_router(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:
+        """Nothing to run: the router is complete once created (PEP 451 loader protocol)."""
         return None
 
 
 class PatchingLoader(importlib.abc.Loader):
+    """Loads ``onepassword.desktop_core`` with the real ``inner`` loader, then patches it to
+    find the fake desktop app (:func:`patch_desktop`); anything else goes to ``inner``.
+    """
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        """What the real loader creates (PEP 451 loader protocol)."""
         return self.inner.create_module(spec)  # type: ignore[no-any-return]
 
     def exec_module(self, module: types.ModuleType) -> None:
+        """Run the real module, then patch it (:func:`patch_desktop`)."""
         self.inner.exec_module(module)
         patch_desktop(module)
 
@@ -112,9 +120,16 @@ class PatchingLoader(importlib.abc.Loader):
 
 
 class Finder(importlib.abc.MetaPathFinder):
+    """The ``sys.meta_path`` finder that puts the router in place of the native core and the
+    patching loader on ``onepassword.desktop_core``.
+    """
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
+        """A spec routing a native-core module (:data:`CORE_MODULES`) to :class:`RouterLoader`,
+        the real desktop module's spec with :class:`PatchingLoader`, or None for any other
+        module (the next finder decides), as ``importlib.abc.MetaPathFinder`` requires.
+        """
         if fullname in CORE_MODULES:
             return importlib.util.spec_from_loader(fullname, RouterLoader(),
                                                    origin=__name__)

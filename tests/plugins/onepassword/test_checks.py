@@ -10,10 +10,11 @@ from pathlib import Path
 
 import broker_onepassword._platform as platform
 import pytest
-from broker_onepassword import KEPT_TOKEN, TOKEN_VARIABLE, OnePasswordBackend
+from broker_onepassword import TOKEN_VARIABLE, OnePasswordBackend
 
 from broker.backend import Check
 from broker.errors import NotFound
+from tests.support.resolvers import KeptTokens
 
 
 def _nothing_kept(reference: str) -> str:
@@ -38,13 +39,14 @@ def test_not_used_is_one_row() -> None:
 
 
 def test_token_sources(monkeypatch: pytest.MonkeyPatch, wsl: list[bool]) -> None:
-    wsl[0] = True
-    token = _rows()["1Password token"]
-    assert token.status == "fail" and token.summary == (
-        "no service-account token, and no 1Password CLI found")
-    assert token.fix.startswith("install op.exe, the 1Password CLI for Windows")
-    assert "docs/wsl2.md" in token.fix and "broker backend login onepassword" in token.fix
-    assert "account =" not in token.fix  # the SDK's desktop-app link cannot work in WSL
+    wsl[0] = True  # no token, no op.exe: op.exe is the way in, a token the other one
+    rows = _rows()
+    cli = rows["1Password CLI"]
+    assert "1Password token" not in rows
+    assert cli.status == "fail" and cli.summary.startswith("not found (looked for op.exe")
+    assert cli.fix.startswith("in Windows: `winget install 1Password.1PasswordCLI`")
+    assert "docs/wsl2.md" in cli.fix and "broker backend login onepassword" in cli.fix
+    assert "account =" not in cli.fix  # the SDK's desktop-app link cannot work in WSL
 
     wsl[0] = False
     token = _rows()["1Password token"]  # no token, no account: no desktop app is claimed
@@ -59,15 +61,18 @@ def test_token_sources(monkeypatch: pytest.MonkeyPatch, wsl: list[bool]) -> None
     assert token.status == "fail" and "not-a-token" not in token.summary + token.fix
 
     monkeypatch.delenv(TOKEN_VARIABLE)
-    kept = OnePasswordBackend(resolver={KEPT_TOKEN: "ops_kept"}.__getitem__).checks(True)
-    assert kept[0].status == "ok" and "broker backend login onepassword" in kept[0].summary
+    kept = OnePasswordBackend(resolver=KeptTokens({"test:onepassword-token": "ops_kept"}))
+    row = kept.checks(True)[0]  # found where `backend login` keeps it, whatever the store
+    assert row.status == "ok" and "broker backend login onepassword" in row.summary
+    assert "test:onepassword-token" in row.summary
 
     assert _rows(token="env:MY_TOKEN")["1Password token"].summary == (
         "from the reference env:MY_TOKEN"
     )
     assert _rows(account="me@example.com")["1Password token"].status == "ok"
-    wsl[0] = True
-    assert _rows(account="me@example.com")["1Password token"].status == "fail"
+    wsl[0] = True  # the desktop app's SDK link cannot work in WSL: op.exe is named
+    assert _rows(account="me@example.com")["1Password CLI"].status == "fail"
+    assert _rows(account="me@example.com", transport="sdk")["1Password token"].status == "fail"
 
 
 def test_vaults_a_service_account_can_never_read(tmp_path: Path,

@@ -22,6 +22,7 @@ from broker.errors import (
     RateLimited,
 )
 from broker.testing.contract import SAMPLE
+from tests.support.resolvers import KeptTokens
 
 SECRET = SAMPLE["aws_secret_access_key"]
 
@@ -184,11 +185,7 @@ def test_no_token_anywhere(emulator: OnePasswordEmulator,
                            make_backend: Callable[..., OnePasswordBackend],
                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OP_SERVICE_ACCOUNT_TOKEN")
-    asked: list[str] = []
-
-    def resolver(reference: str) -> str:
-        asked.append(reference)
-        raise NotFound("keyctl: no secret 'onepassword-token'", "store it first")
+    resolver = KeptTokens()  # `backend login` keeps tokens there; none is kept
 
     for backend in (make_backend(), make_backend(resolver=resolver)):
         availability = backend.availability()
@@ -199,7 +196,7 @@ def test_no_token_anywhere(emulator: OnePasswordEmulator,
             backend.get("dev")
         assert "OP_SERVICE_ACCOUNT_TOKEN" in caught.value.hint
         assert "broker backend login onepassword" in caught.value.hint
-    assert "keyctl:onepassword-token" in asked
+    assert "test:onepassword-token" in resolver.asked
     assert emulator.calls() == {}
 
 
@@ -208,7 +205,7 @@ def test_token_kept_in_the_keyring(emulator: OnePasswordEmulator,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     token = emulator.token
     monkeypatch.delenv("OP_SERVICE_ACCOUNT_TOKEN")
-    backend = make_backend(resolver={"keyctl:onepassword-token": token}.__getitem__)
+    backend = make_backend(resolver=KeptTokens({"test:onepassword-token": token}))
     assert backend.availability().ok
     backend.set("dev", SAMPLE)
     assert backend.get("dev") == SAMPLE

@@ -98,7 +98,9 @@ def test_hand_made_item_is_read(emulator: OnePasswordEmulator,
         MFA_SERIAL: "arn:aws:iam::123456789012:mfa/hand",
         TOTP: SEED,
     })
-    assert backend.list() == ["handmade"]  # an API Credentials item fitting the template
+    assert backend.list() == []  # untagged: no profile's item until tagged broker
+    emulator.edit_item(emulator.find("AWS handmade")["id"], tags=["broker"])
+    assert backend.list() == ["handmade"]
 
 
 def test_hand_made_item_by_field_ids_and_otpauth(emulator: OnePasswordEmulator,
@@ -322,8 +324,8 @@ def test_shell_plugin_item_is_read(
 def test_list_shows_only_items_a_profile_can_use(
     emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
 ) -> None:
-    """Untagged API Credentials items fitting the template are looked inside (one batched
-    read): an API token titled "AWS Console" is not a profile."""
+    """Only items tagged broker (and those a profile's broker_item names): an API token
+    titled "AWS Console", or someone's untagged key item, is no profile. One ItemsList."""
     make_backend().set("dev", SAMPLE)
     emulator.create_item("AWS Console", [
         field("username", "alice", id="username"),
@@ -332,6 +334,5 @@ def test_list_shows_only_items_a_profile_can_use(
         field("username", "AKIATEMPLATE00000001", id="username"),
         field("credential", "template-secret", "Concealed", id="credential")])
     emulator.reset_calls()
-    assert make_backend().list() == ["dev", "tmpl"]
-    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsList": 1,
-                                                "ItemsGetAll": 1}
+    assert make_backend().list() == ["dev"]
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsList": 1}

@@ -1,0 +1,312 @@
+"""Items people already keep, named by a profile's ``broker_item`` (``bind_item``).
+
+1Password's AWS shell plugin item (an API Credential with fields labelled "access key id",
+"secret access key", "one-time password", "mfa serial", "default region", in the app's
+default section, its OTP field stored as ``TOTP_<id>``) and the app's API Credential
+template (username = access key id, credential = secret) are read as they are; broker
+writes into them only once adopted (tagged ``broker``), into their own fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from broker_onepassword import OnePasswordBackend
+from broker_onepassword.testing import OnePasswordEmulator, field
+
+from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Item
+from broker.errors import AmbiguousMatch, ConfigError, NotFound, UsageError
+from broker.testing.contract import SAMPLE
+
+SEED = SAMPLE[TOTP]
+SERIAL = "arn:aws:iam::123456789012:mfa/shell-user"
+SHELL_KEY = "AKIASHELLPLUGIN00001"
+SHELL = Item({ACCESS_KEY_ID: SHELL_KEY, SECRET_ACCESS_KEY: "shell/plugin+secret",
+              TOTP: SEED, MFA_SERIAL: SERIAL})
+NEW_KEY = Item({ACCESS_KEY_ID: "AKIAROTATED000000001", SECRET_ACCESS_KEY: "rotated/secret"})
+Make = Callable[..., OnePasswordBackend]
+
+
+def shell_plugin_item(emulator: OnePasswordEmulator, title: str = "AWS Access Key",
+                      vault: str = "Broker", section: str | None = None) -> str:
+    """The shell plugin's item as made in the app: random ids, the default section."""
+    return emulator.create_item(title, [
+        field("access key id", SHELL_KEY, id="kq1", section=section),
+        field("secret access key", "shell/plugin+secret", "Concealed", id="kq2",
+              section=section),
+        field("one-time password", SEED, "Totp", id="kq3", section=section),
+        field("mfa serial", SERIAL, id="kq4", section=section),
+        field("default region", "eu-west-1", id="kq5", section=section),
+    ], vault=vault, notes="made by the AWS shell plugin")
+
+
+def template_item(emulator: OnePasswordEmulator, title: str = "IAM key") -> str:
+    """An item made from the app's API Credential template."""
+    return emulator.create_item(title, [
+        field("username", "AKIATEMPLATE00000001", id="username"),
+        field("credential", "template/secret", "Concealed", id="credential"),
+        field("type", "", id="type"), field("hostname", "", id="hostname"),
+    ])
+
+
+def labels(emulator: OnePasswordEmulator, item_id: str) -> list[tuple[str, str, Any]]:
+    """(id, label, section) of every field, in order."""
+    return [(f["id"], f["title"], f["sectionId"]) for f in emulator.item(item_id)["fields"]]
+
+
+def values(emulator: OnePasswordEmulator, item_id: str) -> dict[str, str]:
+    return {f["title"]: f["value"] for f in emulator.item(item_id)["fields"]}
+
+
+def bound(make_backend: Make, reference: str, name: str = "dev", **settings: Any
+          ) -> OnePasswordBackend:
+    backend = make_backend(**settings)
+    backend.bind_item(name, reference)
+    return backend
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section", [None, ""])
+def test_shell_plugin_item_is_read(emulator: OnePasswordEmulator, make_backend: Make,
+                                   section: str | None) -> None:
+    item_id = shell_plugin_item(emulator, section=section)
+    assert labels(emulator, item_id)[2][0] == "TOTP_kq3"  # as the core stores OTP fields
+    backend = bound(make_backend, "op://Broker/AWS Access Key")
+    assert backend.get("dev") == SHELL  # "default region" is not broker's
+    assert backend.get_many(["dev"]) == {"dev": SHELL}
+
+
+def test_the_otp_field_is_found_by_its_type(emulator: OnePasswordEmulator,
+                                            make_backend: Make) -> None:
+    emulator.create_item("Keys", [
+        field("access key id", SHELL_KEY), field("secret access key", "s3cr3t", "Concealed"),
+        field("Authenticator", SEED, "Totp", id="zz9")])
+    got = bound(make_backend, "Keys").get("dev")
+    assert got is not None and got[TOTP] == SEED
+
+
+def test_api_credential_template_is_read(emulator: OnePasswordEmulator,
+                                         make_backend: Make) -> None:
+    template_item(emulator)
+    assert bound(make_backend, "IAM key").get("dev") == Item({
+        ACCESS_KEY_ID: "AKIATEMPLATE00000001", SECRET_ACCESS_KEY: "template/secret"})
+
+
+def test_brokers_own_item_is_read(emulator: OnePasswordEmulator, make_backend: Make) -> None:
+    make_backend().set("old", SAMPLE)
+    assert bound(make_backend, "op://broker/aws OLD").get("dev") == SAMPLE  # any case
+
+
+def test_a_cold_read_with_remembered_ids_is_one_item_read(
+    emulator: OnePasswordEmulator, make_backend: Make
+) -> None:
+    shell_plugin_item(emulator)
+    assert bound(make_backend, "op://Broker/AWS Access Key").get("dev") == SHELL
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "VaultsList": 1,
+                                                "ItemsList": 1, "ItemsGet": 1}
+    emulator.reset_calls()
+    assert bound(make_backend, "op://Broker/AWS Access Key").get("dev") == SHELL
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsGet": 1}
+    assert emulator.requests() == {"init_client": 2, "ItemsGet": 3, "read": 5, "write": 0}
+
+
+def test_an_item_in_another_vault(emulator: OnePasswordEmulator, make_backend: Make) -> None:
+    emulator.add_vault("Keys")
+    shell_plugin_item(emulator, vault="Keys")
+    assert bound(make_backend, "op://Keys/AWS Access Key").get("dev") == SHELL
+    emulator.reset_calls()
+    backend = bound(make_backend, "op://Keys/AWS Access Key")
+    assert backend.get("dev") == SHELL  # the vault's id and the item's are remembered
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsGet": 1}
+
+
+def test_vault_and_item_by_id(emulator: OnePasswordEmulator, make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    reference = f"op://{emulator.vault_id()}/{item_id}"
+    assert bound(make_backend, reference).get("dev") == SHELL
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsGet": 1}
+
+
+def test_a_missing_item_is_an_error_naming_it(emulator: OnePasswordEmulator,
+                                              make_backend: Make) -> None:
+    backend = bound(make_backend, "op://Broker/Nothing here")
+    with pytest.raises(NotFound, match="op://Broker/Nothing here") as caught:
+        backend.get("dev")
+    assert "broker_item" in str(caught.value) and caught.value.exit_code == 14
+    assert backend.get_many(["dev"]) == {"dev": None}
+    assert backend.list() == []
+    assert backend.delete("dev") is False
+
+
+def test_a_vault_a_service_account_cannot_see(emulator: OnePasswordEmulator,
+                                              make_backend: Make) -> None:
+    backend = bound(make_backend, "op://Private/AWS Access Key")
+    with pytest.raises(NotFound, match="no vault 'Private'") as caught:
+        backend.get("dev")
+    assert "service account never sees a Private" in caught.value.hint
+
+
+def test_two_items_with_the_title(emulator: OnePasswordEmulator, make_backend: Make) -> None:
+    first = shell_plugin_item(emulator)
+    second = shell_plugin_item(emulator)
+    with pytest.raises(AmbiguousMatch) as caught:
+        bound(make_backend, "AWS Access Key").get("dev")
+    assert first in str(caught.value) and second in str(caught.value)
+    assert bound(make_backend, f"op://Broker/{second}").get("dev") == SHELL  # by id
+
+
+def test_a_renamed_item_is_found_again(emulator: OnePasswordEmulator,
+                                       make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    assert bound(make_backend, "AWS Access Key").get("dev") == SHELL
+    emulator.edit_item(item_id, title="AWS Access Key (old)")
+    new_id = shell_plugin_item(emulator)
+    emulator.edit_item(new_id, fields=[dict(f, value="AKIANEWKEY0000000001") if f["title"] ==
+                                       "access key id" else f
+                                       for f in emulator.item(new_id)["fields"]])
+    got = bound(make_backend, "AWS Access Key").get("dev")
+    assert got is not None and got[ACCESS_KEY_ID] == "AKIANEWKEY0000000001"
+
+
+@pytest.mark.parametrize("reference", ["pass://store/dev", "op://Broker/dev/field"])
+def test_a_reference_not_to_one_1password_item(make_backend: Make, reference: str) -> None:
+    with pytest.raises(ConfigError):
+        make_backend().bind_item("dev", reference)
+
+
+def test_only_keys_are_bound(make_backend: Make) -> None:
+    with pytest.raises(ConfigError):
+        make_backend(namespace="sessions").bind_item("dev", "AWS Access Key")
+
+
+# -- list ----------------------------------------------------------------------------------
+
+
+def test_list_shows_broker_items_and_named_items_only(
+    emulator: OnePasswordEmulator, make_backend: Make
+) -> None:
+    make_backend().set("own", SAMPLE)
+    shell = shell_plugin_item(emulator)
+    template_item(emulator, "AWS tmpl")  # fits the title template, but untagged: no profile
+    emulator.create_item("AWS Console", [field("username", "alice"),
+                                         field("credential", "token", "Concealed")])
+    emulator.reset_calls()
+    backend = bound(make_backend, "AWS Access Key")
+    assert backend.list() == ["dev", "own"]
+    assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsList": 1}
+    emulator.edit_item(shell, tags=["broker"])  # adopted: still listed as dev, never as
+    assert bound(make_backend, "AWS Access Key").list() == ["dev", "own"]  # "Access Key"
+    assert make_backend().list() == ["Access Key", "own"]  # no profile names it any more
+
+
+def test_list_looks_in_the_vault_of_a_named_item(emulator: OnePasswordEmulator,
+                                                 make_backend: Make) -> None:
+    emulator.add_vault("Keys")
+    shell_plugin_item(emulator, vault="Keys")
+    backend = bound(make_backend, "op://Keys/AWS Access Key")
+    backend.bind_item("gone", "op://Keys/Nothing")
+    assert backend.list() == ["dev"]
+    assert emulator.calls(remote_only=True)["ItemsList"] == 2
+
+
+# -- writes: refused until adopted, then into the item's own fields ----------------------
+
+
+def test_writes_are_refused_until_adopted(emulator: OnePasswordEmulator,
+                                          make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    before = emulator.item(item_id)
+    backend = bound(make_backend, "op://Broker/AWS Access Key")
+    for attempt in (lambda: backend.check_writable("dev"),
+                    lambda: backend.set("dev", SHELL.replace(**NEW_KEY)),
+                    lambda: backend.delete("dev")):
+        with pytest.raises(UsageError) as caught:
+            attempt()
+        text = str(caught.value)
+        assert "'AWS Access Key'" in text and "`broker adopt dev`" in text
+        assert "\n" not in text and SHELL_KEY not in text
+    assert emulator.item(item_id) == before
+    assert emulator.calls(remote_only=True).get("ItemsPut") is None
+
+
+def test_adopt_tags_the_item_and_changes_nothing_else(emulator: OnePasswordEmulator,
+                                                      make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    before = emulator.item(item_id)
+    backend = bound(make_backend, "op://Broker/AWS Access Key")
+    assert backend.adopt("dev") is True
+    after = emulator.item(item_id)
+    assert after["tags"] == ["broker"] and after["version"] == before["version"] + 1
+    assert {k: v for k, v in after.items() if k not in ("tags", "version", "updatedAt")} == {
+        k: v for k, v in before.items() if k not in ("tags", "version", "updatedAt")}
+    assert bound(make_backend, "op://Broker/AWS Access Key").adopt("dev") is False
+    bound(make_backend, "op://Broker/AWS Access Key").check_writable("dev")
+
+
+def test_an_adopted_shell_plugin_item_keeps_its_labels(emulator: OnePasswordEmulator,
+                                                       make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    before = labels(emulator, item_id)
+    bound(make_backend, "AWS Access Key").adopt("dev")
+    backend = bound(make_backend, "AWS Access Key")
+    backend.set("dev", SHELL.replace(**NEW_KEY))  # what `broker rotate` stores
+    assert labels(emulator, item_id) == before  # same ids, labels, sections: nothing added
+    shown = values(emulator, item_id)
+    assert shown["access key id"] == NEW_KEY[ACCESS_KEY_ID]
+    assert shown["secret access key"] == NEW_KEY[SECRET_ACCESS_KEY]
+    assert shown["one-time password"] == SEED and shown["default region"] == "eu-west-1"
+    assert emulator.item(item_id)["notes"] == "made by the AWS shell plugin"
+    assert backend.get("dev") == SHELL.replace(**NEW_KEY)  # read back (migrate verifies)
+    assert bound(make_backend, "AWS Access Key").get("dev") == SHELL.replace(**NEW_KEY)
+
+
+def test_an_adopted_template_item_keeps_username_and_credential(
+    emulator: OnePasswordEmulator, make_backend: Make
+) -> None:
+    item_id = template_item(emulator)
+    before = labels(emulator, item_id)
+    bound(make_backend, "IAM key").adopt("dev")
+    bound(make_backend, "IAM key").set("dev", NEW_KEY)
+    assert labels(emulator, item_id) == before
+    shown = values(emulator, item_id)
+    assert shown["username"] == NEW_KEY[ACCESS_KEY_ID]
+    assert shown["credential"] == NEW_KEY[SECRET_ACCESS_KEY]
+    assert bound(make_backend, "IAM key").get("dev") == NEW_KEY
+
+
+def test_a_seed_added_to_an_adopted_item(emulator: OnePasswordEmulator,
+                                         make_backend: Make) -> None:
+    """`broker totp set` on an adopted template item: the seed goes in broker's section."""
+    item_id = template_item(emulator)
+    bound(make_backend, "IAM key").adopt("dev")
+    backend = bound(make_backend, "IAM key")
+    current = backend.get("dev")
+    assert current is not None
+    backend.set("dev", current.replace(totp=SEED))
+    assert bound(make_backend, "IAM key").get("dev") == current.replace(totp=SEED)
+    assert values(emulator, item_id)["username"] == "AKIATEMPLATE00000001"
+
+
+def test_an_adopted_item_is_deleted_by_remove(emulator: OnePasswordEmulator,
+                                              make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    bound(make_backend, "AWS Access Key").adopt("dev")
+    assert bound(make_backend, "AWS Access Key").delete("dev") is True
+    with pytest.raises(KeyError):
+        emulator.item(item_id)
+
+
+def test_a_concurrent_edit_is_retried(emulator: OnePasswordEmulator,
+                                      make_backend: Make) -> None:
+    item_id = shell_plugin_item(emulator)
+    bound(make_backend, "AWS Access Key").adopt("dev")
+    backend = bound(make_backend, "AWS Access Key")
+    assert backend.get("dev") == SHELL
+    emulator.edit_item(item_id, notes="edited in the app meanwhile")
+    backend.set("dev", SHELL.replace(**NEW_KEY))
+    assert values(emulator, item_id)["access key id"] == NEW_KEY[ACCESS_KEY_ID]
+    assert emulator.item(item_id)["notes"] == "edited in the app meanwhile"
