@@ -303,8 +303,14 @@ def needs_code(chain: Chain, options: ChainOptions, cache: SessionCache) -> bool
     """Whether making ``chain``'s credentials now sends an MFA code (so may ask a person):
     the chain has an MFA device, makes at least one STS call (not the raw key of
     ``--no-session`` without a role), and every cached level down to the one that
-    carries the code has expired in ``cache`` (or is within its refresh margin)."""
-    if not chain.mfa_serial:
+    carries the code has expired in ``cache`` (or is within its refresh margin).
+
+    When no profile of the chain sets ``mfa_serial`` but the key profile reads its key
+    from an item it names (``broker_item``), the device may be that item's ``mfa serial``
+    (:meth:`CredentialChain._serial_kept_with_key`), which only reading the item tells:
+    such a chain counts as having a device, so that a refresh that may ask for a code is
+    never treated as one that cannot."""
+    if not chain.mfa_serial and not chain.key_profile.broker_item:
         return False
     names = level_session_names(chain, options)
     if not names:  # the long-lived key itself: no call, no code

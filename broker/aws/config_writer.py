@@ -1,5 +1,6 @@
-"""broker's one editor of the AWS INI files: setting one value in ``~/.aws/config``, and
-removing one section of ``~/.aws/credentials``, without disturbing the rest.
+"""broker's one editor of the AWS INI files: setting or removing one value in
+``~/.aws/config``, and removing one section of ``~/.aws/credentials``, without disturbing
+the rest.
 
 configparser would drop every comment and reflow the file, so this edits lines: the
 value is replaced in place (or added after the section's last setting, or in a new
@@ -166,6 +167,58 @@ def set_profile_value(
         target = parsed[start].name
     result = "".join(edited)
     _verify(before, _read(result, source), target, profile, option, value)
+    return bom + result
+
+
+def without_profile_value(
+    text: str, profile: str, key: str, *, source: str = "~/.aws/config"
+) -> str:
+    """``text`` without ``key``'s setting in the section botocore reads ``profile`` from:
+    its line and its continuation lines (comments among them stay). ``text`` itself when
+    that section has no such setting (or there is no section).
+
+    ``source`` names the file in errors. Raises ConfigError when the file cannot be parsed,
+    or when the profile would still read a value afterwards (a ``[DEFAULT]`` one) or any
+    other setting would read differently.
+    """
+    _check_profile(profile)
+    bom = BOM if text.startswith(BOM) else ""
+    body = text[len(bom):]
+    before = _read(body, source)
+    option = key.lower()
+    lines = split_lines(body)
+    parsed = classify(lines)
+    start = _winning_section(parsed, profile)
+    if start is None:
+        return text
+    end = next(
+        (i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER), len(parsed)
+    )
+    found = next(
+        (i for i in range(start + 1, end)
+         if parsed[i].kind == OPTION and parsed[i].name == option), None
+    )
+    if found is None:
+        return text
+    following = found + 1  # its continuation lines go, comments among them stay
+    while following < end and parsed[following].kind in (CONTINUATION, BLANK, COMMENT):
+        following += 1
+    kept = [lines[i] for i in range(found + 1, following) if parsed[i].kind != CONTINUATION]
+    rest = [*kept, *lines[following:]]
+    if found and rest and _merge(line_ending(lines[found - 1]), rest[0]):
+        # After a lone "\r", the "\n" of a blank line would only make it "\r\n".
+        rest[0] = "\r" + rest[0][1:]
+    result = "".join([*lines[:found], *rest])
+    section = parsed[start].name
+    expected = copy.deepcopy(before)
+    expected[0][section].pop(option, None)
+    after = _read(result, source)
+    if after != expected or option in _profiles(after).get(profile, {}):
+        raise ConfigError(
+            f"cannot remove {option} from {profile!r}'s section of {source} without changing "
+            "how other settings are read",
+            f"remove the `{option}` line from the [{section}] section by hand",
+        )
     return bom + result
 
 
@@ -467,6 +520,15 @@ def write_profile_value(path: Path, profile: str, key: str, value: str) -> bool:
     """
     return edit_file(
         path, lambda text: set_profile_value(text, profile, key, value, source=str(path))
+    )
+
+
+def remove_profile_value(path: Path, profile: str, key: str) -> bool:
+    """Remove ``key`` from ``profile``'s section of the file at ``path``
+    (:func:`without_profile_value`); True if the file changed. The file is kept as
+    :func:`write_profile_value` keeps it."""
+    return edit_file(
+        path, lambda text: without_profile_value(text, profile, key, source=str(path))
     )
 
 

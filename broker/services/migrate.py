@@ -12,6 +12,13 @@ Before writing anything the whole run is planned: an item already in the
 target with *different* fields stops the run there, naming the fields (never
 their values), unless ``overwrite`` is given. Only the ``credentials``
 namespace moves; STS sessions are caches and are never migrated.
+
+A profile whose key the source reads from an item the profile names (``broker_item``,
+:mod:`broker.services.items`) keeps reading that item while it exists: the copy is a
+second one, which ``broker rotate`` keeps up to date. Once ``delete_source`` has deleted
+the item, ``broker_item`` goes from the profile's section of ~/.aws/config (and
+``broker_backend`` names the target unless it becomes the default), so that the profile
+reads the verified copy instead of naming an item that is gone.
 """
 
 from __future__ import annotations
@@ -222,6 +229,49 @@ def _pin_moved(ctx: Context, report: MigrationReport, target: str) -> None:
         )
 
 
+def _served_item(ctx: Context, source: str, profile: str) -> str | None:
+    """The ``broker_item`` ``profile`` reads its key from in backend ``source`` (the one
+    :func:`broker.services.items.bind_items` bound it to), else None."""
+    known = ctx.aws.profiles.get(profile)
+    if known is None or not known.broker_item or "broker_item" in known.problem_by_key:
+        return None
+    return known.broker_item if ctx.credential_backend_name(known) == source else None
+
+
+def _release_item(ctx: Context, profile: str, target: str, *, pin: bool) -> str:
+    """Make ``profile``, whose ``broker_item`` named an item now deleted from the source
+    (its key verified in ``target``), read its key from ``target``: one atomic edit of
+    ~/.aws/config removes ``broker_item`` and, with ``pin`` (``--set-default`` not given),
+    sets ``broker_backend = target`` where the profile would otherwise look elsewhere.
+    Returns the note for the report.
+
+    Raises:
+        ConfigError: the file cannot be read or edited without changing other settings.
+    """
+    from broker.aws.config_writer import edit_file, set_profile_value, without_profile_value
+    from broker.aws.profiles import Profile
+
+    known = ctx.aws.profiles[profile]
+    reference = known.broker_item
+    rest = {k: v for k, v in known.values.items() if k != "broker_item"}
+    pinned = pin and ctx.credential_backend_name(Profile(profile, rest)) != target
+    path = ctx.aws.path
+
+    def change(text: str) -> str:
+        text = without_profile_value(text, profile, "broker_item", source=str(path))
+        if pinned:
+            text = set_profile_value(text, profile, "broker_backend", target, source=str(path))
+        return text
+
+    edit_file(path, change)
+    ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    said = f" and set broker_backend = {target}" if pinned else ""
+    return (
+        f"removed broker_item = {reference} from profile {profile!r}{said} in {path}: "
+        f"that item is deleted, and {profile!r} now reads its key from {target}"
+    )
+
+
 def _revoke(ctx: Context, profile: str) -> int:
     """End the cached sessions made from ``profile``'s key, now gone from the source."""
     from broker.services.keys import revoke_sessions
@@ -294,7 +344,16 @@ def migrate(
 
     A target that keeps keys in memory only (no ``PERSISTENT`` capability) loses them at
     reboot: deleting them from a persistent source, or making that target the default,
-    needs ``memory_only_ok``.
+    needs ``memory_only_ok``. With ``delete_source``, a profile whose deleted item it
+    named with ``broker_item`` loses that setting (the report's notes say so).
+
+    Raises:
+        UsageError: the same backend twice, a conflict (:class:`MigrationConflict`), a
+            source that cannot list with no profiles named, an item broker may only read,
+            or a memory-only target unasked.
+        BackendUnavailable: either backend cannot be used here.
+        VerificationFailed: an item read back differently; nothing of it was deleted.
+        ConfigError: ~/.aws/config could not be edited (the key is already moved).
     """
     if source_name == target_name:
         raise UsageError(
@@ -322,13 +381,27 @@ def migrate(
                     source.check_writable(step.profile)
         if dry_run:
             report.outcomes = [_dry_outcome(s, delete_source) for s in steps]
+            report.notes.extend(
+                f"would remove broker_item = {reference} from profile {s.profile!r}, "
+                f"whose key would then be read from {target_name}"
+                for s in steps
+                if delete_source and s.item is not None
+                and (reference := _served_item(ctx, source_name, s.profile))
+            )
         else:
             ended = 0
             for index, step in enumerate(steps):
                 if progress is not None:
                     progress(index, len(steps), step.profile)
+                served = delete_source and _served_item(ctx, source_name, step.profile)
                 outcome = _apply(step, source, target, delete_source)
                 report.outcomes.append(outcome)
+                # Its item gone (now, or by a run this one finishes): the profile reads
+                # the verified copy, or it would name an item that is no longer there.
+                if served and (outcome.source_deleted or step.existing is not None):
+                    report.notes.append(
+                        _release_item(ctx, step.profile, target_name, pin=not set_default)
+                    )
                 if outcome.source_deleted:
                     ended += _revoke(ctx, step.profile)
             if ended:
