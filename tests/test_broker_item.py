@@ -240,6 +240,9 @@ def test_list_shows_the_named_item_under_the_profile(tmp_path: Path) -> None:
 
 
 def test_add_item_writes_broker_item_and_stores_nothing(tmp_path: Path) -> None:
+    from broker.testing.memory import MemoryBackend
+
+    MemoryBackend.reset()  # other tests of this process leave items in the shared stores
     ctx = context(tmp_path, "[profile dev]\nregion = eu-west-1\n")
     result = keys.add_item(ctx, "dev", " kept://V/Keys ")
     assert result.reference == "kept://V/Keys" and result.backend == "kept"

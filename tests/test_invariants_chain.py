@@ -641,3 +641,41 @@ def test_a_code_aws_refuses_is_asked_again_only_at_the_prompt(
         f"broker: the MFA code was refused; try again ({left} {'try' if left == 1 else 'tries'} "
         "left)\n" for left in (2, 1)[:calls - 1]
     ]
+
+
+def test_a_fresh_chain_assumes_every_role_again(sent, cache, tmp_path, monkeypatch):
+    """`fresh` reaches every level, not only the MFA session: no cached role is served."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    first = _producer("top", cache).get()
+    assert _producer("top", cache).get() == first and len(sent) == 3  # served from the cache
+    fresh = _producer("top", cache, fresh=True)
+    again = fresh.get()
+    assert fresh.calls == ["GetSessionToken", "AssumeRole mid", "AssumeRole top"]
+    assert again != first and _producer("top", cache).cached() == again
+
+
+def test_problems_are_what_exec_would_refuse_with_the_next_step():
+    from broker.aws.chain import problems
+
+    assert problems(_chain("top")) == []  # no options: the defaults, as `list` runs it
+    assert problems(_chain("long-next")) == [
+        f"duration_seconds in {P} [profile long-next]: 7200s exceeds the 1 hour limit AWS sets "
+        "for a role assumed with another role's session (role chaining: k -> long -> "
+        "long-next); choose at most 3600 seconds"
+    ]
+    assert problems(_chain("k"), ChainOptions(no_session=True, duration=900)) == [
+        "--duration has no effect with --no-session on a profile without a role; "
+        "drop one of the two flags"
+    ]
+
+
+def test_options_from_settings_take_the_session_duration_from_the_config():
+    from broker.config import Settings
+
+    options = ChainOptions.from_settings(
+        Settings(P, session_duration=5400), duration=900, no_session=True,
+        region="eu-north-1", profile="top",
+    )
+    assert (options.duration, options.no_session, options.session_duration, options.region,
+            options.profile) == (900, True, 5400, "eu-north-1", "top")

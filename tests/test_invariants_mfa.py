@@ -688,3 +688,51 @@ def test_a_typed_code_equal_to_the_last_accepted_is_refused_at_once(ledger, cloc
     with pytest.raises(AuthenticationError, match="was already used"):
         codes.code_for(SERIAL, CHAIN)
     assert clock.slept == [] and terminal["answers"] == ["222222"]
+
+
+def test_the_code_given_on_the_command_line_is_offered_once(ledger, clock):
+    from broker.aws.mfa import ExplicitCode
+
+    given = ExplicitCode("123456")
+    assert given.offer(SERIAL, CHAIN) == Offer(code="123456")
+    assert given.offer(SERIAL, CHAIN) is None  # used: the next source is asked
+    assert ExplicitCode(None).offer(SERIAL, CHAIN) is None
+    codes = MfaCodes(explicit="123456", sources=[_Answers(["654321"])], ledger=ledger,
+                     clock=clock)
+    assert codes.code_for(SERIAL, CHAIN) == "123456"
+    assert codes.code_for(SERIAL, CHAIN) == "654321" and codes.last_origin == "a code source"
+
+
+def test_the_prompt_offers_what_is_typed_for_the_device_and_nothing_without_a_terminal(
+    terminal, monkeypatch
+):
+    from broker import tty
+
+    terminal["answers"] = ["123456"]
+    assert Prompt().offer(SERIAL, CHAIN) == Offer(code="123456")
+    assert terminal["prompts"] == [f"MFA code for {SERIAL}: "]
+    monkeypatch.setattr(tty, "has_tty", lambda: False)
+    assert Prompt().offer(SERIAL, CHAIN) is None
+
+
+class _LiveOnce:
+    """A live code source handing out ``code`` once, then nothing (its command went away)."""
+
+    name = "live"
+    origin = "a live source"
+
+    def __init__(self, code: str) -> None:
+        self.code: str | None = code
+
+    def offer(self, serial: str, chain) -> Offer | None:
+        code, self.code = self.code, None
+        return Offer(code=code, live=True) if code else None
+
+
+def test_a_live_source_giving_nothing_when_asked_again_says_so(ledger, clock):
+    ledger.record(SERIAL, UsedCode(STEP, 30, "111111", T0 - 5))
+    codes = MfaCodes(sources=[_LiveOnce("111111")], ledger=ledger, clock=clock)
+    with pytest.raises(MFARequired) as info:
+        codes.code_for(SERIAL, CHAIN)
+    assert (info.value.message, info.value.hint) == (
+        f"a live source gave no code for {SERIAL}", "check the command")

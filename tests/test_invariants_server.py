@@ -860,3 +860,122 @@ def test_a_request_waits_the_short_time_while_valid_the_longer_when_not(valid):
 def test_a_generated_token_carries_32_random_bytes():
     server = server_service.CredentialServer(_served())
     assert len(server.token) == 43  # token_urlsafe(32): 256 bits, base64url
+
+
+@pytest.mark.timeout(30)
+def test_a_refresh_that_needs_no_person_is_waited_for_when_nothing_says_otherwise():
+    """Without ``needs_code``, a refresh is taken for one that asks nobody: a request waits
+    for it (up to ``fresh_wait``) rather than getting the old credentials at once."""
+    import time
+
+    def fetch() -> Credentials:
+        time.sleep(0.3)
+        return _expiring(3600, "ASIANEW")
+
+    after = [0.0]
+    source = server_service.RefreshingCredentials(fetch, 300, initial=_expiring(100),
+                                                  fresh_wait=5, clock=_later(after))
+    after[0] = 60
+    assert source.current().access_key_id == "ASIANEW"
+
+
+@pytest.mark.timeout(30)
+def test_with_nothing_valid_a_slow_refresh_after_a_failed_one_says_retry_not_the_old_error():
+    import time
+
+    from broker.errors import BrokerError
+
+    answers: list[object] = [AWSError("STS is down"), "slow"]
+    done = []
+
+    def fetch() -> Credentials:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        time.sleep(1.0)
+        done.append(1)
+        return _expiring(3600, "ASIANEW")
+
+    source = server_service.RefreshingCredentials(fetch, 300, initial=_expiring(-5),
+                                                  expired_wait=0.1)
+    with pytest.raises(BrokerError, match="STS is down"):
+        source.current()
+    with pytest.raises(server_service.RefreshPending):
+        source.current()  # the second refresh is still under way: the SDK is told to retry
+    deadline = time.monotonic() + 10
+    while source.refreshing and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done and source.current().access_key_id == "ASIANEW"
+
+
+def test_credentials_fetched_with_under_a_second_left_are_stale_only_past_half_of_it():
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    creds = Credentials("ASIASHORT", "s", "t", now + timedelta(seconds=0.5))
+    source = server_service.RefreshingCredentials(lambda: creds, 300, initial=creds,
+                                                  clock=lambda: now)
+    assert not source.stale(now)
+    assert not source.stale(now + timedelta(seconds=0.2))
+    assert source.stale(now + timedelta(seconds=0.25))
+
+
+@pytest.mark.timeout(30)
+def test_the_endpoint_is_named_limited_and_reports_as_the_server_was_told():
+    import socket
+    import threading
+    import time
+
+    reported: list[str] = []
+    server = server_service.CredentialServer(_Source(RuntimeError("bug")), reported.append,
+                                             token=TOKEN, max_connections=1, head_timeout=0.5)
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    with server:
+        assert "broker-credential-server" in [t.name for t in threading.enumerate()]
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            time.sleep(0.3)  # accepted: it holds the one connection allowed
+            extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with extra:
+                assert extra.recv(4096).startswith(b"HTTP/1.1 503")  # busy, at once
+            started = time.monotonic()
+            assert idle.recv(4096) == b""  # cut off by the head deadline given...
+            assert time.monotonic() - started < 3  # ...not the default 5 s
+        finally:
+            idle.close()
+        deadline = time.monotonic() + 10
+        status = 503
+        while status == 503 and time.monotonic() < deadline:
+            status, _ = _request(server, TOKEN.encode())
+        assert status == 500
+    assert reported == ["broker-credential-server: unexpected RuntimeError"]
+
+
+@pytest.mark.timeout(60)
+def test_run_gives_the_endpoint_its_report_and_the_refresh_its_needs_code(tmp_path,
+                                                                          monkeypatch):
+    import sys
+
+    made: list[dict] = []
+
+    class Spy(server_service.RefreshingCredentials):
+        def __init__(self, *args, **kwargs) -> None:
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+        def current(self) -> Credentials:
+            raise RuntimeError("bug")
+
+    monkeypatch.setattr(server_service, "RefreshingCredentials", Spy)
+    reported: list[str] = []
+    creds = Credentials("ASIAFIRST", "s", "t", datetime.now(timezone.utc) + timedelta(hours=1))
+    script = ("import os, urllib.request, urllib.error\n"
+              "request = urllib.request.Request(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
+              " headers={'Authorization': os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN']})\n"
+              "try:\n    urllib.request.urlopen(request, timeout=10)\n"
+              "except urllib.error.HTTPError as exc:\n    raise SystemExit(exc.code - 400)\n")
+    code = server_service.run(_context(), _first(creds), [sys.executable, "-c", script],
+                              report=reported.append, environ=os.environ)
+    assert code == 100  # 500: the endpoint's handler failed...
+    assert reported == ["broker-credential-server: unexpected RuntimeError"]  # ...and said so
+    (kwargs,) = made
+    needs = kwargs["needs_code"]
+    assert needs.__func__ is server_service.ChainRefresh.needs_code
