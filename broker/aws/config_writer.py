@@ -215,8 +215,8 @@ def without_profile_value(
     after = _read(result, source)
     if after != expected or option in _profiles(after).get(profile, {}):
         raise ConfigError(
-            f"cannot remove {option} from {profile!r}'s section of {source} without changing "
-            "how other settings are read",
+            f"cannot remove {option} from the section of profile {profile!r} in {source} "
+            "without changing how other settings are read",
             f"remove the `{option}` line from the [{section}] section by hand",
         )
     return bom + result
