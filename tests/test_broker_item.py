@@ -72,6 +72,10 @@ class Kept(MemoryBackend):
         self.check_writable(name)
         super().set(self.bound.get(name, name), item, **kwargs)
 
+    def delete(self, name: str) -> bool:
+        self.check_writable(name)
+        return super().delete(self.bound.get(name, name))
+
     def list(self) -> list[str]:
         stored = super().list()
         titles = set(self.bound.values())
@@ -317,3 +321,209 @@ def test_a_backend_without_items_to_adopt(tmp_path: Path) -> None:
     ctx = context(tmp_path, "[profile dev]\n")
     with pytest.raises(ConfigError, match="nothing to adopt"):
         keys.adopt(ctx, "dev")
+
+
+# -- rotate: other profiles holding the same key, the MFA session it reuses ------------------
+
+
+def _counting_get_many(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
+    """Every get_many call of any memory backend from now on: (backend, names)."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    real = MemoryBackend.get_many
+
+    def counting(self: MemoryBackend, names: Any) -> dict[str, Item | None]:
+        calls.append((self.name, tuple(names)))
+        return real(self, names)
+
+    monkeypatch.setattr(MemoryBackend, "get_many", counting)
+    return calls
+
+
+SHARED = """\
+[profile dev]
+broker_item = kept://V/Keys
+[profile twin]
+broker_item = kept://V/keys
+[profile shell]
+broker_item = kept://V/Shell
+[profile own]
+region = eu-west-1
+[profile other]
+region = eu-west-1
+[profile role]
+role_arn = arn:aws:iam::123456789012:role/r
+source_profile = dev
+"""
+
+
+def test_rotate_finds_other_profiles_holding_the_key(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another item (a second broker_item, broker's own item of another profile) holding
+    the key is found, with one batched read per backend; the same item named again, and
+    a role built on the key, are not counted."""
+    from broker.services import rotate
+
+    MemoryBackend.reset()
+    ctx = context(tmp_path, SHARED)
+    ctx.backend("kept").set("Shell", KEPT)
+    ctx.backend("memory").set("own", KEPT)
+    ctx.backend("memory").set("other", Item({ACCESS_KEY_ID: "AKIAOTHERKEY00000001",
+                                             SECRET_ACCESS_KEY: "x"}))
+    calls = _counting_get_many(monkeypatch)
+    found = rotate.sharing_profiles(ctx, resolve_chain(ctx.aws, "dev"), "kept", TEST_KEY_ID)
+    assert found.holders == ["shell (backend kept)", "own (backend memory)"]
+    assert found.unread == {}
+    assert sorted(calls) == [("kept", ("shell",)), ("memory", ("own", "other"))]
+
+
+def test_rotate_refuses_before_any_call_when_another_profile_holds_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from broker.aws import iam_keys
+    from broker.services import rotate
+
+    MemoryBackend.reset()
+    ctx = context(tmp_path, SHARED)
+    Kept.adopted.add("Keys")
+    ctx.backend("memory").set("own", KEPT)
+
+    def no_call(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("AWS was called")
+
+    monkeypatch.setattr(iam_keys, "caller_identity", no_call)
+    monkeypatch.setattr(iam_keys, "create_access_key", no_call)
+    with pytest.raises(UsageError) as caught:
+        rotate.rotate(ctx, "dev")
+    message, hint = caught.value.message, caught.value.hint
+    assert caught.value.exit_code == 2
+    assert "own (backend memory)" in message and "nothing was changed" in message
+    assert "twin" not in message and "role" not in message
+    assert "source_profile = dev" in hint and "--force" in hint
+    assert ctx.backend("kept").get("dev") == KEPT
+
+
+def test_rotate_refuses_when_another_profile_cannot_be_read(tmp_path: Path) -> None:
+    from broker.services import rotate
+
+    MemoryBackend.reset()
+    ctx = context(tmp_path, SHARED)  # shell's item "Shell" does not exist: its read fails
+    found = rotate.sharing_profiles(ctx, resolve_chain(ctx.aws, "dev"), "kept", TEST_KEY_ID)
+    assert found.holders == [] and list(found.unread) == ["shell"]
+    Kept.adopted.add("Keys")
+    with pytest.raises(UsageError, match=r"cannot tell whether other profiles .*shell"):
+        rotate.rotate(ctx, "dev")
+
+
+def test_rotate_reuses_exec_s_session_for_the_item_s_device(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """The device comes from the item's ``mfa serial`` (no profile sets mfa_serial): rotate
+    asks for the MFA session under the name `exec` cached it, so no new code is needed."""
+    from datetime import datetime, timedelta, timezone
+
+    from broker.aws import sts
+    from broker.aws.chain import mfa_session_name
+    from broker.aws.credentials import Credentials
+    from broker.services import rotate
+
+    ctx = context(tmp_path, "[profile dev]\nbroker_item = kept://V/Keys\n")
+    chain = resolve_chain(ctx.aws, "dev")
+    assert chain.mfa_serial is None
+    cached = Credentials("ASIACACHED0000000001", "s", "t",
+                         datetime.now(timezone.utc) + timedelta(hours=1))
+    ctx.sessions.for_key("dev").put(mfa_session_name(chain), cached)
+
+    def no_call(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a new MFA session was made")
+
+    monkeypatch.setattr(sts, "get_session_token", no_call)
+    old = Credentials(TEST_KEY_ID, TEST_SECRET)
+    got = rotate._iam_credentials(ctx, chain, KEPT, old, None, None)
+    assert got.access_key_id == "ASIACACHED0000000001"
+
+
+# -- remove: the whole item, and the broker_item line ----------------------------------------
+
+
+def test_remove_of_a_named_item_deletes_it_and_the_broker_item_line(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "[profile dev]\nbroker_item = kept://V/Keys\nregion = eu-west-1\n")
+    with pytest.raises(UsageError, match="broker adopt dev"):  # before any prompt
+        keys.item_deleted_by_remove(ctx, "dev")
+    assert ctx.backend("kept").get("dev") == KEPT
+    Kept.adopted.add("Keys")
+    assert MemoryBackend.get(ctx.backend("kept"), "Keys") == KEPT
+    assert keys.item_deleted_by_remove(ctx, "dev") == "kept://V/Keys"
+    assert keys.item_deleted_by_remove(ctx, "dev", backend="memory") is None  # not that item
+    removed = keys.remove_key(ctx, "dev")
+    assert removed.item == "kept://V/Keys" and removed.backend == "kept"
+    assert removed.config_written == tmp_path / "aws-config"
+    assert (tmp_path / "aws-config").read_text() == "[profile dev]\nregion = eu-west-1\n"
+    assert ctx.aws.get("dev").broker_item is None
+    assert MemoryBackend.get(ctx.backend("kept"), "Keys") is None  # the whole item is gone
+
+
+def test_remove_of_broker_s_own_item_names_no_item(tmp_path: Path) -> None:
+    MemoryBackend.reset()
+    ctx = context(tmp_path, "[profile own]\n")
+    ctx.backend("memory").set("own", KEPT)
+    assert keys.item_deleted_by_remove(ctx, "own") is None
+    removed = keys.remove_key(ctx, "own")
+    assert removed.item is None and removed.config_written is None
+    assert (tmp_path / "aws-config").read_text() == "[profile own]\n"
+
+
+# -- an inline comment on broker_item ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", [
+    "broker_item = AWS API cred # the shell plugin item",
+    "broker_item = AWS API cred ; the shell plugin item",
+    "broker_item = kept://V/My Keys ; mine",
+])
+def test_an_inline_comment_is_refused_before_any_call(tmp_path: Path, line: str) -> None:
+    from broker.services import credentials
+
+    ctx = context(tmp_path, f"[profile dev]\n{line}\n")
+    (problem,) = ctx.aws.get("dev").problems
+    assert "ends in a comment" in problem and "line of its own" in problem
+    with pytest.raises(ConfigError, match="ends in a comment"):
+        credentials.obtain(ctx, "dev")
+    assert Kept.reads == []
+    with pytest.raises(UsageError, match="ends in a comment"):
+        keys.add_item(ctx, "new", "AWS API cred # the shell plugin item", backend="kept")
+
+
+def test_a_title_with_a_hash_but_no_comment_is_kept(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "[profile dev]\nbroker_item = AWS#2\n")
+    assert ctx.aws.get("dev").problems == []
+
+
+def test_add_item_over_a_stored_key_needs_replace(tmp_path: Path) -> None:
+    MemoryBackend.reset()
+    ctx = context(tmp_path, "[profile dev]\n")
+    ctx.backend("memory").set("dev", Item({ACCESS_KEY_ID: "AKIAOWNKEY0000000001",
+                                           SECRET_ACCESS_KEY: "x"}))
+    with pytest.raises(UsageError) as caught:
+        keys.add_item(ctx, "dev", "kept://V/Keys")
+    assert "backend 'memory'" in caught.value.message and "--replace" in caught.value.hint
+    assert (tmp_path / "aws-config").read_text() == "[profile dev]\n"
+    keys.add_item(ctx, "dev", "kept://V/Keys", replace=True)
+    assert "broker_item = kept://V/Keys\n" in (tmp_path / "aws-config").read_text()
+
+
+def test_add_and_totp_set_refuse_a_read_only_item_before_reading_anything(
+    tmp_path: Path,
+) -> None:
+    """`add --replace` and `totp set` are refused before the key or seed is asked for."""
+    from broker.services import mfa
+
+    ctx = context(tmp_path, "[profile dev]\nbroker_item = kept://V/Keys\n")
+    with pytest.raises(UsageError, match="broker adopt dev"):
+        keys.check_add(ctx, "dev", replace=True)
+    with pytest.raises(UsageError, match="--replace"):
+        keys.check_add(ctx, "dev")
+    with pytest.raises(UsageError, match="broker adopt dev"):
+        mfa.seed_kept(ctx, "dev")
+    Kept.adopted.add("Keys")
+    keys.check_add(ctx, "dev", replace=True)
+    assert mfa.seed_kept(ctx, "dev") is True  # KEPT keeps a seed: --no-verify asks first

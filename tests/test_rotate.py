@@ -422,3 +422,30 @@ def test_user_name_from_arns():
     with pytest.raises(UsageError, match="not to an IAM user") as info:
         _ = iam_keys.Identity("1", "arn:aws:iam::1:root").user_name
     assert type(info.value) is UsageError and info.value.exit_code == 2
+
+
+def test_another_profile_holding_the_key_is_refused_unless_forced(rotation, in_home,
+                                                                   monkeypatch):
+    """Deleting the old key would break another profile's copy: refused, exit 2, no key
+    created; --force rotates and names the profile left with the old key."""
+    other = f"b-{uuid.uuid4().hex[:6]}"
+    _add_profile(in_home, other)
+    _add_profile(in_home, f"{other}-role",
+                 f"role_arn = arn:aws:iam::{ACCOUNT}:role/r\nsource_profile = {rotation.profile}\n")
+    rotation.ctx.__dict__.pop("aws", None)
+    store = rotation.ctx.backend("memory")
+    store.set(other, rotation.stored())
+    made = _created(monkeypatch)
+    with pytest.raises(UsageError) as info:
+        rotation.run()
+    assert info.value.exit_code == 2
+    assert f"{other} (backend memory)" in info.value.message
+    assert f"{other}-role" not in info.value.message  # it uses the rotated key itself
+    assert "--force" in info.value.hint
+    assert made == [] and rotation.iam() == {rotation.old_id}
+    lines: list[str] = []
+    result = rotation.run(force=True, progress=lines.append)
+    assert result.broken == [other]
+    assert any(other in line and "stop working" in line for line in lines)
+    assert store.get(other)["aws_access_key_id"] == rotation.old_id  # not its item
+    assert rotation.iam() == {result.new_key_id}

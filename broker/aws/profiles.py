@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -59,6 +60,9 @@ _READ_KEYS = (
     "role_session_name", "source_profile",
 )
 UTF8_BOM = "\ufeff"
+#: An inline comment as people write them (`` # note``, `` ; note``), which botocore
+#: keeps as part of the value.
+_COMMENT = re.compile(r"[ \t][#;]")
 
 Value = str | dict[str, str]
 
@@ -117,6 +121,8 @@ class Profile:
                 "it is a nested block, not a value; put it on one line"
                 if isinstance(item, dict) else item_reference_problem(item)
             )
+            if wrong is None and isinstance(item, str) and ends_in_comment(item):
+                wrong = ITEM_COMMENT_PROBLEM
             if wrong is not None:
                 self.problem_by_key.setdefault(
                     "broker_item", f"{self.where} broker_item = {item!r}: {wrong}"
@@ -277,6 +283,21 @@ class Profile:
 ITEM_REFERENCE_FIX = (
     "name the item as SCHEME://VAULT/ITEM (e.g. op://AWS/AWS dev) or by its title alone"
 )
+
+
+#: Why a ``broker_item`` with an inline comment is refused, as ``"what; fix"``.
+ITEM_COMMENT_PROBLEM = (
+    "it ends in a comment, which the AWS CLI reads as part of the value; put the comment "
+    "on a line of its own (an item whose title holds ' #' or ' ;' is named by its id: "
+    "SCHEME://VAULT/ID)"
+)
+
+
+def ends_in_comment(value: str) -> bool:
+    """Whether ``value`` holds an inline comment as people write them (`` # note``,
+    `` ; note``), which botocore keeps as part of the value (its config parser has no
+    inline comments)."""
+    return _COMMENT.search(value) is not None
 
 
 def item_reference_problem(value: str) -> str | None:

@@ -67,6 +67,7 @@ def add_command(
             raise click.UsageError("--item reads the key from the item: leave out --env")
         _add_item(ctx, profile, item, backend, replace)
         return
+    keys.check_add(ctx, profile, backend=backend, replace=replace)  # before the key is read
     key_id, secret = _read_key(from_env)
     result = keys.add(ctx, profile, key_id, secret, backend=backend, replace=replace)
     verb = "Replaced" if result.replaced else "Added"
@@ -135,15 +136,38 @@ def adopt_command(profile: str, backend: str | None) -> None:
 @click.option("--backend", help="Remove from this backend instead of the profile's.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def remove_command(profile: str, backend: str | None, force: bool) -> None:
-    """Delete PROFILE's stored key and its cached sessions."""
+    """Delete PROFILE's stored key and its cached sessions.
+
+    For a profile that reads its key from an item it names (broker_item, adopted),
+    that is the whole item, with its notes, other fields and any TOTP seed; the
+    broker_item line is then removed from the profile.
+    """
     ctx = _context()
+    item = keys.item_deleted_by_remove(ctx, profile, backend=backend)
     if not force:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to delete without confirmation: pass --force")
-        click.confirm(f"Delete the stored key for {profile}?", abort=True, err=True)
-    name, cleared = keys.remove(ctx, profile, backend=backend)
-    click.echo(f"Removed the key for {profile} from {name} ({cleared} cached "
-               f"session{'s' if cleared != 1 else ''} cleared).", err=True)
+        if item is not None:
+            click.confirm(
+                f"Delete the whole item {item!r} that {profile} reads its key from, with "
+                "its notes, its other fields and any TOTP seed in it (that seed may be the "
+                "only copy of the MFA device's secret: without it, only an IAM "
+                "administrator can let you in again)?", abort=True, err=True,
+            )
+        else:
+            click.confirm(f"Delete the stored key for {profile}?", abort=True, err=True)
+    removed = keys.remove_key(ctx, profile, backend=backend)
+    sessions = (f"{removed.sessions_cleared} cached "
+                f"session{'s' if removed.sessions_cleared != 1 else ''} cleared")
+    if removed.item is not None:
+        click.echo(f"Deleted the item {removed.item!r} from {removed.backend}, with the key "
+                   f"for {profile} ({sessions}).", err=True)
+        if removed.config_written is not None:
+            click.echo(f"Removed broker_item from {profile} in {removed.config_written}: it "
+                       "named the deleted item.", err=True)
+        return
+    click.echo(f"Removed the key for {profile} from {removed.backend} ({sessions}).",
+               err=True)
 
 
 @cli.command("list")

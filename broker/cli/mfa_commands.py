@@ -30,18 +30,35 @@ def totp_group() -> None:
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Prove the seed first: AWS must accept a code made from it (one "
                    "GetSessionToken for the profile's MFA device, whose session is cached).")
-def totp_set(profile: str, backend: str | None, verify: bool) -> None:
+@click.option("-f", "--force", is_flag=True,
+              help="With --no-verify, replace a seed kept already without asking.")
+def totp_set(profile: str, backend: str | None, verify: bool, force: bool) -> None:
     """Keep a TOTP seed with PROFILE's key (base32 or an otpauth:// URI).
 
     The seed is read from a hidden prompt, or from the first line of stdin when it
     is not a terminal; it is never taken from the command line. Unless --no-verify,
-    nothing is stored when AWS refuses the code the seed makes.
+    nothing is stored when AWS refuses the code the seed makes. A key that is not
+    stored, or an item broker only reads, is refused before the seed is read; with
+    --no-verify, replacing a seed kept already asks first (or needs --force).
     """
+    ctx = _context()
+    if mfa_service.seed_kept(ctx, profile, backend=backend) and not verify and not force:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"refusing to replace the TOTP seed kept with {profile}'s key with an "
+                "unchecked one without confirmation: it may be the only copy of the MFA "
+                "device's secret; pass --force, or leave out --no-verify"
+            )
+        click.confirm(
+            f"Replace the TOTP seed kept with {profile}'s key with one not checked against "
+            "AWS? If no phone or other store holds the old one, only an IAM administrator "
+            "can let you in again", abort=True, err=True,
+        )
     if sys.stdin.isatty():
         text = click.prompt("TOTP seed or otpauth:// URI", hide_input=True, err=True)
     else:
         text = sys.stdin.readline().rstrip("\r\n")
-    result = mfa_service.set_seed(_context(), profile, text, backend=backend, verify=verify)
+    result = mfa_service.set_seed(ctx, profile, text, backend=backend, verify=verify)
     verb = "Replaced" if result.replaced else "Stored"
     checked = (f"AWS accepted its code for {result.verified}" if result.verified
                else f"not checked against AWS: {result.unchecked}")

@@ -22,21 +22,31 @@ from broker.errors import ExitCode
 @click.option("--backend", help="Credential backend holding the key.")
 @click.option("--region", help="Region for STS (IAM itself is global).")
 @mfa_code_option
+@click.option("--force", is_flag=True,
+              help="Rotate even when other profiles hold the same key: they stop working.")
 def rotate_command(
-    profile: str, backend: str | None, region: str | None, mfa_code: str | None
+    profile: str, backend: str | None, region: str | None, mfa_code: str | None,
+    force: bool,
 ) -> None:
     """Replace PROFILE's access key: create, store, verify, delete the old one.
 
     \b
-    The key rotated is the one of the profile at the bottom of PROFILE's chain.
-    Every backend holding that key (a copy `migrate` kept) gets the new one.
+    The key rotated is the one of the profile at the bottom of PROFILE's chain
+    (the key profile). The new key is written to that profile's item (its
+    broker_item, or the item broker keeps for it) and to every copy of the same
+    key kept under its name in another backend (a copy `migrate` kept); profiles
+    built on it with source_profile use it from there.
+    No other profile's item is changed: when another profile stores the same key,
+    rotate refuses (exit 2), naming it, unless --force (that profile then stops
+    working until given the new key). Finding those profiles reads every
+    profile's stored key (one batched read per backend).
     A failure at any step leaves a working key stored and says what IAM holds.
     """
     from broker.services import rotate
 
     result = rotate.rotate(
         _context(), profile, backend=backend, region=region, mfa_code=mfa_code,
-        progress=lambda line: click.echo(line, err=True),
+        progress=lambda line: click.echo(line, err=True), force=force,
     )
     click.echo(
         f"Rotated the key of {result.profile}: {result.old_key_id} -> {result.new_key_id} "
@@ -45,6 +55,13 @@ def rotate_command(
         f"session{'s' if result.sessions_cleared != 1 else ''} cleared).",
         err=True,
     )
+    if result.broken:
+        click.echo(
+            f"warning: {', '.join(result.broken)} still hold the deleted key "
+            f"{result.old_key_id} and no longer work: give them the new key (`broker add "
+            f"PROFILE --replace`) or point them at {result.profile} (source_profile).",
+            err=True,
+        )
 
 
 @cli.command("login")

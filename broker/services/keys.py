@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.aws.profiles import resolve_chain
-from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Item
+from broker.aws.profiles import Profile, resolve_chain
+from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Backend, Item
 from broker.errors import (
     BrokerError,
     ConfigError,
@@ -113,6 +113,49 @@ def add(
     """
     key_id, secret = validate_key(access_key_id, secret_access_key)
     known = ctx.aws.profiles.get(profile)
+    store, existing = _target(ctx, profile, known, backend, replace)
+    # `exec` reads profiles from ~/.aws/config: a key stored under a name with no section
+    # there would be listed as stored, yet unusable. The section comes first: a failure
+    # afterwards leaves only an empty section behind.
+    written = ensure_profile(ctx, profile) if known is None else None
+    fields = dict(existing or {})
+    fields.update({ACCESS_KEY_ID: key_id, SECRET_ACCESS_KEY: secret})
+    if known is not None and known.mfa_serial:
+        fields[MFA_SERIAL] = known.mfa_serial
+    store.set(profile, Item(fields))
+    pinned = pin_backend(ctx, profile, store.name)
+    # sessions made from the replaced key, the roles built on it included, end with it
+    cleared = revoke_sessions(ctx, profile) if existing is not None else 0
+    return AddResult(
+        profile, store.name, existing is not None, cleared, memory_only(ctx, store.name), written,
+        pinned,
+    )
+
+
+def check_add(
+    ctx: Context, profile: str, *, backend: str | None = None, replace: bool = False
+) -> None:
+    """Refuse, before the key is read from the user, an `add` that :func:`add` would
+    refuse for where the key goes: a key stored already without ``replace``, or an item
+    named by ``broker_item`` that broker may only read (not adopted). Reads the stored
+    item (once), never the new key.
+
+    Raises:
+        UsageError: as :func:`add`, for those reasons.
+        ConfigError: the profile gets its key from a ``source_profile``; ~/.aws/config is
+            malformed; the backend is not installed or cannot serve the profile's item.
+        BrokerError: the backend's own error reading the stored key.
+    """
+    known = ctx.aws.profiles.get(profile)
+    if known is None or not known.broker_item:
+        return  # broker's own item: add refuses, if it must, before anything is written
+    _target(ctx, profile, known, backend, replace)
+
+
+def _target(
+    ctx: Context, profile: str, known: Profile | None, backend: str | None, replace: bool,
+) -> tuple[Backend, Item | None]:
+    """Where :func:`add` stores ``profile``'s key and what it holds now; refuses as it says."""
     if known is not None:
         chain = resolve_chain(ctx.aws, profile)
         if chain.key_profile.name != profile:
@@ -133,22 +176,7 @@ def add(
         )
     if existing is not None:
         store.check_writable(profile)  # an item the user keeps: only once adopted
-    # `exec` reads profiles from ~/.aws/config: a key stored under a name with no section
-    # there would be listed as stored, yet unusable. The section comes first: a failure
-    # afterwards leaves only an empty section behind.
-    written = ensure_profile(ctx, profile) if known is None else None
-    fields = dict(existing or {})
-    fields.update({ACCESS_KEY_ID: key_id, SECRET_ACCESS_KEY: secret})
-    if known is not None and known.mfa_serial:
-        fields[MFA_SERIAL] = known.mfa_serial
-    store.set(profile, Item(fields))
-    pinned = pin_backend(ctx, profile, store.name)
-    # sessions made from the replaced key, the roles built on it included, end with it
-    cleared = revoke_sessions(ctx, profile) if existing is not None else 0
-    return AddResult(
-        profile, store.name, existing is not None, cleared, memory_only(ctx, store.name), written,
-        pinned,
-    )
+    return store, existing
 
 
 def pin_backend(ctx: Context, profile: str, backend: str) -> Path | None:
@@ -180,9 +208,58 @@ def ensure_profile(ctx: Context, profile: str) -> Path | None:
     return path
 
 
-def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[str, int]:
+def item_deleted_by_remove(
+    ctx: Context, profile: str, *, backend: str | None = None
+) -> str | None:
+    """The ``broker_item`` of ``profile`` when `broker remove` would delete that whole
+    item (its notes, other fields and any TOTP seed go with the key): the profile names
+    a well-formed one and ``backend`` (None: the profile's usual choice) is the backend
+    serving it (:func:`broker.services.items.bind_items`); else None. Asked before the
+    confirmation prompt, so a refusal comes first: an item broker may only read (not
+    adopted) is refused here.
+
+    Raises:
+        UsageError: the item is not adopted (:meth:`~broker.backend.Backend.check_writable`).
+        ConfigError: ~/.aws/config is malformed; or the backend cannot serve the item.
+        BrokerError: the backend's own error reading the item.
+    """
+    known = ctx.aws.profiles.get(profile)
+    if known is None or not known.broker_item or "broker_item" in known.problem_by_key:
+        return None
+    usual = ctx.credential_backend_name(known)
+    if ctx.credential_backend_name(known, backend) != usual:
+        return None  # another backend's own item under the profile's name
+    ctx.credential_backend(known).check_writable(profile)
+    return known.broker_item
+
+
+@dataclass
+class Removed:
+    """What ``broker remove`` did: the ``backend`` the key was deleted from, how many
+    cached sessions were ended, and, for a profile that read its key from an item it
+    named, that item's reference (``item``: the whole item was deleted) and
+    ~/.aws/config when its ``broker_item`` line was removed (``config_written``)."""
+
+    backend: str
+    sessions_cleared: int
+    item: str | None = None
+    config_written: Path | None = None
+
+
+def remove_key(ctx: Context, profile: str, *, backend: str | None = None) -> Removed:
     """Delete ``profile``'s stored key and end every cached session made from it (the
-    roles built on it included) and the profile's own; (backend, sessions ended)."""
+    roles built on it included) and the profile's own. For a profile served from its
+    ``broker_item`` (:func:`item_deleted_by_remove`) that is the whole item, so the
+    ``broker_item`` line is removed from the profile afterwards (it names nothing now).
+
+    Raises:
+        CredentialsNotFound: nothing is stored for ``profile`` there.
+        UsageError: its item is one broker may only read (not adopted).
+        BrokerError: the backend's own error.
+    """
+    from broker.aws.config_writer import remove_profile_value
+
+    item = item_deleted_by_remove(ctx, profile, backend=backend)
     store = ctx.credential_backend(ctx.aws.profiles.get(profile), backend)
     if not store.delete(profile):
         raise CredentialsNotFound(
@@ -192,7 +269,20 @@ def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[s
     from broker.aws.mfa_ledger import MfaLedger  # no key, so no seed kept with it
 
     MfaLedger().mark_seed(store.name, profile, False)
-    return store.name, revoke_sessions(ctx, profile) + ctx.sessions.clear(profile)
+    cleared = revoke_sessions(ctx, profile) + ctx.sessions.clear(profile)
+    written = None
+    if item is not None:
+        path = ctx.aws.path
+        if remove_profile_value(path, profile, "broker_item"):
+            written = path
+        ctx.__dict__.pop("aws", None)  # the cached parse is stale now
+    return Removed(store.name, cleared, item, written)
+
+
+def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[str, int]:
+    """:func:`remove_key`, answering (backend, sessions ended)."""
+    removed = remove_key(ctx, profile, backend=backend)
+    return removed.backend, removed.sessions_cleared
 
 
 @dataclass
@@ -242,7 +332,7 @@ def add_item(
 
     Raises:
         UsageError: ``reference`` is malformed, or the profile already names another
-            item and ``replace`` is not given.
+            item, or broker stores a key for it, and ``replace`` is not given.
         ConfigError: the profile gets its key from a ``source_profile``, or the backend
             cannot read keys from an existing item, or the reference is not its own.
         NotFound: the vault or the item does not exist (or cannot be seen).
@@ -251,10 +341,12 @@ def add_item(
     """
     from broker.aws.config_writer import write_profile_value
     from broker.aws.mfa_ledger import MfaLedger
-    from broker.aws.profiles import item_reference_problem
+    from broker.aws.profiles import ITEM_COMMENT_PROBLEM, ends_in_comment, item_reference_problem
     from broker.services.items import reference_backend
 
     wrong = item_reference_problem(reference)
+    if wrong is None and ends_in_comment(reference):  # it would be refused once written
+        wrong = ITEM_COMMENT_PROBLEM
     if wrong is not None:
         what, _, fix = wrong.rpartition("; ")
         raise UsageError(f"--item {reference!r}: {what}", fix)
@@ -274,6 +366,8 @@ def add_item(
                 f"profile {profile!r} already reads its key from {known.broker_item!r}",
                 "pass --replace to point it at the new item",
             )
+    if not (known is not None and known.broker_item) and not replace:
+        _refuse_hiding_stored_key(ctx, profile, known)
     name = backend or reference_backend(ctx, reference) or ctx.credential_backend_name(known)
     store = ctx.backend(name)
     store.bind_item(profile, reference)
@@ -303,6 +397,26 @@ def add_item(
         writable, bool(item.get(TOTP)),
         device_kept_with_key(profile_now, item) if profile_now is not None else None,
     )
+
+
+def _refuse_hiding_stored_key(ctx: Context, profile: str, known: Profile | None) -> None:
+    """Refuse to point ``profile`` at an item while broker stores a key for it in its
+    usual backend: that item would be hidden from `list`, `migrate` and `doctor`. A
+    backend that cannot be asked here holds nothing this would hide."""
+    try:
+        current = ctx.credential_backend(known)
+        held = current.get(profile)
+    except BrokerError:
+        return
+    if held is not None:
+        raise UsageError(
+            f"broker stores a key for {profile!r} in backend {current.name!r}; reading the "
+            "key from an item instead would hide it from `broker list`, `migrate` and "
+            "`doctor`",
+            f"pass --replace to read the key from the item (the stored key stays in "
+            f"{current.name} until `broker remove {profile} --backend {current.name}`), or "
+            "keep the stored key",
+        )
 
 
 def _check_item_key(backend: str, reference: str, item: Item) -> None:

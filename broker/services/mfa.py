@@ -90,6 +90,22 @@ def _stored_item(store: Backend, profile: str) -> Item:
     return item
 
 
+def seed_kept(ctx: Context, profile: str, *, backend: str | None = None) -> bool:
+    """Whether a TOTP seed is kept with ``profile``'s key already, asked by `totp set`
+    before it reads the new seed: a key that is not stored, or an item broker may only
+    read (not adopted), is refused here, before anything is read from the user.
+
+    Raises:
+        ConfigError: the profile gets its key through a ``source_profile``.
+        CredentialsNotFound: no key is stored for it.
+        UsageError: its item is one broker may only read (`broker adopt PROFILE`).
+        BrokerError: the backend's own error reading the key.
+    """
+    known = _own_key_profile(ctx, profile, "totp set")
+    store = ctx.credential_backend(known, backend)
+    return bool(_stored_item(store, profile).get(TOTP))
+
+
 @dataclass
 class SeedResult:
     """What ``broker totp set`` did: the ``profile`` whose key now keeps the seed, the
@@ -182,9 +198,14 @@ def _prove_seed(
     from broker.aws import sts
     from broker.aws.chain import ChainOptions, CredentialChain
     from broker.aws.mfa import MfaCodes, StoredSeed
+    from broker.services.credentials import device_kept_with_key
 
     key_profile = known or Profile(profile)
-    own = Chain(key_profile, key_profile, (), serial)
+    # A device named only in a broker_item's item goes through the hook `exec` uses, not
+    # the chain: the cache name holds the profiles' device only, so `exec` finds it.
+    named = known is not None and resolve_chain(ctx.aws, profile).mfa_serial == serial
+    kept = None if named else device_kept_with_key(key_profile, item)
+    own = Chain(key_profile, key_profile, (), None if kept == serial else serial)
     creds = Credentials.from_item(item, what=f"the stored key of {profile!r}")
     codes = MfaCodes(sources=[StoredSeed(lambda: item)], clock=clock)
     options = ChainOptions.from_settings(
@@ -192,7 +213,8 @@ def _prove_seed(
     )
     # fresh: always ask AWS (a cached session would answer without checking the code); the
     # new session replaces the cached one only once AWS accepted the code.
-    producer = CredentialChain(own, ctx.sessions, lambda: creds, codes, options, fresh=True)
+    producer = CredentialChain(own, ctx.sessions, lambda: creds, codes, options, fresh=True,
+                               key_serial=lambda: serial)
     with sts.profile_scope(profile):
         try:
             producer.get()

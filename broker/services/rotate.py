@@ -24,6 +24,12 @@ state IAM is left in and the command that finishes the job:
 
 Before step 3 every available backend is asked for the profile's item; one that cannot
 be read stops the rotation, since it might hold a copy that step 6 would break.
+
+Only the rotated profile's own items get the new key. Before step 1 the stored key of
+every other profile of ~/.aws/config that has a key of its own is read (one
+``get_many`` per credential backend): a profile holding the same access key id in
+another item would break when step 6 deletes the old key, so the rotation is refused,
+naming those profiles, unless ``force`` is given (:func:`sharing_profiles`).
 """
 
 from __future__ import annotations
@@ -34,9 +40,16 @@ from dataclasses import dataclass, field
 
 from broker.aws import iam_keys
 from broker.aws.credentials import Credentials
-from broker.aws.profiles import Chain, resolve_chain
+from broker.aws.profiles import Chain, Profile, resolve_chain
 from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Backend, Item
-from broker.errors import BackendError, BrokerError, CredentialsNotFound, ExitCode, Interrupted
+from broker.errors import (
+    BackendError,
+    BrokerError,
+    CredentialsNotFound,
+    ExitCode,
+    Interrupted,
+    UsageError,
+)
 from broker.services.context import Context
 
 #: Seconds between verification attempts: 1, 2, 4, then 8 (about a minute in all).
@@ -74,6 +87,9 @@ class RotationResult:
     sessions_cleared: int
     #: Every backend that held the old key and now holds the new one, ``backend`` first.
     backends: list[str] = field(default_factory=list)
+    #: Other profiles whose items held the old key (rotated with ``force``): they do not
+    #: get the new key and stop working now that the old one is deleted.
+    broken: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +114,105 @@ def _failed(cause: BaseException, state: str, hint: str) -> RotationFailed:
     return RotationFailed(f"{detail}; {state}", hint, code)
 
 
+@dataclass
+class Sharing:
+    """Other profiles holding the key being rotated (:func:`sharing_profiles`):
+    ``holders`` as ``PROFILE (backend NAME)``, and ``unread``, the profiles whose stored
+    key could not be read, with why (an error's message, never a secret)."""
+
+    holders: list[str] = field(default_factory=list)
+    unread: dict[str, str] = field(default_factory=dict)
+
+
+def _same_item(profile: Profile, rotated: Profile) -> bool:
+    """Whether both profiles name the same item in their ``broker_item`` (compared
+    without case, as 1Password matches names): rotating one updates the other's key."""
+    mine, theirs = rotated.broker_item, profile.broker_item
+    return bool(mine and theirs and mine.strip().casefold() == theirs.strip().casefold())
+
+
+def sharing_profiles(ctx: Context, chain: Chain, store_name: str, key_id: str) -> Sharing:
+    """The other profiles of ~/.aws/config whose own stored key (in their credential
+    backend, from a ``broker_item`` or broker's own item) has the access key id
+    ``key_id``, the key of ``chain``'s key profile, kept in backend ``store_name``.
+
+    A profile that gets its key through a ``source_profile`` uses the rotated key
+    itself, and one whose ``broker_item`` names the same item as the rotated profile's
+    in the same backend gets the new key with it: neither is counted. Each backend is
+    read with one :meth:`~broker.backend.Backend.get_many` of its profiles (a store
+    with a batched read makes one request for them all; a failed batch is retried one
+    profile at a time, so one unreadable item does not hide the others). A backend that
+    is not installed or not available here serves none of them, so is skipped.
+    """
+    rotated = chain.key_profile
+    wanted: dict[str, list[str]] = {}
+    for name, profile in ctx.aws.profiles.items():
+        if name == rotated.name:
+            continue
+        try:
+            if resolve_chain(ctx.aws, name).key_profile.name != name:
+                continue
+            backend = ctx.credential_backend_name(profile)
+        except BrokerError:
+            continue  # a profile broker cannot use holds no key it would break
+        if backend == store_name and _same_item(profile, rotated):
+            continue
+        wanted.setdefault(backend, []).append(name)
+    found = Sharing()
+    for backend, names in sorted(wanted.items()):
+        try:
+            store = ctx.backend(backend)
+            if not ctx.registry.availability_of(store).ok:
+                continue
+        except Exception:  # noqa: S112 - a backend that cannot start serves no profile
+            continue
+        names = [n for n in names if ctx.item_problem(backend, n) is None]
+        for name, item in _read_all(store, names, found.unread).items():
+            if item is not None and item.get(ACCESS_KEY_ID) == key_id:
+                found.holders.append(f"{name} (backend {backend})")
+    return found
+
+
+def _read_all(store: Backend, names: list[str], unread: dict[str, str]) -> dict[str, Item | None]:
+    """``store.get_many(names)``; when the batch fails, each name on its own, the ones
+    that fail too recorded in ``unread`` (name -> why)."""
+    if not names:
+        return {}
+    try:
+        return store.get_many(names)
+    except Exception:  # noqa: S110 - told apart per profile below
+        pass
+    items: dict[str, Item | None] = {}
+    for name in names:
+        try:
+            items[name] = store.get(name)
+        except Exception as exc:
+            unread[name] = exc.message if isinstance(exc, BrokerError) else type(exc).__name__
+    return items
+
+
+def _refuse_shared(name: str, key_id: str, sharing: Sharing) -> UsageError:
+    """The refusal of a rotation whose old key other profiles hold (or may hold)."""
+    if sharing.holders:
+        them = ", ".join(sharing.holders)
+        return UsageError(
+            f"the key {key_id} of {name} is also the stored key of {them}: rotate gives "
+            f"the new key to {name}'s item only, so deleting the old key would break them; "
+            "nothing was changed",
+            f"make them use {name}'s key (`source_profile = {name}` in a role profile, or a "
+            f"broker_item naming {name}'s item), or remove their copies (`broker remove "
+            f"PROFILE`), then rotate again; or pass --force to rotate anyway and give them "
+            f"the new key afterwards (`broker add PROFILE --replace`)",
+        )
+    them = "; ".join(f"{p}: {why}" for p, why in sorted(sharing.unread.items()))
+    return UsageError(
+        f"cannot tell whether other profiles hold {name}'s key {key_id} too (their stored "
+        f"key could not be read: {them}); nothing was changed",
+        "fix their backend (`broker doctor`), then rotate again; or pass --force to rotate "
+        "anyway (a profile holding the old key stops working)",
+    )
+
+
 def _iam_credentials(
     ctx: Context, chain: Chain, item: Item, old: Credentials, mfa_code: str | None,
     region: str | None,
@@ -105,20 +220,26 @@ def _iam_credentials(
     """The MFA session of the key profile (shared with `exec`'s cache), or the key itself."""
     from broker.services.credentials import device_kept_with_key
 
-    serial = chain.mfa_serial or device_kept_with_key(chain.key_profile, item)
-    if not serial:
+    def kept() -> str | None:
+        return device_kept_with_key(chain.key_profile, item)
+
+    if not (chain.mfa_serial or kept()):
         return old
     from broker.aws.chain import ChainOptions, CredentialChain
     from broker.aws.mfa import MfaCodes, default_sources
 
     # The key profile's own chain without its roles: the same cached MFA session `exec`
     # uses (same profile, same device), and the same code sources (a stored TOTP seed too).
-    own = Chain(chain.key_profile, chain.key_profile, (), serial)
+    # The device kept with the key (a broker_item's mfa serial) comes through the hook
+    # `exec` uses, not the chain: the session's cache name holds the profiles' device
+    # only (:func:`broker.aws.chain.mfa_session_name`), so that both find the same one.
+    own = Chain(chain.key_profile, chain.key_profile, (), chain.mfa_serial)
     options = ChainOptions.from_settings(ctx.settings, region=region)
     codes = MfaCodes(
         explicit=mfa_code, sources=default_sources(key_item=lambda: item, resolve=ctx.resolver)
     )
-    return CredentialChain(own, ctx.sessions, lambda: old, codes, options).get()
+    return CredentialChain(own, ctx.sessions, lambda: old, codes, options,
+                           key_serial=kept).get()
 
 
 def _read_fresh(ctx: Context, copy: _Copy, name: str) -> Item | None:
@@ -331,8 +452,19 @@ def rotate(
     sleep: Callable[[float], None] = time.sleep,
     attempts: int = VERIFY_ATTEMPTS,
     progress: Callable[[str], None] = lambda _: None,
+    force: bool = False,
 ) -> RotationResult:
-    """Rotate the access key behind ``profile`` (its chain's key profile)."""
+    """Rotate the access key behind ``profile`` (its chain's key profile): the new key
+    goes into every item that profile's key is read from (under its name, in each
+    available backend holding the same key id), and into no other profile's.
+
+    Raises:
+        UsageError: another profile's stored key is the same key, or could not be read
+            (:func:`sharing_profiles`), and ``force`` is not given; nothing was changed.
+        CredentialsNotFound: no key is stored for the key profile.
+        RotationFailed: a step failed; the message says what IAM and the stores hold.
+        Interrupted: Ctrl-C while waiting for the new key to work.
+    """
     from broker.aws import sts
 
     with sts.profile_scope(profile):
@@ -348,6 +480,19 @@ def rotate(
         store.check_writable(name)  # an item broker only reads: refused before any call
         old = Credentials.from_item(item, what=f"the stored key of {name!r}")
         old_id = old.access_key_id
+        store_name = ctx.credential_backend_name(chain.key_profile, backend)
+        # other profiles' items holding this key would break at step 6: refused before
+        # any call to AWS (their reads are the cost of a rotation, not of exec)
+        sharing = sharing_profiles(ctx, chain, store_name, old_id)
+        if (sharing.holders or sharing.unread) and not force:
+            raise _refuse_shared(name, old_id, sharing)
+        broken = [h.partition(" (")[0] for h in sharing.holders]
+        if broken:
+            progress(f"--force: {', '.join(sharing.holders)} hold the old key {old_id}; they "
+                     "do not get the new one and stop working once it is deleted")
+        if sharing.unread:
+            progress(f"--force: whether {', '.join(sorted(sharing.unread))} hold the old key "
+                     f"{old_id} could not be read; if they do, they stop working")
         where = ctx.region_for(chain.target, region)
         unchanged = f"nothing was changed: the stored key {old_id} is still in use"
 
@@ -360,7 +505,6 @@ def rotate(
         progress(f"Rotating access key {old_id} of IAM user {user} (profile {name}, "
                  f"backend {store.name})")
 
-        store_name = ctx.credential_backend_name(chain.key_profile, backend)
         copies = [_Copy(store, item, store_name),
                   *_other_copies(ctx, store, name, old_id, progress)]
         stores = ", ".join(c.store.name for c in copies)
@@ -412,7 +556,7 @@ def rotate(
         progress(f"Deleted the old key {old_id}")
         return RotationResult(
             name, profile, store.name, user, old_id, new_id, tries, cleared,
-            [c.store.name for c in copies],
+            [c.store.name for c in copies], broken,
         )
 
 
