@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar
 
     from broker._check import Check as Check
+    from broker.errors import BrokerError
 
 # Field names with a meaning to broker. Backends may keep other fields as they are.
 ACCESS_KEY_ID = "aws_access_key_id"
@@ -260,6 +261,12 @@ class Backend:
     def list(self) -> list[str]:
         """Names stored in this namespace, sorted."""
         raise NotImplementedError
+
+    def list_problems(self) -> dict[str, BrokerError]:
+        """Names the last :meth:`list` could not settle (``{name: error}``), such as two
+        items sharing one title: ``broker list`` shows the error on that profile's row
+        instead of "missing". The default: none."""
+        return {}
 
     def get_many(self, names: Sequence[str]) -> dict[str, Item | None]:
         """Several items at once: ``{name: item or None}`` for every name asked.

@@ -527,3 +527,14 @@ def test_add_and_totp_set_refuse_a_read_only_item_before_reading_anything(
     Kept.adopted.add("Keys")
     keys.check_add(ctx, "dev", replace=True)
     assert mfa.seed_kept(ctx, "dev") is True  # KEPT keeps a seed: --no-verify asks first
+
+
+def test_add_item_naming_a_missing_item_says_fix_item_and_writes_nothing(tmp_path: Path) -> None:
+    config = "[profile dev]\nregion = eu-west-1\n"
+    ctx = context(tmp_path, config)
+    with pytest.raises(NotFound) as raised:  # exit 14, as for any item not found
+        keys.add_item(ctx, "dev", "kept://V/Nope")
+    assert raised.value.message == "--item 'kept://V/Nope': kept: no item 'Nope'"
+    assert raised.value.hint == (
+        "check --item (the vault and the item's title or id); nothing was written")
+    assert (tmp_path / "aws-config").read_text() == config

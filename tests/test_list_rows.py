@@ -233,3 +233,24 @@ def test_doctor_names_vaults_a_service_account_can_never_read(in_home, monkeypat
     with open(in_home.broker_config, "w") as handle:
         handle.write('[backends.pass]\npassphrase = "op://AWS/GPG key/password"\n')
     assert "1Password vault" not in _doctor({})
+
+
+def test_a_name_the_backend_could_not_settle_is_a_problem_not_missing(tmp_path, monkeypatch):
+    """Backend.list_problems: a profile whose item the listing found twice shows that
+    error on its row with stored unknown, never "missing" (which would invite `broker add`)."""
+    from broker.errors import AmbiguousMatch
+    from broker.services import listing
+    from broker.testing.context import memory_context
+    from broker.testing.memory import MemoryBackend
+
+    class Doubled(MemoryBackend):
+        def list_problems(self):
+            return {"dev": AmbiguousMatch("two items are titled 'AWS dev'", "keep one")}
+
+    (tmp_path / "aws").write_text("[profile dev]\nregion = eu-west-1\n[profile ok]\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws"))
+    ctx = memory_context(tmp_path / "config.toml", {"ok": ("AKIAOK", "s")}, backend=Doubled)
+    rows = {row.name: row for row in listing.list_profiles(ctx).profiles}
+    assert rows["dev"].stored is None
+    assert "two items are titled 'AWS dev'; keep one" in rows["dev"].problems
+    assert rows["ok"].stored is True and rows["ok"].problems == []

@@ -581,3 +581,16 @@ def test_replace_writes_a_template_items_key_where_it_is(
     fields = [(f["label"], f["value"]) for f in fake.find("AWS tmpl")["fields"]]
     assert fields == [("username", "AKIATEMPLATE00000002"), ("credential", "new/secret"),
                       ("hostname", "aws")]
+
+
+def test_the_transport_names_a_kept_token_without_op() -> None:
+    """`backend show` with the token `broker backend login` kept and no op installed: the
+    SDK, because of that token (not "no service-account token")."""
+    from tests.support.resolvers import KeptTokens
+
+    kept = KeptTokens({"test:onepassword-token": "ops_" + "x" * 40})
+    backend = OnePasswordBackend(settings={}, resolver=kept)
+    line = _cli.describe_transport(backend)
+    assert "kept by `broker backend login`" in line and "no service-account token" not in line
+    assert "no service-account token and no 1Password CLI" in _cli.describe_transport(
+        OnePasswordBackend(settings={}, resolver=KeptTokens()))

@@ -105,6 +105,24 @@ def test_an_old_op_is_refused_before_any_write(fake: FakeOp, make: Callable[...,
     assert make(vault="Broker").get("dev") == SAMPLE  # reading still works
 
 
+def test_an_old_op_is_refused_before_a_writing_command_begins(
+    fake: FakeOp, make: Callable[..., Any]
+) -> None:
+    """`check_writable`, which rotate, add and totp call before an MFA prompt or a new
+    key, asks the version first: an op too old to write stops the command there."""
+    fake.update(version="2.20.0")
+    fake.reset_calls()
+    with pytest.raises(BackendError) as caught:
+        make(vault="Broker").check_writable("dev")
+    assert "2.20.0" in caught.value.message and "2.23.0" in caught.value.message
+    assert "op update" in caught.value.hint
+    assert fake.calls() == [["--version"]]  # nothing read, nothing signed in
+    fake.update(version="2.30.3")
+    fake.reset_calls()
+    make(vault="Broker").check_writable("dev")
+    assert fake.calls() == [["--version"]]
+
+
 def test_op_exe_too_old_names_winget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = install(tmp_path, monkeypatch, names=("op.exe",))
     monkeypatch.setenv("WSL_DISTRO_NAME", "Ubuntu")

@@ -14,7 +14,7 @@ import pytest
 from broker_onepassword import OnePasswordBackend
 
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Item
-from broker.errors import UsageError
+from broker.errors import NotFound, UsageError
 from broker.testing.contract import SAMPLE
 from tests.support.fake_op import FakeOp
 
@@ -128,3 +128,66 @@ def test_no_value_in_any_argument(fake: FakeOp, make: Callable[..., Any]) -> Non
     for call in fake.raw_calls():
         assert not any(s in arg for s in ("n3w", SEED, SHELL[SECRET_ACCESS_KEY])
                        for arg in call["argv"])
+
+
+def test_a_second_key_pair_is_left_alone(fake: FakeOp,
+                                         make: Callable[..., OnePasswordBackend]) -> None:
+    """An adopted item with another key pair in a section "old": the write updates the
+    pair broker read and leaves the other one, and its section, as they are."""
+    fake.add_item("Private", {"title": "AWS Access Key", "category": "API_CREDENTIAL",
+                              "tags": ["broker"],
+                              "sections": [{"id": "old", "label": "old"}], "fields": [
+        {"id": "kq1", "type": "STRING", "label": "access key id",
+         "value": SHELL[ACCESS_KEY_ID]},
+        {"id": "kq2", "type": "CONCEALED", "label": "secret access key",
+         "value": SHELL[SECRET_ACCESS_KEY]},
+        {"id": "o1", "type": "STRING", "label": "access key id", "section": {"id": "old"},
+         "value": "AKIAOLDPAIR000000001"},
+        {"id": "o2", "type": "CONCEALED", "label": "secret access key",
+         "section": {"id": "old"}, "value": "old/pair+secret"},
+    ]})
+    before = labels(fake)
+    rotated = Item({ACCESS_KEY_ID: "AKIAROTATED000000001",
+                    SECRET_ACCESS_KEY: "rotated/secret"})
+    make("op://Private/AWS Access Key").set("dev", rotated)
+    assert labels(fake) == before
+    shown = {f["id"]: f["value"] for f in fake.find("AWS Access Key")["fields"]}
+    assert shown == {"kq1": "AKIAROTATED000000001", "kq2": "rotated/secret",
+                     "o1": "AKIAOLDPAIR000000001", "o2": "old/pair+secret"}
+    assert make("op://Private/AWS Access Key").get("dev") == rotated
+
+
+def test_a_renamed_item_is_never_another_profile(fake: FakeOp) -> None:
+    """An adopted item titled as broker's template names a profile (``AWS ro``), renamed
+    in the app: still profile ro's (not a profile "ro renamed"), never removed or written
+    under the new name, and reading it says what to change in broker_item."""
+    item_id = fake.add_item("Broker", {"title": "AWS ro", "category": "API_CREDENTIAL",
+                                       "tags": ["broker"], "fields": [
+        {"id": "kq1", "type": "STRING", "label": "access key id",
+         "value": SHELL[ACCESS_KEY_ID]},
+        {"id": "kq2", "type": "CONCEALED", "label": "secret access key",
+         "value": SHELL[SECRET_ACCESS_KEY]},
+    ]})
+    made: list[OnePasswordBackend] = []
+
+    def make() -> OnePasswordBackend:
+        backend = OnePasswordBackend(settings={"vault": "Broker", "transport": "cli"})
+        backend.bind_item("ro", "op://Broker/AWS ro")
+        made.append(backend)
+        return backend
+
+    try:
+        assert make().get("ro") is not None
+        fake.edit_item(item_id, title="AWS ro renamed")
+        assert make().list() == ["ro"]
+        for attempt in (lambda b: b.delete("ro renamed"),
+                        lambda b: b.set("ro renamed", SHELL)):
+            with pytest.raises(UsageError, match="profile 'ro' takes its key from"):
+                attempt(make())
+        assert fake.find("AWS ro renamed")["id"] == item_id
+        with pytest.raises(NotFound, match="renamed to 'AWS ro renamed'") as caught:
+            make().get("ro")
+        assert "to op://Broker/AWS ro renamed" in caught.value.hint
+    finally:
+        for backend in made:
+            backend.close()

@@ -188,9 +188,25 @@ def test_store_fails_and_the_new_key_is_deleted_again(rotation, monkeypatch):
     with pytest.raises(rotate.RotationFailed) as info:
         rotation.run()
     assert "could not be stored and was deleted again" in info.value.message
+    assert info.value.hint == "fix the backend (`broker doctor`), then rotate again"
     assert rotation.iam() == {rotation.old_id}
     assert rotation.stored()["aws_access_key_id"] == rotation.old_id
     assert rotation.usable()
+
+
+def test_a_store_refusal_with_its_own_next_step_gives_that_step(rotation, monkeypatch):
+    """A read-only 1Password service account cannot be given write access: its own hint
+    (make a new account) is the next step, not "fix the backend"."""
+    store = rotation.ctx.backend("memory")
+
+    def refused(*args, **kwargs):
+        raise BackendError("injected: permission denied", "make a new service account")
+
+    monkeypatch.setattr(store, "set", refused)
+    with pytest.raises(rotate.RotationFailed) as info:
+        rotation.run()
+    assert info.value.hint == "make a new service account; then rotate again"
+    assert rotation.iam() == {rotation.old_id}
 
 
 def test_store_fails_and_so_does_the_clean_up(rotation, monkeypatch):

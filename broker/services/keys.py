@@ -12,6 +12,7 @@ from broker.errors import (
     BrokerError,
     ConfigError,
     CredentialsNotFound,
+    NotFound,
     UsageError,
 )
 from broker.services.backends import key_destination, memory_only
@@ -371,7 +372,13 @@ def add_item(
     name = backend or reference_backend(ctx, reference) or ctx.credential_backend_name(known)
     store = ctx.backend(name)
     store.bind_item(profile, reference)
-    item = store.get(profile)
+    try:
+        item = store.get(profile)
+    except NotFound as exc:  # nothing is written yet: the thing to fix is --item
+        raise NotFound(
+            f"--item {reference!r}: {exc.message}",
+            "check --item (the vault and the item's title or id); nothing was written",
+        ) from None
     if item is None:  # a backend serving bound items says which is missing; to be sure
         raise CredentialsNotFound(
             f"{name}: no item {reference!r}", "check the vault and the item's title or id"

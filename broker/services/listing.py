@@ -142,6 +142,8 @@ class _Stores:
         self.ctx = ctx
         self.names: dict[str, set[str] | None] = {}
         self.unlisted: dict[str, str] = {}
+        #: backend -> {name: error} the backend's listing could not settle
+        self.problems: dict[str, dict[str, BrokerError]] = {}
 
     def stored(self, name: str) -> set[str] | None:
         if name not in self.names:
@@ -157,7 +159,9 @@ class _Stores:
                 return None
             if Capability.LIST not in store.capabilities:
                 return None
-            return set(store.list())
+            names = set(store.list())
+            self.problems[name] = store.list_problems()
+            return names
         except BrokerError as exc:
             self.unlisted[name] = unnamed(name, exc.message)
             return None
@@ -207,6 +211,11 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> Listing:
         names = stores.stored(backend_name)
         stored = None if names is None else chain.key_profile.name in names
         problems = chain_problems(chain)  # what `exec` would refuse before any call
+        unsettled = stores.problems.get(backend_name, {}).get(chain.key_profile.name)
+        if unsettled is not None and not stored:  # e.g. two items with one title: not "missing"
+            stored = None
+            problems.append(f"{unsettled.message}; {unsettled.hint}" if unsettled.hint
+                            else unsettled.message)
         unserved = ctx.item_problem(backend_name, chain.key_profile.name)
         if unserved is not None:  # a broker_item that backend cannot serve
             problems.append(f"{unserved.message}; {unserved.hint}" if unserved.hint

@@ -631,7 +631,9 @@ def _store_failed(
         exc,
         f"the new key {new_id} could not be stored{where} and was deleted again; the stored "
         f"key {old_id} is unchanged",
-        "fix the backend (`broker doctor`), then rotate again",
+        # the backend's own next step (a read-only service account: a new account) first
+        f"{exc.hint}; then rotate again" if isinstance(exc, BrokerError) and exc.hint
+        else "fix the backend (`broker doctor`), then rotate again",
     )
 
 

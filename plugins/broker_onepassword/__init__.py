@@ -90,6 +90,15 @@ def _no_token_error(detail: str = "") -> AuthenticationError:
     )
 
 
+class _Named:
+    """An item as :meth:`OnePasswordBackend._refuse_bound` compares it: ``id`` and ``title``."""
+
+    __slots__ = ("id", "title")
+
+    def __init__(self, item_id: str, title: str) -> None:
+        self.id, self.title = item_id, title
+
+
 class OnePasswordBackend(Backend):
     """API Credentials items in a 1Password vault.
 
@@ -152,6 +161,12 @@ class OnePasswordBackend(Backend):
         self._bound: dict[str, BoundItem] = {}
         self._bound_read: dict[str, tuple[float, str, Any | None]] = {}
         self._vault_titles: list[Any] | None = None  # one VaultsList per instance
+        # Why a bound item was not found, by reference: ("renamed", its new title) when
+        # the id broker remembers now has another title, ("gone", id) when that id is no
+        # longer found (deleted or archived).
+        self._lost: dict[str, tuple[str, str]] = {}
+        # Profiles `list` found but cannot serve as they are: name -> the error `exec` gives.
+        self.listing_problems: dict[str, BrokerError] = {}
 
     def __repr__(self) -> str:
         vault = self.settings.get("vault")
@@ -545,9 +560,13 @@ class OnePasswordBackend(Backend):
                 seen[overview.title] = seen.get(overview.title, 0) + 1
                 ids[overview.title] = overview.id
         present = {str(o.id): str(o.title).casefold() for o in overviews}
+        bound_keys = {b.item for b in self._bound.values()}
         for title, item_id in self.state.item_ids(vault_id).items():
-            if title not in ids and present.get(item_id) == title.casefold():
-                ids[title] = item_id  # an item found by title before (any category, case)
+            if title not in ids and (present.get(item_id) == title.casefold() or (
+                    title in bound_keys and item_id in present)):
+                # an item found by title before (any category, case); a profile's
+                # broker_item, even renamed since (its id tells it apart)
+                ids[title] = item_id
         for title, count in seen.items():
             if count > 1:
                 ids[title] = None  # ambiguous: never remember one of them
@@ -702,6 +721,7 @@ class OnePasswordBackend(Backend):
                 self.state.update(items={title: str(created.id)}, vault_id=vault_id)
                 self._absent.pop(title, None)
                 return
+            self._refuse_bound(name, vault_id, existing)
             updated = _fields.apply(sdk, existing, item, self._tags())
             try:
                 self._run(lambda c: c.items.put(updated), f"updating {title!r}")  # noqa: B023
@@ -720,6 +740,7 @@ class OnePasswordBackend(Backend):
         match = self._pick(overviews, title)
         if match is None:
             return False
+        self._refuse_bound(name, vault_id, match)
         try:
             self._run(lambda c: c.items.delete(vault_id, match.id), f"deleting {title!r}")
         except NotFound:
@@ -737,15 +758,25 @@ class OnePasswordBackend(Backend):
         per vault (and a VaultsList once, until their ids are remembered)."""
         from broker_onepassword._fields import TAG
 
+        remembered = {name: self._remembered_bound(bound)
+                      for name, bound in self._bound.items()}  # before the listing
         vault_id, overviews = self._listing()
         names: set[str] = set()
         served: set[str] = set()  # ids of the items named by broker_item
         listings = {vault_id: overviews}
+        self.listing_problems = {}
         for name, bound in self._bound.items():
-            match = self._listed_bound(bound, listings)
+            try:
+                match = self._listed_bound(bound, listings, remembered[name])
+            except AmbiguousMatch as exc:
+                self.listing_problems[name] = exc
+                continue
             if match is not None:
                 names.add(name)
                 served.add(str(match.id))
+                if not (_VAULT_ID.match(bound.item) or _same(str(match.title), bound.item)):
+                    self._lost[bound.reference] = ("renamed", str(match.title))
+                    self.listing_problems[name] = self._bound_missing(name)
         for overview in overviews:
             tags = list(overview.tags)
             if str(overview.id) in served or TAG not in tags or not self._in_namespace(tags):
@@ -754,6 +785,11 @@ class OnePasswordBackend(Backend):
             if titled:
                 names.add(titled)
         return sorted(names)
+
+    def list_problems(self) -> dict[str, BrokerError]:
+        """:meth:`Backend.list_problems`: profiles whose item the last :meth:`list` found
+        twice (one title, two items) or found renamed, deleted or archived."""
+        return dict(self.listing_problems)
 
     def get_many(self, names: Sequence[str]) -> dict[str, Item | None]:
         """Several items with one ItemsGetAll per 50 (plus one ItemsList when some id
@@ -833,12 +869,34 @@ class OnePasswordBackend(Backend):
         """Refuse a write of bound ``name``'s item that is not adopted (it reads the item
         once, and a later :meth:`get` of it is free); nothing for broker's own items.
 
+        Also refuses, offline, a write under ``name`` of an item another profile's
+        ``broker_item`` names (by title, id or the id broker remembers), and, through the
+        1Password CLI, an ``op`` too old to write (one ``op --version``): both before the
+        command asks for an MFA code or makes a key.
+
         Raises:
-            UsageError: the item is not broker's (names it, and `broker adopt`).
+            UsageError: the item is not broker's (names it, and `broker adopt`), or it is
+                another profile's.
             NotFound: the item is missing.
+            BackendError: the 1Password CLI cannot write items (too old, or not the CLI).
         """
+        if self.transport == "cli":  # an op too old to write: said before anything else
+            self._cli_session().require_writable(f"writing {name!r}")
         if name in self._bound:
             self._writable(name)
+        elif self._bound and self.namespace == CREDENTIALS:
+            vault_id = self._vault_id or self.state.vault_id(self._vault_key())
+            title = self.title_for(name)
+            item_id = self.state.item_id(vault_id, title) if vault_id else None
+            self._refuse_bound(name, vault_id or "", _Named(item_id or "", title))
+
+    def _cli_session(self) -> CliSession:
+        """The CLI transport's session, opened now if it is not yet (no call made)."""
+        from broker_onepassword._cli import CliSession, open_session
+
+        if not isinstance(self._session, CliSession):
+            self._session = open_session(self)
+        return self._session
 
     def adopt(self, name: str) -> bool:
         """Tag ``name``'s item ``broker`` (one ItemsPut; nothing else changes), so that
@@ -879,12 +937,88 @@ class OnePasswordBackend(Backend):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _bound_missing(self, name: str) -> NotFound:
+        """Why bound ``name``'s item is not served: renamed in 1Password (the id broker
+        remembers has a new title: broker_item names the item, so the fix is to name the
+        new title there; it is never served under a title broker_item does not give),
+        gone (deleted or archived), or never found; names the file ``broker_item`` is in
+        (``$AWS_CONFIG_FILE``, else ~/.aws/config)."""
+        from broker.aws.profiles import config_path
+
         bound = self._bound[name]
-        where = "" if bound.vault is not None else " in the vault"
+        vault = self._setting("vault")
+        where = "" if bound.vault is not None else (
+            f" in the vault {vault!r}" if vault else " in the vault")
+        config = str(config_path())
+        home = os.path.expanduser("~")
+        if config.startswith(home + os.sep):
+            config = "~" + config[len(home):]
+        lost = self._lost.get(bound.reference)
+        if lost is not None and lost[0] == "renamed":
+            new = (f"op://{bound.vault}/{lost[1]}" if bound.vault is not None else lost[1])
+            return NotFound(
+                f"onepassword: the item {bound.shown()} (broker_item of profile {name!r}) was "
+                f"renamed to {lost[1]!r} in 1Password (same id)",
+                f"update broker_item in {config} to {new}",
+            )
+        if lost is not None:
+            return NotFound(
+                f"onepassword: no item {bound.shown()}{where} (broker_item of profile "
+                f"{name!r}): the item broker read before (id {lost[1]}) is deleted or "
+                "archived",
+                f"restore it from the Archive in 1Password, or fix broker_item in {config}",
+            )
         return NotFound(
             f"onepassword: no item {bound.shown()}{where} (broker_item of profile {name!r})",
-            "fix broker_item in ~/.aws/config (the vault and the item's title or id), or "
+            f"fix broker_item in {config} (the vault and the item's title or id), or "
             "make the item in 1Password",
+        )
+
+    def _remembered_bound(self, bound: BoundItem) -> tuple[str, str] | None:
+        """(vault id, item id) of ``bound``'s item as broker remembers them (or as its
+        reference gives them), offline; None when either is not known."""
+        if self._is_configured_vault(bound):
+            vault_id = self._vault_id or self.state.vault_id(self._vault_key())
+        elif bound.vault is not None and _VAULT_ID.match(bound.vault):
+            vault_id = bound.vault
+        else:
+            vault_id = self.state.vault_id(f"{self._auth_key()}|{bound.vault}")
+        if vault_id is None:
+            return None
+        item_id = bound.item if _VAULT_ID.match(bound.item) else self.state.item_id(
+            vault_id, bound.item)
+        return None if item_id is None else (vault_id, item_id)
+
+    def _bound_owner(self, vault_id: str, item: Any) -> str | None:
+        """The profile whose broker_item names ``item`` (an SDK item or overview in vault
+        ``vault_id``) by its title or id, or by the id broker remembers for it; offline."""
+        for other, bound in self._bound.items():
+            if bound.vault is not None and not self._is_configured_vault(bound):
+                known = self._remembered_bound(bound)
+                if known is None or known[0] != vault_id:
+                    continue
+            if str(item.id) == bound.item or _same(str(item.title), bound.item):
+                return other
+            known = self._remembered_bound(bound)
+            if known is not None and known == (vault_id, str(item.id)):
+                return other
+        return None
+
+    def _refuse_bound(self, name: str, vault_id: str, item: Any) -> None:
+        """Refuse a write or delete under ``name`` (not bound) of an item another profile's
+        broker_item names: that item is that profile's, whatever its title.
+
+        Raises:
+            UsageError: naming the item, the profile and the command to use.
+        """
+        owner = self._bound_owner(vault_id, item)
+        if owner is None or owner == name:
+            return
+        raise UsageError(
+            f"onepassword: the item {str(item.title)!r} is the one profile {owner!r} takes "
+            f"its key from (broker_item = {self._bound[owner].reference}), not the item of "
+            f"profile {name!r}",
+            f"name profile {owner!r} to change or remove its key (`broker rotate {owner}`, "
+            f"`broker remove {owner}`); under any other name broker leaves the item alone",
         )
 
     def _writable(self, name: str) -> tuple[str, Any]:
@@ -1009,6 +1143,8 @@ class OnePasswordBackend(Backend):
         key = bound.item
         by_id = bool(_VAULT_ID.match(key))
         item_id = key if by_id else self.state.item_id(vault_id, key)
+        self._lost.pop(bound.reference, None)
+        renamed: Any | None = None
         if item_id is not None:
             try:
                 item = self._get_by_id(vault_id, item_id, key)
@@ -1016,10 +1152,15 @@ class OnePasswordBackend(Backend):
                 item = None
             if item is not None and (str(item.id) == key or _same(item.title, key)):
                 return item
-            if not by_id:
-                self.state.update(items={key: None}, vault_id=vault_id)
+            if not by_id and item is None:
+                self.state.update(items={key: None}, vault_id=vault_id)  # gone
+            renamed = item  # kept: the id is still this profile's item, under a new title
         match = self._pick_bound(self._overviews(vault_id), key)
         if match is None:
+            if renamed is not None:
+                self._lost[bound.reference] = ("renamed", str(renamed.title))
+            elif item_id is not None:
+                self._lost[bound.reference] = ("gone", item_id)
             return None
         if str(match.id) != key:
             self.state.update(items={key: str(match.id)}, vault_id=vault_id)
@@ -1046,10 +1187,17 @@ class OnePasswordBackend(Backend):
             )
         return matches[0] if matches else None
 
-    def _listed_bound(self, bound: BoundItem, listings: dict[str, _Overviews]) -> Any | None:
+    def _listed_bound(self, bound: BoundItem, listings: dict[str, _Overviews],
+                      remembered: tuple[str, str] | None = None) -> Any | None:
         """The overview of ``bound``'s item for `list` (``listings``: the vaults listed so
-        far, by id), or None when it is missing or cannot be found now (the command that
-        reads it says why)."""
+        far, by id; ``remembered``: the (vault id, item id) broker knew before listing):
+        the item titled as ``bound`` names it, else the one of the remembered id (renamed
+        since in 1Password: still this profile's), or None when it is missing or cannot be
+        found now (the command that reads it says why).
+
+        Raises:
+            AmbiguousMatch: several items have the title (`exec` refuses them too).
+        """
         from broker_onepassword._sdk import AccessDenied
 
         try:
@@ -1057,8 +1205,11 @@ class OnePasswordBackend(Backend):
             if vault_id not in listings:
                 listings[vault_id] = self._overviews(vault_id)
             match = self._pick_bound(listings[vault_id], bound.item)
-        except (NotFound, AccessDenied, AmbiguousMatch, ConfigError):
+        except (NotFound, AccessDenied, ConfigError):
             return None
+        if match is None and remembered is not None and remembered[0] == vault_id:
+            match = next((o for o in listings[vault_id] if str(o.id) == remembered[1]), None)
+            return match
         if match is not None and str(match.id) != bound.item:
             self.state.update(items={bound.item: str(match.id)}, vault_id=vault_id)
         return match

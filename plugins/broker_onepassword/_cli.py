@@ -255,10 +255,10 @@ def choose(backend: OnePasswordBackend) -> Choice:
         return Choice("sdk", "account is set and the desktop app's SDK library is here")
     op_path = backend._setting("op_path")
     binary = locate(op_path)
-    if binary is None and op_path is None and not _platform.in_wsl():
-        return Choice("sdk", "no service-account token and no 1Password CLI")
     if backend._login_token() is not None:
         return Choice("sdk", "a service-account token is kept by `broker backend login`")
+    if binary is None and op_path is None and not _platform.in_wsl():
+        return Choice("sdk", "no service-account token and no 1Password CLI")
     if op_path is not None:
         return Choice("cli", "no service-account token; op_path names the 1Password CLI",
                       binary)
@@ -523,6 +523,25 @@ class CliSession:
             raise
         self._signed_in = True
         return result
+
+    def require_writable(self, what: str) -> None:
+        """Refuse now, before ``what`` (a command that will write) does anything else, an
+        ``op`` that cannot write items (older than :data:`MIN_VERSION`, or not the CLI):
+        one ``op --version``, asked once.
+
+        Raises:
+            BackendError: the error :func:`translate` makes for kind ``"version"`` or
+                ``"output"`` (names the version and how to upgrade).
+        """
+        if self._writable:
+            return
+        try:
+            self.runner.require_writable()
+        except OpFailure as failure:
+            raise translate(failure, what, binary=self.runner.binary,
+                            account=self.runner.account, timeout=self.runner.timeout,
+                            secrets=self._secrets()) from None
+        self._writable = True
 
     def run(self, operation: Callable[[Any], Any], what: str) -> Any:
         """What ``operation(client)`` returns.

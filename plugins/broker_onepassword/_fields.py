@@ -133,16 +133,34 @@ def _template_index(fields: list[Any], names: list[str | None], label: str) -> i
     return None
 
 
+def read_indices(fields: list[Any], names: list[str | None]) -> dict[str, int]:
+    """broker field -> the index in ``fields`` it is read from and written to: the first
+    field ``names`` (:func:`field_names`) gives that name that holds a value, else the
+    first one it gives that name (empty). Any other field of the same name (a second key
+    pair in another section, an old copy) is the user's: never read, changed or removed.
+    """
+    chosen: dict[str, int] = {}
+    for index, (field, name) in enumerate(zip(fields, names, strict=True)):
+        if name is not None and name not in chosen and field.value != "":
+            chosen[name] = index
+    for index, name in enumerate(names):
+        if name is not None and name not in chosen:
+            chosen[name] = index
+    return chosen
+
+
 def to_item(sdk_item: Any) -> Item:
-    """The broker Item an SDK item holds (the fields :func:`field_names` finds, then
-    broker's other fields)."""
+    """The broker Item an SDK item holds (the fields :func:`field_names` finds, each read
+    from the field :func:`read_indices` picks, then broker's other fields)."""
     fields: dict[str, str] = {}
     extras: dict[str, str] = {}
     fields_ = list(sdk_item.fields)
     known = known_names(fields_)
-    for field, name, own in zip(fields_, field_names(fields_), known, strict=True):
+    names = field_names(fields_)
+    chosen = read_indices(fields_, names)
+    for index, (field, name, own) in enumerate(zip(fields_, names, known, strict=True)):
         if name is not None:
-            if name not in fields and field.value != "":
+            if chosen[name] == index and field.value != "":
                 # the template's "username" is a general field: blanks around the id go
                 fields[name] = field.value.strip() if own is None else field.value
         elif field.section_id == SECTION_ID and field.title and field.title not in extras:
@@ -198,20 +216,25 @@ def create_params(sdk: Any, vault_id: str, title: str, item: Item, tags: list[st
 def apply(sdk: Any, existing: Any, item: Item, tags: list[str]) -> Any:
     """A copy of ``existing`` that holds exactly ``item``, the user's own parts kept.
 
-    Known fields are updated where they are, under their own labels (their type
-    corrected), the template's "username" and "credential" too when they hold the key
-    (:func:`field_names`); known fields ``item`` lacks and broker's stale extra fields are
-    removed (the template's two are emptied instead); the rest is kept.
+    Each known field is updated where broker reads it (:func:`read_indices`), under its own
+    label (its type corrected), the template's "username" and "credential" too when they
+    hold the key (:func:`field_names`); a known field ``item`` lacks is removed there (the
+    template's two are emptied instead), and so are broker's stale extra fields (its own
+    section). Every other field is kept as it is: a second field of a known name (another
+    key pair in another section) is the user's, never updated, removed or merged.
     """
     fields: list[Any] = []
     done: set[str] = set()
     existing_fields = list(existing.fields)
     known = known_names(existing_fields)
-    for field, name, own in zip(
-        existing_fields, field_names(existing_fields), known, strict=True
-    ):
+    names = field_names(existing_fields)
+    chosen = read_indices(existing_fields, names)
+    for index, (field, name, own) in enumerate(zip(existing_fields, names, known, strict=True)):
+        if name is not None and chosen[name] != index:
+            fields.append(field)  # another field of that name: the user's
+            continue
         if name is None and field.section_id == SECTION_ID:
-            name = field.title
+            name = field.title  # broker's extra field
         if name is None:
             fields.append(field)  # the user's own field
             continue
@@ -224,7 +247,7 @@ def apply(sdk: Any, existing: Any, item: Item, tags: list[str]) -> Any:
             }))
         elif own is None and field.section_id != SECTION_ID:
             fields.append(field.model_copy(update={"value": ""}))  # the template's own
-        # else: removed (not in the item any more, or a duplicate)
+        # else: removed (not in the item any more, or a stale copy of broker's extra)
     used = {str(f.id) for f in fields}
     for name in _ordered(item):
         if name not in done:

@@ -492,6 +492,14 @@ class FakeOp:
     def find(self, title: str) -> dict[str, Any]:
         return dict(next(i for i in self.state()["items"] if i["title"] == title))
 
+    def edit_item(self, item_id: str, **changes: Any) -> None:
+        """Change an item as the 1Password app would (``title=...``), its version bumped."""
+        with _locked(self.path) as state:
+            item = next(i for i in state["items"] if i["id"] == item_id)
+            item.update(changes)
+            item["version"] = int(item.get("version") or 0) + 1
+            item["updated_at"] = _now()
+
     def add_item(self, vault: str, item: dict[str, Any]) -> str:
         """Put an item in ``vault`` as the 1Password app would make it; its id."""
         with _locked(self.path) as state:

@@ -310,3 +310,131 @@ def test_a_concurrent_edit_is_retried(emulator: OnePasswordEmulator,
     backend.set("dev", SHELL.replace(**NEW_KEY))
     assert values(emulator, item_id)["access key id"] == NEW_KEY[ACCESS_KEY_ID]
     assert emulator.item(item_id)["notes"] == "edited in the app meanwhile"
+
+
+OLD_PAIR = ("AKIAOLDPAIR000000001", "old/pair+secret")
+
+
+def two_pair_item(emulator: OnePasswordEmulator, old_first: bool = False) -> str:
+    """The shell plugin's item with a second key pair in a section "old" of its own."""
+    first = [field("access key id", SHELL_KEY, id="kq1"),
+             field("secret access key", "shell/plugin+secret", "Concealed", id="kq2")]
+    old = [field("access key id", OLD_PAIR[0], id="o1", section="old"),
+           field("secret access key", OLD_PAIR[1], "Concealed", id="o2", section="old")]
+    return emulator.create_item("AWS Access Key", [*old, *first] if old_first else
+                                [*first, *old, field("default region", "eu-west-1")],
+                                sections=[{"id": "old", "title": "old"}])
+
+
+@pytest.mark.parametrize("old_first", [False, True])
+def test_a_second_key_pair_is_left_alone(emulator: OnePasswordEmulator, make_backend: Make,
+                                         old_first: bool) -> None:
+    """The first pair (as the read finds it) is read and written; the other pair, in its
+    own section, is the user's: never removed, merged or changed."""
+    item_id = two_pair_item(emulator, old_first)
+    before = labels(emulator, item_id)
+    read = bound(make_backend, "AWS Access Key").get("dev")
+    first = OLD_PAIR if old_first else (SHELL_KEY, "shell/plugin+secret")
+    other = (SHELL_KEY, "shell/plugin+secret") if old_first else OLD_PAIR
+    assert read == Item({ACCESS_KEY_ID: first[0], SECRET_ACCESS_KEY: first[1]})
+    bound(make_backend, "AWS Access Key").adopt("dev")
+    bound(make_backend, "AWS Access Key").set("dev", NEW_KEY)  # what `broker rotate` stores
+    assert labels(emulator, item_id) == before
+    pairs = [(f["sectionId"] or "", f["title"], f["value"])
+             for f in emulator.item(item_id)["fields"]]
+    kept = [(s, v) for s, t, v in pairs if t in ("access key id", "secret access key")]
+    read_section, other_section = ("old", "") if old_first else ("", "old")
+    assert kept.count((read_section, NEW_KEY[ACCESS_KEY_ID])) == 1
+    assert kept.count((read_section, NEW_KEY[SECRET_ACCESS_KEY])) == 1
+    assert (other_section, other[0]) in kept and (other_section, other[1]) in kept
+    assert bound(make_backend, "AWS Access Key").get("dev") == NEW_KEY
+
+
+def test_an_empty_first_field_is_not_the_one_written(emulator: OnePasswordEmulator,
+                                                     make_backend: Make) -> None:
+    """The read skips an empty "access key id"; the write updates the field it read."""
+    item_id = emulator.create_item("AWS Access Key", [
+        field("access key id", "", id="e1"),
+        field("access key id", SHELL_KEY, id="kq1", section="keys"),
+        field("secret access key", "shell/plugin+secret", "Concealed", id="kq2",
+              section="keys"),
+    ], tags=["broker"])
+    bound(make_backend, "AWS Access Key").set("dev", NEW_KEY)
+    shown = {f["id"]: f["value"] for f in emulator.item(item_id)["fields"]}
+    assert shown == {"e1": "", "kq1": NEW_KEY[ACCESS_KEY_ID], "kq2": NEW_KEY[SECRET_ACCESS_KEY]}
+
+
+# -- an item renamed, archived or doubled in 1Password ---------------------------------------
+
+
+def adopted_ro(emulator: OnePasswordEmulator, make_backend: Make) -> tuple[str, Make]:
+    """An adopted item ``AWS ro`` that profile ro names (its title fits broker's template
+    and it carries broker's tag), read once (its id remembered); ``make()`` binds ro (and
+    dev to another item, as ~/.aws/config would)."""
+    item_id = shell_plugin_item(emulator, title="AWS ro")
+    shell_plugin_item(emulator)
+
+    def make() -> OnePasswordBackend:
+        backend = bound(make_backend, "op://Broker/AWS ro", name="ro")
+        backend.bind_item("dev", "op://Broker/AWS Access Key")
+        return backend
+
+    make().adopt("ro")
+    assert make().get("ro") == SHELL
+    return item_id, make
+
+
+@pytest.mark.parametrize("listed_first", [True, False])
+def test_a_renamed_item_is_never_another_profile(emulator: OnePasswordEmulator,
+                                                 make_backend: Make,
+                                                 listed_first: bool) -> None:
+    item_id, make = adopted_ro(emulator, make_backend)
+    emulator.edit_item(item_id, title="AWS ro renamed")
+    before = emulator.item(item_id)
+    if listed_first:
+        backend = make()
+        assert backend.list() == ["dev", "ro"]  # never "ro renamed"
+        assert "renamed to 'AWS ro renamed'" in backend.listing_problems["ro"].message
+    for attempt in (lambda b: b.delete("ro renamed"),
+                    lambda b: b.set("ro renamed", SHELL.replace(**NEW_KEY)),
+                    lambda b: b.check_writable("ro renamed")):
+        with pytest.raises(UsageError, match="profile 'ro' takes its key from"):
+            attempt(make())
+    assert emulator.item(item_id) == before  # the only copy of the key is still there
+    with pytest.raises(NotFound) as caught:
+        make().get("ro")
+    assert "renamed to 'AWS ro renamed' in 1Password (same id)" in caught.value.message
+    assert "update broker_item in ~/.aws/config to op://Broker/AWS ro renamed" in (
+        caught.value.hint)
+    assert make().list() == ["dev", "ro"]
+
+
+def test_an_archived_item_says_so(emulator: OnePasswordEmulator, make_backend: Make) -> None:
+    item_id, make = adopted_ro(emulator, make_backend)
+    emulator.archive_item(item_id)
+    with pytest.raises(NotFound) as caught:
+        make().get("ro")
+    assert "deleted or archived" in caught.value.message
+    assert "restore it from the Archive in 1Password, or fix broker_item" in caught.value.hint
+
+
+def test_a_missing_item_names_the_vault_and_the_file(
+    emulator: OnePasswordEmulator, make_backend: Make, tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "elsewhere" / "config"))
+    with pytest.raises(NotFound) as caught:
+        bound(make_backend, "Nope").get("dev")
+    assert "no item 'Nope' in the vault 'Broker'" in caught.value.message
+    assert f"fix broker_item in {tmp_path / 'elsewhere' / 'config'}" in caught.value.hint
+
+
+def test_list_shows_two_items_with_the_title_as_a_problem(
+    emulator: OnePasswordEmulator, make_backend: Make
+) -> None:
+    first, second = shell_plugin_item(emulator), shell_plugin_item(emulator)
+    backend = bound(make_backend, "AWS Access Key")
+    assert backend.list() == []
+    problem = backend.listing_problems["dev"]
+    assert isinstance(problem, AmbiguousMatch) and first in problem.message
+    assert second in problem.message

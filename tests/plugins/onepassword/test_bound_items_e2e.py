@@ -246,5 +246,6 @@ def test_add_item_writes_broker_item_and_stores_nothing(
     missing = op_home.run("add", "other", "--item", "op://Broker/No such item")
     assert missing.returncode == 14, missing.stderr
     assert "No such item" in missing.stderr and "[profile other]" not in text
+    assert "check --item" in missing.stderr and "nothing was written" in missing.stderr
     again = op_home.run("add", "fresh", "--item", "op://Broker/AWS Console")
     assert again.returncode == 2 and "--replace" in again.stderr
