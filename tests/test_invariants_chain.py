@@ -679,3 +679,18 @@ def test_options_from_settings_take_the_session_duration_from_the_config():
     )
     assert (options.duration, options.no_session, options.session_duration, options.region,
             options.profile) == (900, True, 5400, "eu-north-1", "top")
+
+
+def test_the_device_kept_with_the_key_signs_the_keys_own_call(ctx, sts, monkeypatch):
+    """A key profile that names no mfa_serial but whose key item names one (a broker_item's
+    ``mfa serial``): GetSessionToken carries that device and a code; without the hook
+    (``key_serial``) broker would ask STS for a session without MFA."""
+    import os
+    import subprocess
+
+    monkeypatch.setattr(credentials.StoredKey, "serial", lambda self: DEVICE)
+    code = subprocess.run([os.environ["BROKER_TEST_MFA"], DEVICE], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    credentials.obtain(ctx, "plain", mfa_code=code)
+    (call,) = sts.actions("GetSessionToken")
+    assert call.get("SerialNumber") == DEVICE and call.get("TokenCode") == code
