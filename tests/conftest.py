@@ -286,3 +286,18 @@ def in_home(home: BrokerHome, monkeypatch: pytest.MonkeyPatch) -> BrokerHome:
     for key, value in home.env.items():
         monkeypatch.setenv(key, value)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found() -> Iterator[None]:
+    """Every test leaves the main thread's blocked signals and the SIGINT/SIGTERM handlers
+    as it found them: a process started later inherits the mask (a SIGINT blocked here
+    makes a broker started by a later test deaf to ^C)."""
+    import signal
+
+    before = (signal.pthread_sigmask(signal.SIG_BLOCK, []),
+              signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    yield
+    after = (signal.pthread_sigmask(signal.SIG_BLOCK, []),
+             signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    assert after == before, f"signal state changed by this test: {before} -> {after}"

@@ -118,11 +118,12 @@ def test_a_malformed_code_is_asked_for_again(typed, sts):
     terminal.type("12345")  # five digits
     terminal.expect("not 6 digits; try again (2 tries left)")
     terminal.expect(f"MFA code for {DEVICE}: ")
-    terminal.type(typed.code())
+    right = typed.code()
+    terminal.type(right)
     result = terminal.finish()
     assert result.returncode == 0, result.stderr + terminal.shown
     sent, = sts.actions("GetSessionToken")  # the malformed one was never sent
-    assert sent["TokenCode"] == typed.code()
+    assert sent["TokenCode"] == right
 
 
 def test_a_code_aws_refuses_is_asked_for_again(typed, sts):
@@ -133,10 +134,11 @@ def test_a_code_aws_refuses_is_asked_for_again(typed, sts):
     terminal.expect("AWS refused the MFA code")
     terminal.expect("try again (2 tries left)")
     terminal.expect(f"MFA code for {DEVICE}: ")
-    terminal.type(typed.code())
+    right = typed.code()  # the code typed, not one computed later (a new 30 s step)
+    terminal.type(right)
     result = terminal.finish()
     assert result.returncode == 0, result.stderr + terminal.shown
-    assert [a["TokenCode"] for a in sts.actions("GetSessionToken")] == [wrong, typed.code()]
+    assert [a["TokenCode"] for a in sts.actions("GetSessionToken")] == [wrong, right]
 
 
 def test_three_typos_end_it(typed, sts):
