@@ -420,3 +420,40 @@ def test_a_nested_block_where_a_value_belongs_is_refused_before_the_chain_is_use
     with pytest.raises(ConfigError) as raised:
         profiles.resolve_chain(config, "dev")
     assert raised.value.message.startswith(f"/cfg [profile dev] {key} is a nested block")
+
+
+# --- broker_item's shape, checked offline ----------------------------------------------------
+
+FIX = profiles.ITEM_REFERENCE_FIX
+
+
+@pytest.mark.parametrize("value", ["my-op://V/I", "op_2://V/I", "a-b_c://V/I", "op://V/I"])
+def test_a_scheme_of_letters_digits_dashes_and_underscores_is_a_scheme(value):
+    assert profiles.item_reference_problem(value) is None
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("o.p://V/I", f"'o.p' is not a reference scheme; {FIX}"),
+    ("op://V/I#frag", f"an item reference takes no query or fragment; {FIX}"),
+    ("op://V/I?attribute=otp", f"an item reference takes no query or fragment; {FIX}"),
+    # the first "://" ends the scheme: the rest is a path with a field in it
+    ("op://V/a://b", f"it names a field, where broker_item names an item; {FIX}"),
+    ("op://V", f"it names no item, where broker_item names an item; {FIX}"),
+    ("op://V/I/field", f"it names a field, where broker_item names an item; {FIX}"),
+])
+def test_a_malformed_item_reference_says_what_is_wrong(value, problem):
+    assert profiles.item_reference_problem(value) == problem
+
+
+def test_a_malformed_broker_item_is_a_problem_of_that_key():
+    config = profiles.parse("[profile dev]\nbroker_item = op://V\n", Path("/cfg"))
+    assert config.profiles["dev"].problem_by_key == {"broker_item": (
+        f"/cfg [profile dev] broker_item = 'op://V': it names no item, where broker_item "
+        f"names an item; {FIX}")}
+
+
+def test_a_nested_broker_item_is_a_problem_of_that_key():
+    config = profiles.parse("[profile dev]\nbroker_item =\n  a = b\n", Path("/cfg"))
+    assert config.profiles["dev"].problem_by_key == {"broker_item": (
+        "/cfg [profile dev] broker_item: it is a nested block, not a value; put it on one "
+        "line")}
