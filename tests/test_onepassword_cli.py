@@ -29,7 +29,7 @@ from broker.errors import (
     NotFound,
 )
 from broker.testing.contract import SAMPLE, BackendContract
-from tests.support.fake_op import STATE_VARIABLE, FakeOp
+from tests.support.fake_op import STATE_VARIABLE, FakeOp, install_fake_op, isolate_op_home
 
 SEED = SAMPLE[TOTP]
 
@@ -37,25 +37,12 @@ SEED = SAMPLE[TOTP]
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOME and XDG dirs; no 1Password sign-in or WSL inherited."""
-    home = tmp_path / "cli-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var, sub in (("XDG_STATE_HOME", ".local/state"), ("XDG_CONFIG_HOME", ".config"),
-                     ("XDG_CACHE_HOME", ".cache")):
-        monkeypatch.setenv(var, str(home / sub))
-    for var in ("OP_SERVICE_ACCOUNT_TOKEN", "OP_ACCOUNT", "OP_CONNECT_HOST", "OP_CONNECT_TOKEN",
-                "WSL_DISTRO_NAME", "BROKER_CONFIG", "BROKER_BACKEND", "BROKER_OP_EMULATOR",
-                "XDG_RUNTIME_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no real op
+    home = isolate_op_home(tmp_path, monkeypatch)
     return home
 
 
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> FakeOp:
-    fake = FakeOp(tmp_path / "fake-op", **kwargs)
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    return fake
+    return install_fake_op(tmp_path, monkeypatch, **kwargs)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from broker_onepassword._cli_items import OpClient
 from broker.backend import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from broker.errors import AuthenticationError, BackendError, BackendUnavailable
 from broker.testing.contract import SAMPLE
-from tests.support.fake_op import FakeOp
+from tests.support.fake_op import FakeOp, install_fake_op, isolate_op_home
 
 NEW_KEY = {ACCESS_KEY_ID: "AKIANEWKEY0000000001", SECRET_ACCESS_KEY: "n3w/secret+value0123"}
 
@@ -32,26 +32,13 @@ NEW_KEY = {ACCESS_KEY_ID: "AKIANEWKEY0000000001", SECRET_ACCESS_KEY: "n3w/secret
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOME and XDG dirs; no 1Password sign-in or WSL inherited."""
-    home = tmp_path / "cli-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var, sub in (("XDG_STATE_HOME", ".local/state"), ("XDG_CONFIG_HOME", ".config"),
-                     ("XDG_CACHE_HOME", ".cache")):
-        monkeypatch.setenv(var, str(home / sub))
-    for var in ("OP_SERVICE_ACCOUNT_TOKEN", "OP_ACCOUNT", "OP_CONNECT_HOST", "OP_CONNECT_TOKEN",
-                "WSL_DISTRO_NAME", "BROKER_CONFIG", "BROKER_BACKEND", "BROKER_OP_EMULATOR",
-                "XDG_RUNTIME_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no real op
+    home = isolate_op_home(tmp_path, monkeypatch)
     monkeypatch.setattr(_cli, "drives_root", lambda *_: tmp_path / "no-drives")
     return home
 
 
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> FakeOp:
-    fake = FakeOp(tmp_path / "fake-op", **kwargs)
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    return fake
+    return install_fake_op(tmp_path, monkeypatch, **kwargs)
 
 
 @pytest.fixture

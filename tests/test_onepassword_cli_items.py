@@ -16,7 +16,7 @@ from broker_onepassword import OnePasswordBackend
 from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Item
 from broker.errors import NotFound, UsageError
 from broker.testing.contract import SAMPLE
-from tests.support.fake_op import FakeOp
+from tests.support.fake_op import FakeOp, install_fake_op, isolate_op_home
 
 SEED = SAMPLE[TOTP]
 SERIAL = "arn:aws:iam::123456789012:mfa/shell-user"
@@ -27,25 +27,13 @@ SHELL = Item({ACCESS_KEY_ID: "AKIASHELLPLUGIN00001", SECRET_ACCESS_KEY: "shell/p
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOME and XDG dirs; no 1Password sign-in or WSL inherited."""
-    home = tmp_path / "cli-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var, sub in (("XDG_STATE_HOME", ".local/state"), ("XDG_CONFIG_HOME", ".config"),
-                     ("XDG_CACHE_HOME", ".cache")):
-        monkeypatch.setenv(var, str(home / sub))
-    for var in ("OP_SERVICE_ACCOUNT_TOKEN", "OP_ACCOUNT", "WSL_DISTRO_NAME", "BROKER_CONFIG",
-                "BROKER_BACKEND", "BROKER_OP_EMULATOR", "XDG_RUNTIME_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no real op
+    home = isolate_op_home(tmp_path, monkeypatch)
     return home
 
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeOp:
-    fake = FakeOp(tmp_path / "fake-op")
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    return fake
+    return install_fake_op(tmp_path, monkeypatch)
 
 
 @pytest.fixture

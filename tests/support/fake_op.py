@@ -515,3 +515,30 @@ class FakeOp:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def isolate_op_home(tmp_path: Path, monkeypatch: Any) -> Path:
+    """For in-process tests of the CLI transport: a private HOME and XDG dirs under
+    ``tmp_path``, no 1Password token, account, Connect server, WSL or broker settings
+    inherited, and a PATH without a real ``op``. Returns the new HOME."""
+    home = tmp_path / "cli-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var, sub in (("XDG_STATE_HOME", ".local/state"), ("XDG_CONFIG_HOME", ".config"),
+                     ("XDG_CACHE_HOME", ".cache")):
+        monkeypatch.setenv(var, str(home / sub))
+    for var in ("OP_SERVICE_ACCOUNT_TOKEN", "OP_ACCOUNT", "OP_CONNECT_HOST", "OP_CONNECT_TOKEN",
+                "WSL_DISTRO_NAME", "BROKER_CONFIG", "BROKER_BACKEND", "BROKER_OP_EMULATOR",
+                "XDG_RUNTIME_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no real op
+    return home
+
+
+def install_fake_op(tmp_path: Path, monkeypatch: Any, **kwargs: Any) -> FakeOp:
+    """A :class:`FakeOp` under ``tmp_path`` whose environment (``op`` on PATH, its state
+    file) is set in this process through ``monkeypatch``."""
+    fake = FakeOp(tmp_path / "fake-op", **kwargs)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    return fake
