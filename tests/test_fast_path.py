@@ -69,3 +69,16 @@ def test_a_cached_session_does_not_hide_an_unusable_backend_choice(warmed, chose
 def test_a_cached_path_with_a_valid_backend_choice_stays_light(warmed):
     names = imported_modules({**warmed.env, "BROKER_BACKEND": "keyctl"}, "export", "dev")
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+#: `broker list` takes the full path (click) but reads no secret and calls no AWS API:
+#: docs/performance.md gives its figures. hashlib loads OpenSSL's libcrypto (~4 MiB of
+#: resident memory); subprocess, signal and selectors another ~1 MiB.
+LIST_HEAVY = ("boto3", "botocore", "onepassword", "pydantic", "gnupg", "pyotp", "hashlib",
+              "subprocess")
+
+
+def test_list_imports_nothing_it_does_not_use(warmed):
+    names = imported_modules(warmed.env, "list")
+    assert "click" in names  # the probe sees the full path
+    assert not names & set(LIST_HEAVY), sorted(names & set(LIST_HEAVY))

@@ -422,7 +422,7 @@ def test_mfa_process_runs_with_no_input_its_stderr_on_the_terminal_and_a_time_li
     def helper_stderr():
         yield 99  # the terminal's descriptor
 
-    monkeypatch.setattr(mfa_module.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(tty, "helper_stderr", helper_stderr)
     chain = resolve_chain(parse(f"[profile p]\nmfa_serial = {SERIAL}\nmfa_process = my-otp\n",
                                 Path("/x")), "p")
@@ -448,7 +448,7 @@ def _process_fails(monkeypatch, outcome) -> MFARequired | AuthenticationError:
             raise outcome
         return subprocess.CompletedProcess(args, outcome[0], outcome[1], None)
 
-    monkeypatch.setattr(mfa_module.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     with pytest.raises((MFARequired, AuthenticationError)) as info:
         mfa_module.MfaProcess().code(SERIAL, P_CHAIN)
     return info.value
@@ -489,7 +489,6 @@ def _process_says(monkeypatch, *outputs: bytes) -> list[str]:
     """mfa_process printing ``outputs`` in turn; the commands run."""
     import subprocess
 
-    from broker.aws import mfa as mfa_module
 
     left, ran = list(outputs), []
 
@@ -497,7 +496,7 @@ def _process_says(monkeypatch, *outputs: bytes) -> list[str]:
         ran.append(command)
         return subprocess.CompletedProcess(command, 0, left.pop(0), None)
 
-    monkeypatch.setattr(mfa_module.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     return ran
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass, field
 from typing import Protocol
@@ -174,6 +173,7 @@ class MfaProcess:
         command = _nearest(chain, "mfa_process")
         if not command:
             return None
+        import subprocess  # here: `broker list` imports this module and starts no process
         # stdout is the code; stderr ("Touch your YubiKey") goes to the terminal, because an
         # SDK running credential_process captures broker's own stderr.
         try:

@@ -17,7 +17,6 @@ code until STS has answered, so two processes never pick the same code.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,10 +81,14 @@ class MfaLedger:
             self._key = paths.runtime_key(KEY_FILE)
         key = self._key
         message = f"{serial}\x1f{code}".encode()
+        import hmac  # here, not at the top: hashlib loads OpenSSL (~4 MiB); `list` needs none
+
         return hmac.new(key, message, "sha256").hexdigest()[:32]
 
     def same_code(self, serial: str, used: UsedCode, code: str) -> bool:
         """Whether ``code`` is the code ``used`` recorded for ``serial``."""
+        import hmac
+
         if used.code:
             return hmac.compare_digest(used.code, code)
         return bool(used.digest) and hmac.compare_digest(used.digest, self.digest(serial, code))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def locate(
     setting: str | None = None,
     *,
     wsl: bool | None = None,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] | None = None,
     root: Path | None = None,
 ) -> OpBinary | None:
     """The 1Password CLI to run, or None.
@@ -160,6 +159,7 @@ def locate(
     locations (:data:`WINDOWS_LOCATIONS`), since a Linux ``op`` cannot reach the Windows
     app; then ``op`` on PATH.
     """
+    which = which or _which
     if setting:
         named = _op_path(setting, which)
         return None if named is None else OpBinary(named, named.lower().endswith(".exe"),
@@ -176,10 +176,18 @@ def locate(
     return OpBinary(found, False, "PATH") if found else None
 
 
-def _op_path(setting: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+def _which(name: str) -> str | None:
+    """:func:`shutil.which`, imported on first use: shutil loads zlib, bz2 and lzma, which
+    `broker list` (it asks whether the CLI is there) has no other use for."""
+    import shutil
+
+    return shutil.which(name)
+
+
+def _op_path(setting: str, which: Callable[[str], str | None] | None = None) -> str | None:
     """The program ``op_path`` names when it can be run: a bare name is looked up on PATH."""
     if "/" not in setting and not setting.startswith("~"):
-        return which(setting)
+        return (which or _which)(setting)
     path = Path(setting).expanduser()
     return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
