@@ -240,6 +240,41 @@ def test_list_shows_the_named_item_under_the_profile(tmp_path: Path) -> None:
     assert "Keys" not in rows  # not a profile of its own
 
 
+def test_list_shows_the_item_s_device_once_the_key_was_read(tmp_path: Path) -> None:
+    """`broker list` reads no item: the device an item names shows from the last read of
+    the key ("?" before it), and the profiles' own mfa_serial always wins."""
+    from broker.aws.mfa_ledger import MfaLedger
+
+    ctx = context(tmp_path, "[profile dev]\nbroker_item = kept://V/Keys\n"
+                            "[profile role]\nsource_profile = dev\n"
+                            "role_arn = arn:aws:iam::123456789012:role/r\n"
+                            "[profile own]\nbroker_item = kept://V/Keys\n"
+                            "mfa_serial = arn:aws:iam::123456789012:mfa/own\n"
+                            "[profile bare]\nbroker_item = kept://V/Bare\n")
+    ctx.backend("kept").set("Bare", Item({ACCESS_KEY_ID: TEST_KEY_ID,
+                                          SECRET_ACCESS_KEY: TEST_SECRET}))
+
+    def rows() -> dict[str, tuple[str | None, str]]:
+        return {p.name: (p.mfa_serial, p.mfa_source)
+                for p in list_service.list_profiles(ctx).profiles}
+
+    assert rows() == {"dev": (None, "?"), "role": (None, "?"), "bare": (None, "?"),
+                      "own": ("arn:aws:iam::123456789012:mfa/own", "prompt")}
+    assert Kept.reads == []  # listing read no item
+    for name in ("dev", "bare"):
+        StoredKey(ctx, resolve_chain(ctx.aws, name)).item()
+    assert rows() == {"dev": (SERIAL, "stored totp"), "role": (SERIAL, "stored totp"),
+                      "bare": (None, ""),
+                      "own": ("arn:aws:iam::123456789012:mfa/own", "prompt")}
+    ledger = MfaLedger()
+    assert ledger.device_kept("kept", "dev") == SERIAL and ledger.device_kept("kept", "bare") == ""
+    assert ledger.device_kept("kept", "own") is None  # its own mfa_serial: nothing to keep
+    ctx.backend("kept").delete("Keys")  # gone: what it named is no longer known
+    with pytest.raises(NotFound):
+        StoredKey(ctx, resolve_chain(ctx.aws, "dev")).item()
+    assert ledger.device_kept("kept", "dev") is None and rows()["dev"] == (None, "?")
+
+
 # -- the use cases -----------------------------------------------------------------------------
 
 

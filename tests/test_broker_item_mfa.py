@@ -1,7 +1,8 @@
 """The MFA device of a chain whose key comes from a ``broker_item`` (the item's ``mfa
 serial``) when no profile sets ``mfa_serial``: only reading the item tells it, so
 :func:`broker.aws.chain.needs_code` (`exec --server`'s "may this refresh ask for a code")
-counts such a chain as having one, while `broker list`, which reads no item, shows none.
+counts such a chain as having one, while `broker list`, which reads no item, shows the
+device seen at the last read of the key (tests/test_broker_item.py).
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def test_a_broker_item_chain_may_need_a_code(tmp_path: Path) -> None:
     assert not needed("shell-role", no_session=True)
 
 
-def test_list_shows_no_device_for_the_item_s_own(tmp_path: Path) -> None:
-    """`broker list` reads no item: the MFA column goes by the profiles' mfa_serial
-    (docs/backends/onepassword.md says so)."""
+def test_the_chain_alone_names_no_device_for_the_item_s_own(tmp_path: Path) -> None:
+    """The chain carries only the profiles' mfa_serial: the item's device comes from
+    reading it (or, for `broker list`, from the ledger's memory of the last read)."""
     from broker.aws.mfa import source_name
 
     aws = parse(CONFIG, tmp_path / "config")

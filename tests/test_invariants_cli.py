@@ -4,6 +4,7 @@ translation point (broker/cli/errors.py) keeps it, and Ctrl-C is 130 end to end.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import inspect
 import json
@@ -367,11 +368,16 @@ def test_ctrl_c_while_broker_waits_exits_130(home, tmp_path):
         try:
             code = process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            # Seen twice on a heavily loaded machine (full suite beside a mutation run),
-            # never alone: keep what broker was doing, and see whether a second ^C ends it.
+            # Seen in full runs from a fresh clone, never alone: keep what broker and this
+            # process were doing, and see whether a second ^C ends it.
             state = _signal_state(process.pid)
             os.kill(process.pid, signal.SIGINT)
-            code = process.wait(timeout=30)
+            try:
+                code = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"broker answered neither SIGINT; broker: {state}; now: "
+                            f"{_signal_state(process.pid)}; pytest: {_signal_state(os.getpid())}"
+                            f" handler {signal.getsignal(signal.SIGINT)!r}")
             import warnings
 
             warnings.warn(f"broker needed a second SIGINT; after the first: {state}",
@@ -397,7 +403,11 @@ def _signal_state(pid: int) -> str:
         return f"unreadable: {exc}"
     keep = ("State", "Threads", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
     lines = [line for line in status.splitlines() if line.split(":")[0] in keep]
-    return "; ".join([*lines, f"wchan {wchan}", f"children {children.strip() or '-'}"])
+    stack = ""
+    with contextlib.suppress(OSError):  # readable only with CAP_SYS_ADMIN
+        stack = Path(f"/proc/{pid}/stack").read_text().replace("\n", " | ")
+    return "; ".join([*lines, f"wchan {wchan}", f"children {children.strip() or '-'}",
+                      f"stack {stack or '-'}"])
 
 
 # --- the codes as the commands exit with them ---------------------------------------------

@@ -6,8 +6,9 @@ keyed hash of it (HMAC-SHA256 under a random key kept in the runtime directory, 
 :func:`broker.paths.runtime_key`), never the code itself: the ledger alone, say on a
 stolen disk or in a backup, cannot tell a code, not even by trying all million of them.
 The hash is enough for the reuse guard: a typed code equal to the last accepted one is
-still refused. Per stored key it also keeps whether a TOTP seed is kept with it (so
-``broker list`` can say where codes come from without reading any secret).
+still refused. Per stored key it also keeps whether a TOTP seed is kept with it and, for
+a key read from an item a profile names (``broker_item``), the MFA device that item
+names, so ``broker list`` can say where codes come from without reading any secret.
 
 The state is one JSON file (0600, replaced atomically) under the state directory.
 A per-device lock, shared by every broker process of the user, is held from choosing a
@@ -169,3 +170,24 @@ class MfaLedger:
                 seeds.pop(f"{backend}/{profile}", None)
             else:
                 seeds[f"{backend}/{profile}"] = stored
+
+    def device_kept(self, backend: str, profile: str) -> str | None:
+        """The MFA device (an ARN or serial) the item of ``profile``'s key names, as seen
+        the last time the key was read from ``backend``: ``""`` when it names none, None
+        when not known (never read, or unreadable the last time)."""
+        value = self._table("key_devices").get(f"{backend}/{profile}")
+        return value if isinstance(value, str) else None
+
+    def mark_device(self, backend: str, profile: str, serial: str | None) -> None:
+        """Remember the MFA device the item of ``profile``'s key names (``""``: none);
+        None forgets it (the key could not be read)."""
+        if self.device_kept(backend, profile) == serial:
+            return  # the common case: nothing to write
+        with self._update() as data:
+            devices = data.setdefault("key_devices", {})
+            if not isinstance(devices, dict):
+                devices = data["key_devices"] = {}
+            if serial is None:
+                devices.pop(f"{backend}/{profile}", None)
+            else:
+                devices[f"{backend}/{profile}"] = serial

@@ -9,6 +9,10 @@ from broker.backend import MFA_SERIAL, TOTP, Item
 from broker.errors import BrokerError, CredentialsNotFound
 from broker.services.context import Context
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from broker.aws.mfa_ledger import MfaLedger
+
 
 class Resolved:
     """A profile's credentials, with what a caller needs to present them."""
@@ -53,22 +57,33 @@ class StoredKey:
             from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
 
             store = self.ctx.credential_backend(self.profile, self.backend)
+            ledger = MfaLedger()
             try:
                 item = store.get(self.profile.name)
             except BrokerError:
                 # unreadable (a lost GPG key, a locked vault): whether a seed is kept with
-                # it is no longer known
-                MfaLedger().mark_seed(store.name, self.profile.name, None)
+                # it, and which device its item names, are no longer known
+                ledger.mark_seed(store.name, self.profile.name, None)
+                self._mark_device(ledger, store.name, None)
                 raise
             if item is None:
-                MfaLedger().mark_seed(store.name, self.profile.name, False)
+                ledger.mark_seed(store.name, self.profile.name, False)
+                self._mark_device(ledger, store.name, None)
                 raise CredentialsNotFound(
                     f"no key stored for profile {self.profile.name!r} in backend {store.name!r}",
                     f"run `broker add {self.profile.name}`",
                 )
             self._item = item
-            MfaLedger().mark_seed(store.name, self.profile.name, bool(item.get(TOTP)))
+            ledger.mark_seed(store.name, self.profile.name, bool(item.get(TOTP)))
+            self._mark_device(ledger, store.name,
+                              device_kept_with_key(self.profile, item) or "")
         return self._item
+
+    def _mark_device(self, ledger: MfaLedger, backend: str, serial: str | None) -> None:
+        """Record, for `broker list`, the device a ``broker_item``'s item names (only
+        such a profile's key can carry the device that signs its sessions)."""
+        if self.profile.broker_item:
+            ledger.mark_device(backend, self.profile.name, serial)
 
     def serial(self) -> str | None:
         """The MFA device named in the item the key profile's ``broker_item`` points to (its

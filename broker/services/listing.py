@@ -50,7 +50,8 @@ class ProfileInfo:
     from the key profile up to it (:attr:`Chain.names`, then the profile itself when a
     ``credential_process = broker export`` serves it from another); the ``key_profile``
     and the ``backend`` expected to hold its key, and whether it is ``stored`` there;
-    the chain's ``mfa_serial``, the profile's own ``role_arn``, its live ``sessions``;
+    the chain's ``mfa_serial`` (or the device its ``broker_item``'s item named when last
+    read), the profile's own ``role_arn``, its live ``sessions``;
     and ``error``, the one-line reason when the chain cannot be resolved (then most
     other fields are empty)."""
 
@@ -64,7 +65,8 @@ class ProfileInfo:
     sessions: list[SessionInfo] = field(default_factory=list)
     error: str = ""
     #: Where MFA codes come from: mfa_process, stored totp, broker_totp, prompt ("": no
-    #: MFA; "?": a seed may be kept with a key that cannot be listed now).
+    #: MFA; "?": a seed may be kept with a key that cannot be listed now, or the key is
+    #: read from a ``broker_item`` whose item, not read yet, may name a device).
     mfa_source: str = ""
     #: Values in the profile's chain broker cannot use (they fail it when used).
     problems: list[str] = field(default_factory=list)
@@ -167,9 +169,24 @@ class _Stores:
             return None
 
 
+def _device(chain: Chain, backend: str) -> str | None:
+    """The MFA device that signs ``chain``'s sessions, as far as listing can tell without
+    reading a secret: the profiles' ``mfa_serial``; else, for a key read from an item
+    the key profile names (``broker_item``), the device that item named when the key
+    was last read (:meth:`MfaLedger.device_kept`). ``""``: none; None: not known yet."""
+    if chain.mfa_serial or not chain.key_profile.broker_item:
+        return chain.mfa_serial or ""
+    return MfaLedger().device_kept(backend, chain.key_profile.name)
+
+
 def _mfa_source(chain: Chain, backend: str, stored: bool | None) -> str:
     from broker.aws.mfa import source_name
 
+    device = _device(chain, backend)
+    if device is None:
+        return "?"  # a broker_item whose item broker has not read yet
+    if device != chain.mfa_serial:
+        chain = Chain(chain.target, chain.key_profile, chain.hops, device)
     seed: bool | None
     if stored is False:
         seed = False  # no key, so no seed kept with it, whatever was known before
@@ -222,7 +239,7 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> Listing:
                             else unserved.message)
         return ProfileInfo(
             name, chain.names, chain.key_profile.name, backend_name, stored,
-            chain.mfa_serial, profile.role_arn, sessions.get(name, []),
+            _device(chain, backend_name) or None, profile.role_arn, sessions.get(name, []),
             mfa_source=_mfa_source(chain, backend_name, stored), problems=problems,
             key_needed=not (name == "default" and settings_only(profile) and not stored),
             persistent=not memory_only(ctx, backend_name),

@@ -112,6 +112,11 @@ def test_a_shell_plugin_item_serves_exec(op_home: BrokerHome, emulator: OnePassw
     assert emulator.calls(remote_only=True) == {"init_client": 1, "VaultsList": 1,
                                                 "ItemsList": 1, "ItemsGet": 1}
     assert emulator.item(item_id) == before  # only read
+    emulator.reset_calls()
+    listed = json.loads(op_home.run("list", "--json", check=True).stdout)
+    shell = next(p for p in listed if p["name"] == "shell")
+    assert (shell["mfa_serial"], shell["mfa_source"]) == (SHELL_SERIAL, "stored totp")
+    assert not emulator.calls(remote_only=True).get("ItemsGet")  # listing reads no item
 
     emulator.reset_calls()
     op_home.run("exec", "shell", "--", "true", check=True)
@@ -175,6 +180,8 @@ def test_list_shows_only_items_a_profile_can_use(
     listed = {p["name"]: p for p in json.loads(op_home.run("list", "--json",
                                                            check=True).stdout)}
     assert listed["shell"]["stored"] is True and listed["shell"]["backend"] == "onepassword"
+    # the item's mfa serial is known only once the key was read (by exec)
+    assert (listed["shell"]["mfa_serial"], listed["shell"]["mfa_source"]) == (None, "?")
     assert listed["tmpl"]["stored"] is True
     assert listed["dev"]["stored"] is True
     assert not {"Console", "other", "Access Key"} & set(listed)  # no profiles of their own
