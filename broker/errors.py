@@ -54,7 +54,8 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.UNKNOWN_PROFILE: "unknown profile",
     ExitCode.NO_CREDENTIALS: "no stored credentials for the profile (its key, or a TOTP "
     "seed kept with it)",
-    ExitCode.BACKEND_FAILED: "a backend failed to read or write",
+    ExitCode.BACKEND_FAILED: "a backend failed to read or write, or a third-party plugin "
+    "raised an error that is its bug",
     ExitCode.BACKEND_UNAVAILABLE: "the chosen backend is not available here",
     ExitCode.AUTHENTICATION: "authentication failed: passphrase, token, MFA code or access "
     "key rejected",

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 from broker import paths
-from broker.backend import Availability, Backend, Capability, Resolver, unnamed
+from broker.backend import SESSION_CACHE, Availability, Backend, Capability, Resolver, unnamed
 from broker.errors import BackendUnavailable, BrokerError, ConfigError
 
 TYPE_CHECKING = False
@@ -441,8 +441,9 @@ class Registry:
     def availability_of(self, backend: Backend) -> Availability:
         """``backend.availability()``, never raising: an exception, or an answer that is not
         an :class:`Availability`, is a plugin's bug and makes the backend unavailable, with
-        a reason naming the plugin and its distribution (``"acme: the availability check
-        of plugin 'acme' (broker-acme) failed: RuntimeError: ..."``). Every availability
+        a reason naming the plugin, its distribution and the exception's type, not its
+        text, which may hold a secret (``"acme: the availability check of plugin 'acme'
+        (broker-acme) failed: RuntimeError (a bug in the plugin: ...)"``). Every availability
         check broker makes goes through here, so a buggy plugin is refused the same way
         (exit code 7) whichever command meets it.
         """
@@ -450,9 +451,10 @@ class Registry:
         try:
             answer: object = backend.availability()  # a plugin's, whatever it says
         except Exception as exc:  # the contract says never raises: a plugin's bug
+            # its type only: the text may hold anything the plugin had, a secret too
             return Availability(
                 False, f"{name}: the availability check of {self._plugin(name)} failed: "
-                f"{type(exc).__name__}: {exc}",
+                f"{type(exc).__name__} (a bug in the plugin: report it to its authors)",
             )
         if not isinstance(answer, Availability):
             return Availability(
@@ -480,7 +482,7 @@ class Registry:
             BackendUnavailable: none is installed, or none works here (the first one's
                 reason).
         """
-        names = self.with_capabilities(Capability.SECRET_STORE)
+        names = self.secret_stores()
         if not names:
             raise BackendUnavailable(
                 "no installed backend can keep a token for this login session (the built-in "
@@ -536,6 +538,23 @@ class Registry:
             if self.availability(name, namespace=namespace).ok:
                 return name
         return None
+
+    def secret_stores(self) -> list[str]:
+        """Installed backends that may keep `broker backend login`'s tokens, highest
+        priority first: those declaring ``SECRET_STORE`` and not ``PERSISTENT`` or
+        ``SHARED``. A token is kept for one login session, in memory only: never written
+        to disk, never carried to another machine (docs/plugins.md)."""
+        unfit = Capability.PERSISTENT | Capability.SHARED
+        return [name for name in self.with_capabilities(Capability.SECRET_STORE)
+                if not ((facts := self.facts(name)) is None or facts.capabilities & unfit)]
+
+    def session_caches(self) -> list[str]:
+        """Installed backends that may be the default session cache, highest priority
+        first: those declaring :data:`~broker.backend.SESSION_CACHE` and not ``SHARED``
+        (STS sessions stay on the machine that made them)."""
+        return [name for name in self.with_capabilities(SESSION_CACHE)
+                if not ((facts := self.facts(name)) is None
+                        or facts.capabilities & Capability.SHARED)]
 
     def with_capabilities(self, required: Capability) -> list[str]:
         """Installed backends declaring every flag of ``required``, highest priority

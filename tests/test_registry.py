@@ -201,11 +201,12 @@ def test_an_availability_check_that_raises_is_unavailable_everywhere(home, tmp_p
     added = home.run("add", "zz", "--backend", "raising", env=env,
                      input=f"{TEST_KEY_ID}\n{TEST_SECRET}\n")
     assert added.returncode == 7, added.stderr
-    assert "availability bug" in added.stderr
+    assert "broker-raising" in added.stderr and "availability bug" not in added.stderr
     assert "[profile zz]" not in home.aws_config.read_text()  # nothing was written
     shown = json.loads(home.run("backend", "list", "--json", env=env, check=True).stdout)
     row = next(b for b in shown if b["name"] == "raising")
-    assert row["available"] is False and "RuntimeError: availability bug" in row["reason"]
+    assert row["available"] is False and "RuntimeError" in row["reason"]
+    assert "availability bug" not in row["reason"]  # a plugin's text may hold a secret
 
 
 def test_the_broken_plugin_warning_is_said_once_per_command(home, tmp_path):

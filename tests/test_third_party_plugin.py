@@ -25,7 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,7 +33,7 @@ import pytest
 
 from broker import config
 from broker.backend import Capability, Check
-from broker.errors import NotFound
+from broker.errors import ConfigError, NotFound
 from broker.registry import Registry
 from broker.services import backends, doctor
 from broker.services.context import Context
@@ -151,6 +151,20 @@ def make_distribution(root: Path, name: str, modules: dict[str, str], entry_poin
     return source
 
 
+#: A plugin with a bug past availability(): its list() raises, with a secret in the text.
+FAULTY_PLUGIN = """\
+from broker.backend import Capability
+from broker.testing.memory import MemoryBackend
+
+
+class FaultyBackend(MemoryBackend):
+    capabilities = Capability.LIST | Capability.PERSISTENT
+
+    def list(self):
+        raise KeyError("wJalrXUtnFEMI-leaked-secret")
+"""
+
+
 @pytest.fixture(scope="module")
 def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new virtual environment with the tiny plugin and a broken one pip-installed."""
@@ -179,7 +193,11 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"broker_explodes.py": "raise RuntimeError('explodes at import')\n"},
         "[broker.backends]\nexplodes = broker_explodes:Backend\n",
     )
-    for source in (tiny, broken):
+    faulty = make_distribution(
+        root / "src", "broker-faulty", {"broker_faulty.py": FAULTY_PLUGIN},
+        "[broker.backends]\nfaulty = broker_faulty:FaultyBackend\n",
+    )
+    for source in (tiny, broken, faulty):
         # pip resolves the plugin's dependencies, as for a user: aws-broker-cli is found
         # installed (through the .pth above), so nothing is fetched (--no-index)
         installed = subprocess.run(
@@ -270,6 +288,20 @@ def test_a_plugin_can_be_switched_off(in_venv, home) -> None:
     assert "explodes" not in quiet.stderr  # a disabled plugin is never imported
 
 
+def test_a_plugins_bug_is_one_line_naming_it_without_its_message(in_venv) -> None:
+    """An exception a plugin raises past availability() (its bug) is exit code 6 and one
+    line naming the plugin and its distribution; the exception's text, which may hold
+    anything the plugin had, is left out (--debug shows the traceback)."""
+    listed = in_venv("list", "--backend", "faulty")
+    assert listed.returncode == 6, listed.stderr
+    last = listed.stderr.strip().splitlines()[-1]
+    assert last.startswith("broker: plugin 'faulty' (broker-faulty) failed: KeyError"), last
+    assert "report it to the plugin's authors" in last
+    assert "leaked-secret" not in listed.stderr and "Traceback" not in listed.stderr
+    debug = in_venv("--debug", "list", "--backend", "faulty")
+    assert debug.returncode == 6 and "Traceback" in debug.stderr
+
+
 def test_the_contract_suite_runs_against_the_plugin(plugin_venv: Path) -> None:
     """The recipe of docs/plugins.md: subclass BackendContract in the plugin's own tests."""
     plugin = plugin_venv.parent / "src" / "broker-tinyfile"
@@ -317,9 +349,19 @@ class Acme(MemoryBackend):
         return [Check("acme", "ok", f"acme's own row (used: {used})")]
 
 
-def _acme_context(home: Path) -> Context:
+class AcmeKeeper(Acme):
+    """Acme keeping its secrets and sessions in memory only (no PERSISTENT): fit for
+    `backend login`'s tokens."""
+
+    capabilities: ClassVar[Capability] = (
+        Capability.LIST | Capability.STORE_SESSIONS | Capability.EXPIRY
+        | Capability.SECRET_STORE
+    )
+
+
+def _acme_context(home: Path, cls: type[Acme] = Acme) -> Context:
     settings = config.Settings(home / "config.toml", backends={"acme": {"store": "acme-test"}})
-    return Context(settings, Registry(settings.backends, extra={"acme": Acme}))
+    return Context(settings, Registry(settings.backends, extra={"acme": cls}))
 
 
 def test_a_higher_priority_plugin_is_chosen_as_the_built_ins_are(in_home) -> None:
@@ -332,7 +374,7 @@ def test_a_higher_priority_plugin_is_chosen_as_the_built_ins_are(in_home) -> Non
 
 def test_backend_login_keeps_the_token_in_a_plugins_secret_store(in_home) -> None:
     Acme.kept.clear()
-    ctx = _acme_context(in_home.root)
+    ctx = _acme_context(in_home.root, AcmeKeeper)
     reference, expires = backends.login(ctx, "onepassword", "ops_token", 600)
     assert reference == "acme:onepassword-token"
     assert Acme.kept["onepassword-token"] == ("ops_token", 600)
@@ -372,7 +414,7 @@ def test_the_token_login_keeps_is_found_in_a_plugins_secret_store(in_home, monke
     monkeypatch.delenv("OP_SERVICE_ACCOUNT_TOKEN", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")  # no 1Password CLI: the SDK and a token
     Acme.kept.clear()
-    ctx = _acme_context(in_home.root)
+    ctx = _acme_context(in_home.root, AcmeKeeper)
     before = ctx.registry.availability("onepassword")
     if "native core" in before.reason:
         pytest.skip(before.reason)
@@ -386,3 +428,82 @@ def test_the_token_login_keeps_is_found_in_a_plugins_secret_store(in_home, monke
     assert "acme:onepassword-token" in rows["1Password token"].summary
     backends.logout(ctx, "onepassword")
     assert not ctx.registry.availability("onepassword").ok
+
+
+def test_a_persistent_or_shared_store_never_keeps_login_tokens(in_home) -> None:
+    """A token `backend login` keeps is never written to disk nor synced: a store
+    declaring PERSISTENT (Acme) or SHARED is passed over for one in memory (keyctl)."""
+    from broker_keyctl import KeyctlBackend
+
+    class Synced(AcmeKeeper):
+        capabilities: ClassVar[Capability] = AcmeKeeper.capabilities | Capability.SHARED
+
+    if not KeyctlBackend().availability().ok:
+        pytest.skip("kernel keyring unavailable")
+    for cls in (Acme, Synced):
+        Acme.kept.clear()
+        ctx = _acme_context(in_home.root, cls)
+        assert "acme" not in ctx.registry.secret_stores()
+        reference, _ = backends.login(ctx, "onepassword", "ops_token", 60)
+        assert reference == "keyctl:onepassword-token" and Acme.kept == {}
+        assert backends.logout(ctx, "onepassword") is True
+
+
+def test_a_shared_store_is_never_the_default_session_cache(in_home) -> None:
+    """STS sessions stay on the machine that made them: a SHARED store fit for sessions
+    is not chosen as the cache (the next one is), nor offered by doctor."""
+
+    class Synced(Acme):
+        capabilities: ClassVar[Capability] = Acme.capabilities | Capability.SHARED
+
+    ctx = _acme_context(in_home.root, Synced)
+    assert "acme" in ctx.registry.with_capabilities(Capability.STORE_SESSIONS)
+    assert "acme" not in ctx.registry.session_caches()
+    assert ctx.session_cache_name() != "acme"
+
+
+def test_login_keeps_nothing_when_no_backend_resolves_the_reference(in_home) -> None:
+    """A secret store whose plugin forgot its broker.references entry point: the token
+    would be kept where nothing finds it; login says so and keeps nothing."""
+
+    class Unregistered(AcmeKeeper):
+        schemes: ClassVar[tuple[str, ...]] = ()
+
+    Acme.kept.clear()
+    ctx = _acme_context(in_home.root, Unregistered)
+    with pytest.raises(ConfigError) as caught:
+        backends.login(ctx, "onepassword", "ops_token", 60)
+    assert "acme:onepassword-token" in caught.value.message
+    assert "broker.references" in caught.value.hint
+    assert "ops_token" not in str(caught.value)
+    assert Acme.kept == {}
+
+
+def test_logout_and_clear_reach_stores_chosen_before(in_home) -> None:
+    """A token or sessions kept in keyctl before a plugin of higher priority took over
+    are forgotten by `backend logout` and `clear` too, not left to be served again."""
+    from broker_keyctl import KeyctlBackend
+
+    from broker.aws.credentials import Credentials
+    from broker.aws.session_cache import SessionCache
+
+    if not KeyctlBackend().availability().ok:
+        pytest.skip("kernel keyring unavailable")
+    settings = config.Settings(in_home.root / "config.toml", backends={})
+    before = Context(settings, Registry(settings.backends))
+    backends.login(before, "onepassword", "ops_token", 60)
+    in_home.aws_config.write_text("[profile dev]\n")
+    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    before.sessions.put("dev/session", Credentials("ASIA1", "s", "t", expires),
+                        profile="dev")
+    assert before.sessions.backend is not None and before.sessions.backend.name == "keyctl"
+
+    Acme.kept.clear()
+    after = _acme_context(in_home.root, AcmeKeeper)
+    assert after.session_cache_name() == "acme"
+    assert backends.logout(after, "onepassword") is True  # found in keyctl
+    assert before.resolver.login_reference("onepassword") is not None
+    with pytest.raises(NotFound):
+        before.resolver("keyctl:onepassword-token")
+    assert backends.clear_sessions(after) == 1
+    assert SessionCache(KeyctlBackend(namespace="sessions"), 0).entries() == []

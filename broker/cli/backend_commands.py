@@ -95,9 +95,9 @@ def backend_login(name: str, ttl: str) -> None:
     """Keep NAME's access token in memory for this login session.
 
     The token is read from a hidden prompt, or from stdin when it is not a terminal,
-    and kept by the highest-priority backend that can keep secrets (with the built-in
-    plugins, the kernel keyring: keyctl:NAME-token), where backend NAME finds it. It is
-    never written to disk.
+    and kept by the highest-priority backend that keeps secrets in memory (with the
+    built-in plugins, the kernel keyring: keyctl:NAME-token), where backend NAME finds
+    it. It is never written to disk: a store that persists or syncs is never used.
     """
     seconds = parse_duration(ttl, what="--ttl")
     if sys.stdin.isatty():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable
+from types import TracebackType
 
 import click
 
@@ -56,12 +57,68 @@ def guarded(func: Callable[[], int], debug: Callable[[], bool]) -> int:
         report("interrupted")
         return ExitCode.INTERRUPTED
     except Exception as exc:
+        plugin = _failing_plugin(exc)
         if debug():
             traceback.print_exc()
+        elif plugin is not None:
+            # a plugin's bug: its message may hold anything the plugin had, a secret too
+            report(f"{plugin} failed: {type(exc).__name__} (a bug in the plugin; run again "
+                   "with --debug for a traceback and report it to the plugin's authors)")
         else:
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             report(
                 f"unexpected error: {type(exc).__name__}: {first} "
                 "(run again with --debug for a traceback and report it)"
             )
-        return ExitCode.FAILURE
+        return ExitCode.BACKEND_FAILED if plugin is not None else ExitCode.FAILURE
+
+
+def _failing_plugin(exc: BaseException) -> str | None:
+    """``plugin 'NAME' (DISTRIBUTION)`` when the innermost frame of ``exc``'s traceback
+    that belongs to a package registered as a backend or reference plugin (the
+    ``broker.backends`` and ``broker.references`` entry points) is in a third-party
+    plugin's code, else None (broker's own bug, or a library's)."""
+    from importlib.metadata import entry_points
+
+    from broker.registry import BACKENDS_GROUP, REFERENCES_GROUP
+
+    owners: dict[str, tuple[str, str]] = {}
+    try:
+        for group in (BACKENDS_GROUP, REFERENCES_GROUP):
+            for point in entry_points(group=group):
+                package = point.value.split(":")[0].split(".")[0]
+                distribution = point.dist.name if point.dist is not None else ""
+                owners.setdefault(package, (point.name, distribution))
+    except Exception:
+        return None
+    own = _own_distribution()
+    modules = [tb.tb_frame.f_globals.get("__name__", "") for tb in _tracebacks(exc)]
+    for module in reversed(modules):
+        found = owners.get(str(module).split(".")[0])
+        if found is None:
+            continue
+        name, distribution = found
+        if distribution == own:
+            return None  # a built-in plugin: broker's own bug
+        return f"plugin {name!r}" + (f" ({distribution})" if distribution else "")
+    return None
+
+
+def _tracebacks(exc: BaseException) -> list[TracebackType]:
+    """The traceback entries of ``exc``, outermost first."""
+    entries: list[TracebackType] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    return entries
+
+
+def _own_distribution() -> str:
+    """The name of the distribution broker itself is installed from ("" if unknown)."""
+    from importlib.metadata import packages_distributions
+
+    try:
+        return (packages_distributions().get("broker") or [""])[0]
+    except Exception:
+        return ""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from broker import config
 from broker.aws.profiles import Profile
 from broker.backend import Backend, Capability, unnamed
-from broker.errors import BackendUnavailable, BrokerError, UsageError
+from broker.errors import BackendUnavailable, BrokerError, ConfigError, UsageError
 from broker.registry import login_token_name
 from broker.services.context import Context
 
@@ -247,7 +248,31 @@ def clear_sessions(ctx: Context, profile: str | None = None) -> int:
     """
     if profile is not None and profile not in ctx.aws.profiles:
         ctx.aws.get(profile)  # an unknown profile is an error naming close matches
-    return ctx.sessions.clear(profile)
+    cleared = ctx.sessions.clear(profile)
+    from broker.aws.session_cache import SessionCache
+
+    for store in _other_stores(ctx, ctx.registry.session_caches(), ctx.session_cache_name(),
+                               "sessions"):
+        # sessions a cache in use before kept (a plugin of higher priority installed since,
+        # or session_cache changed): the cache would serve them again once chosen again
+        with contextlib.suppress(BrokerError):
+            cleared += SessionCache(store, ctx.settings.refresh_margin).clear(profile)
+    return cleared
+
+
+def _other_stores(ctx: Context, names: list[str], current: str | None,
+                  namespace: str) -> Iterator[Backend]:
+    """The backends of ``names`` but ``current`` that start and are available here, each
+    opened in ``namespace``; the ones that do not are skipped."""
+    for name in names:
+        if name == current:
+            continue
+        try:
+            store = ctx.backend(name, namespace)
+        except Exception:  # noqa: S112 - a plugin that cannot start keeps nothing here
+            continue
+        if ctx.registry.availability_of(store).ok:
+            yield store
 
 
 def token_name(backend: str) -> str:
@@ -277,12 +302,34 @@ def login(ctx: Context, name: str, secret: str, ttl: int) -> tuple[str, datetime
     store = secret_store(ctx)
     expires = datetime.now(timezone.utc) + timedelta(seconds=ttl)
     store.store_secret(token_name(name), secret.strip(), ttl)
-    return store.secret_reference(token_name(name)), expires
+    reference = store.secret_reference(token_name(name))
+    try:
+        found = ctx.resolver(reference) == secret.strip()
+    except BrokerError:
+        found = False
+    if not found:  # the backend could never find it: keep nothing
+        with contextlib.suppress(Exception):
+            store.delete_secret(token_name(name))
+        raise ConfigError(
+            f"{store.name} kept the token as {reference!r}, but no installed backend "
+            "resolves that reference, so nothing could use it; it was not kept",
+            f"the plugin providing {store.name} must declare its reference scheme in the "
+            "broker.references entry points (docs/plugins.md); meanwhile provide the token "
+            "through the environment",
+        )
+    return reference, expires
 
 
 def logout(ctx: Context, name: str) -> bool:
-    """Forget backend ``name``'s token kept by :func:`login`; True if one was kept."""
-    return secret_store(ctx).delete_secret(token_name(name))
+    """Forget backend ``name``'s token kept by :func:`login`, from the secret store
+    :func:`secret_store` chooses and from every other that works here (one chosen before
+    a plugin of higher priority was installed); True if one was kept."""
+    store = secret_store(ctx)
+    forgot = store.delete_secret(token_name(name))
+    for other in _other_stores(ctx, ctx.registry.secret_stores(), store.name, "secrets"):
+        with contextlib.suppress(BrokerError):
+            forgot = other.delete_secret(token_name(name)) or forgot
+    return forgot
 
 
 def secret_store(ctx: Context) -> Backend:

@@ -8,7 +8,7 @@ from functools import cached_property
 from broker import config
 from broker.aws import profiles
 from broker.aws.session_cache import SessionCache
-from broker.backend import SESSION_CACHE, Backend, Capability
+from broker.backend import Backend, Capability
 from broker.errors import BackendUnavailable, BrokerError, ConfigError
 from broker.registry import Registry
 from broker.secrets import ReferenceResolver
@@ -158,12 +158,12 @@ class Context:
         """The configured cache (``BROKER_SESSION_CACHE``, else ``session_cache``; "none"
         turns caching off), else the default one: the highest-priority backend declaring
         :data:`~broker.backend.SESSION_CACHE` (``STORE_SESSIONS | EXPIRY``: fit for
-        sessions, forgetting them when they expire) that works here (the kernel keyring,
-        built in); None: no caching."""
+        sessions, forgetting them when they expire), not ``SHARED``, that works here (the
+        kernel keyring, built in; :meth:`Registry.session_caches`); None: no caching."""
         name = self._configured_cache()[0]
         if name:
             return None if name.lower() == "none" else name
-        for candidate in self.registry.with_capabilities(SESSION_CACHE):
+        for candidate in self.registry.session_caches():
             try:
                 store = self.backend(candidate, "sessions")
             except Exception:  # noqa: S112 - a plugin that cannot start is no cache

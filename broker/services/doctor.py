@@ -28,7 +28,7 @@ from broker import config, paths
 from broker.aws import profiles
 from broker.aws.chain import problems as chain_problems
 from broker.aws.credentials import utcnow
-from broker.backend import SESSION_CACHE, Backend, Capability, Check, unnamed
+from broker.backend import Backend, Capability, Check, unnamed
 from broker.errors import BrokerError, ConfigError
 from broker.registry import Registry
 from broker.services import backends, listing
@@ -261,7 +261,7 @@ def check_session_cache(ctx: Context, used: Backends) -> Check:
             return Check("session cache", WARN, "off (session_cache = none): every command "
                          "makes new STS sessions and asks for an MFA code",
                          'set session_cache = "keyctl" where the kernel keyring works')
-        able = ctx.registry.with_capabilities(SESSION_CACHE)
+        able = ctx.registry.session_caches()
         if not able:
             return Check("session cache", WARN,
                          "none available (no installed backend can cache STS sessions): "
