@@ -54,6 +54,9 @@ class Capability(enum.Flag):
     #: through :meth:`Backend.secret_reference`: where ``broker backend login`` keeps a
     #: token (forgotten by the store itself when its time is up).
     SECRET_STORE = enum.auto()
+    #: Reads the token ``broker backend login NAME`` keeps for it
+    #: (:meth:`Backend.login_reference`); `backend login` refuses a backend without it.
+    LOGIN_TOKEN = enum.auto()
 
 
 #: What the default session cache must declare: fit for STS sessions, and forgetting each

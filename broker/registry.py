@@ -556,6 +556,25 @@ class Registry:
                 if not ((facts := self.facts(name)) is None
                         or facts.capabilities & Capability.SHARED)]
 
+    def best_credential_backend(self) -> str | None:
+        """The credential backend when nobody chose one: the first backend in
+        :meth:`preference_order` that is available here and declares ``PERSISTENT``,
+        else the first available one (memory only: commands that store a key then refuse
+        it unless chosen knowingly); None when none is available. A persistent plugin
+        ranked below a memory-only one is still preferred to it: a key should outlive a
+        reboot unless the user says otherwise."""
+        fallback = None
+        for name in self.preference_order():
+            facts = self.facts(name)
+            persistent = facts is not None and Capability.PERSISTENT in facts.capabilities
+            if fallback is not None and not persistent:
+                continue  # cannot beat the fallback: no need to ask it
+            if self.availability(name).ok:
+                if persistent:
+                    return name
+                fallback = name
+        return fallback
+
     def with_capabilities(self, required: Capability) -> list[str]:
         """Installed backends declaring every flag of ``required``, highest priority
         first (available here or not; broken ones left out)."""

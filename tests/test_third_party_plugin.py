@@ -33,7 +33,7 @@ import pytest
 
 from broker import config
 from broker.backend import Capability, Check
-from broker.errors import ConfigError, NotFound
+from broker.errors import ConfigError, NotFound, UsageError
 from broker.registry import Registry
 from broker.services import backends, doctor
 from broker.services.context import Context
@@ -507,3 +507,38 @@ def test_logout_and_clear_reach_stores_chosen_before(in_home) -> None:
         before.resolver("keyctl:onepassword-token")
     assert backends.clear_sessions(after) == 1
     assert SessionCache(KeyctlBackend(namespace="sessions"), 0).entries() == []
+
+
+def test_a_persistent_plugin_ranked_low_is_still_the_default_over_memory(in_home) -> None:
+    """A persistent plugin with priority below keyctl's is the default credential backend
+    when the persistent built-ins are not available: a key is not put in memory while a
+    store that keeps it works here."""
+
+    class Lowly(MemoryBackend):
+        priority: ClassVar[float] = 0.5
+        capabilities: ClassVar[Capability] = Capability.LIST | Capability.PERSISTENT
+
+    settings = config.Settings(in_home.root / "config.toml", backends={})
+    ctx = Context(settings, Registry(settings.backends, extra={"lowly": Lowly}))
+    order = ctx.registry.preference_order()
+    assert order.index("lowly") > order.index("keyctl")
+    persistent_built_ins = [n for n in ("onepassword", "pass")
+                            if ctx.registry.availability(n).ok]
+    if persistent_built_ins:
+        pytest.skip(f"{persistent_built_ins[0]} works here and ranks first")
+    assert ctx.backend_choice() == ("lowly", "")
+    # and memory-only keyctl is the default only when no persistent store works
+    ctx = Context(settings, Registry(settings.backends))
+    if ctx.registry.availability("keyctl").ok:
+        assert ctx.backend_choice() == ("keyctl", "")
+
+
+def test_login_refuses_a_backend_that_reads_no_token(in_home) -> None:
+    """Only a backend declaring LOGIN_TOKEN reads what `backend login` keeps: a token
+    for any other would sit in the keyring unused."""
+    Acme.kept.clear()
+    ctx = _acme_context(in_home.root, AcmeKeeper)
+    with pytest.raises(UsageError) as caught:
+        backends.login(ctx, "acme", "some_token", 60)
+    assert "reads no token" in caught.value.message and "onepassword" in caught.value.hint
+    assert Acme.kept == {}

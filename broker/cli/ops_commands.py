@@ -106,7 +106,8 @@ _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--online", is_flag=True,
-              help="Also list the 1Password vault (one API call) to prove it is reachable.")
+              help="Also list the shared store in use (the 1Password vault: one API "
+              "call) to prove it is reachable.")
 def doctor_command(as_json: bool, online: bool) -> None:
     """Check the setup: configs, profiles, backends, gpg, keyctl, 1Password, clock, WSL.
 

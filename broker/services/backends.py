@@ -294,9 +294,17 @@ def login(ctx: Context, name: str, secret: str, ttl: int) -> tuple[str, datetime
     Raises:
         ConfigError, BackendUnavailable: ``name`` is not an installed, usable backend, or
             no secret store works here.
-        UsageError: the token is empty.
+        UsageError: the token is empty, or backend ``name`` reads no login token (it
+            does not declare ``Capability.LOGIN_TOKEN``).
     """
-    ctx.registry.backend_class(name)  # an unknown backend is an error before anything
+    cls = ctx.registry.backend_class(name)  # an unknown backend is an error before anything
+    if Capability.LOGIN_TOKEN not in getattr(cls, "capabilities", Capability.NONE):
+        able = ctx.registry.with_capabilities(Capability.LOGIN_TOKEN)
+        raise UsageError(
+            f"backend {name!r} reads no token from `broker backend login`; nothing was kept",
+            f"log in to a backend that does ({', '.join(able) or 'none is installed'}), "
+            f"or see `broker backend show {name}` and its guide for how {name} authenticates",
+        )
     if not secret.strip():
         raise UsageError("the token is empty", "paste it again")
     store = secret_store(ctx)

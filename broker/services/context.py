@@ -87,7 +87,8 @@ class Context:
         """The credential backend and who chose it: ``"explicit"`` (a --backend or --to
         flag), ``"BROKER_BACKEND"``, ``"broker_backend"`` (the profile's), ``"broker_item"``
         (the scheme of the profile's ``broker_item``), ``"config"``
-        (broker's config file), or ``""`` when nobody did (the best available one)."""
+        (broker's config file), or ``""`` when nobody did (the best available one,
+        a persistent one first: :meth:`Registry.best_credential_backend`)."""
         for choice, origin in (
             (explicit, "explicit"),
             (config.environment("BROKER_BACKEND"), "BROKER_BACKEND"),
@@ -97,7 +98,7 @@ class Context:
         ):
             if choice:
                 return choice, origin
-        best = self.registry.best_available(Capability.NONE)
+        best = self.registry.best_credential_backend()
         if best is None:
             raise BackendUnavailable(
                 "no credential backend is available here",

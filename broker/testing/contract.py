@@ -317,3 +317,26 @@ class BackendContract:
         with pytest.raises(BrokerError):
             backend.resolve(reference)
         assert backend.delete_secret("contract-token") is False
+
+    def test_secret_store_is_fit_for_login_tokens(self, backend: Backend) -> None:
+        """With SECRET_STORE: the reference's scheme is one the backend declares in
+        ``schemes`` (declare it under the ``broker.references`` entry points too, or
+        `broker backend login` keeps nothing), and the store keeps secrets in memory only
+        (no PERSISTENT, no SHARED): `backend login` uses no other, since a token is never
+        written to disk nor synced.
+        """
+        if Capability.SECRET_STORE not in backend.capabilities:
+            pytest.skip(f"{backend.name} does not declare SECRET_STORE")
+        scheme = backend.secret_reference("contract-token").partition(":")[0]
+        assert scheme in type(backend).schemes, (
+            f"secret_reference() gives {scheme}: references, not a scheme in `schemes`")
+        unfit = backend.capabilities & (Capability.PERSISTENT | Capability.SHARED)
+        assert not unfit, f"SECRET_STORE with {unfit}: never used for login tokens"
+
+    def test_sessions_stay_on_this_machine(self, backend: Backend) -> None:
+        """A store fit for STS sessions (STORE_SESSIONS) is not SHARED: broker would never
+        choose it as the default session cache, since sessions stay where they were made.
+        """
+        both = Capability.STORE_SESSIONS | Capability.SHARED
+        assert backend.capabilities & both != both, (
+            "STORE_SESSIONS with SHARED: never chosen as the session cache")

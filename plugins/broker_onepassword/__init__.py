@@ -126,7 +126,7 @@ class OnePasswordBackend(Backend):
         "desktop app through onepassword-sdk"
     )
     capabilities: ClassVar[Capability] = (
-        Capability.LIST | Capability.PERSISTENT | Capability.SHARED
+        Capability.LIST | Capability.PERSISTENT | Capability.SHARED | Capability.LOGIN_TOKEN
     )
     schemes: ClassVar[tuple[str, ...]] = ("op",)
     #: First for keys when it works here: a vault the user already keeps and syncs.
