@@ -629,17 +629,17 @@ def _import(info: PluginInfo, *, quiet: bool = False) -> LoadedPlugin:
             obj = getattr(obj, part)
     except Exception as exc:
         if not quiet:
-            _warn(f"{plugin} is broken: {type(exc).__name__}: {exc}")
+            _warn_broken(info, plugin, f"{type(exc).__name__}: {exc}")
         return LoadedPlugin(info, None, f"{type(exc).__name__}: {exc}")
     if not (isinstance(obj, type) and issubclass(obj, Backend)):
         error = f"{info.value} is not a broker.backend.Backend subclass"
         if not quiet:
-            _warn(f"{plugin} is broken: {error}")
+            _warn_broken(info, plugin, error)
         return LoadedPlugin(info, None, error)
     problem = declaration_problem(obj)
     if problem:
         if not quiet:
-            _warn(f"{plugin} is broken: {problem}")
+            _warn_broken(info, plugin, problem)
         return LoadedPlugin(info, None, problem)
     declared = getattr(obj, "name", "")
     if declared != info.name and not quiet:
@@ -654,6 +654,12 @@ def _warn(message: str) -> None:
         return
     _WARNED.add(message)
     sys.stderr.write(f"broker: warning: {message}\n")
+
+
+def _warn_broken(info: PluginInfo, plugin: str, reason: str) -> None:
+    """The warning for a plugin that cannot be used, with the way to silence it."""
+    _warn(f"{plugin} is broken: {reason} (fix or uninstall it, or add {info.name!r} to "
+          "disabled_plugins in broker's config)")
 
 
 def from_settings(settings: Any) -> Registry:
