@@ -327,6 +327,16 @@ class Backend:
             "(`broker backend list`)",
         )
 
+    def item_identity(self, name: str) -> str | None:
+        """What tells apart the item ``name``'s key was last read from by this instance (a
+        vault's and an item's ids, say), the same for two names served from one item (two
+        profiles whose ``broker_item`` names it by title and by ``SCHEME://`` reference);
+        None when not known (not read yet, or a store that cannot tell). Offline: nothing
+        is read. `broker rotate` counts a profile served from the rotated key's own item
+        as getting the new key, not as a second holder of the old one. The default: None.
+        """
+        return None
+
     def check_writable(self, name: str) -> None:
         """Refuse, before anything is changed, a command that would write or delete
         ``name``'s item when broker may not: an item bound with :meth:`bind_item` and not

@@ -82,6 +82,10 @@ class Kept(MemoryBackend):
         return sorted({n for n in stored if n not in titles}
                       | {n for n, t in self.bound.items() if t in stored})
 
+    def item_identity(self, name: str) -> str | None:
+        title = self.bound.get(name, name)
+        return f"kept/{title.casefold()}" if name in Kept.reads else None
+
     def adopt(self, name: str) -> bool:
         title = self.bound.get(name, name)
         if title in Kept.adopted:
@@ -409,6 +413,24 @@ def test_rotate_finds_other_profiles_holding_the_key(tmp_path: Path,
     assert found.holders == ["shell (backend kept)", "own (backend memory)"]
     assert found.unread == {}
     assert sorted(calls) == [("kept", ("shell",)), ("memory", ("own", "other"))]
+
+
+def test_rotate_knows_the_same_item_named_by_title_and_by_reference(tmp_path: Path) -> None:
+    """Two profiles naming one item in different words (its title, a kept:// reference)
+    share it, as the backend tells once both were read (item_identity): rotating one
+    gives the other the new key, so it is no holder; a copy of the key in another item
+    still is."""
+    from broker.services import rotate
+
+    MemoryBackend.reset()
+    ctx = context(tmp_path, "[profile dev]\nbroker_item = kept://V/Keys\n"
+                            "[profile alias]\nbroker_item = Keys\nbroker_backend = kept\n"
+                            "[profile copy]\nbroker_item = kept://V/Copy\n")
+    ctx.backend("kept").set("Copy", KEPT)
+    chain = resolve_chain(ctx.aws, "dev")
+    StoredKey(ctx, chain).item()  # rotate reads the rotated key first
+    found = rotate.sharing_profiles(ctx, chain, "kept", TEST_KEY_ID)
+    assert found.holders == ["copy (backend kept)"] and found.unread == {}
 
 
 def test_rotate_refuses_before_any_call_when_another_profile_holds_the_key(

@@ -138,7 +138,10 @@ def sharing_profiles(ctx: Context, chain: Chain, store_name: str, key_id: str) -
 
     A profile that gets its key through a ``source_profile`` uses the rotated key
     itself, and one whose ``broker_item`` names the same item as the rotated profile's
-    in the same backend gets the new key with it: neither is counted. Each backend is
+    in the same backend gets the new key with it: neither is counted (the same item by
+    its reference's text, any case, or, once read, by
+    :meth:`~broker.backend.Backend.item_identity`: a title and an ``op://`` reference or
+    id naming one item). Each backend is
     read with one :meth:`~broker.backend.Backend.get_many` of its profiles (a store
     with a batched read makes one request for them all; a failed batch is retried one
     profile at a time, so one unreadable item does not hide the others). A backend that
@@ -167,9 +170,14 @@ def sharing_profiles(ctx: Context, chain: Chain, store_name: str, key_id: str) -
         except Exception:  # noqa: S112 - a backend that cannot start serves no profile
             continue
         names = [n for n in names if ctx.item_problem(backend, n) is None]
+        # the rotated key's own item, served to another profile too: it gets the new key
+        own = store.item_identity(rotated.name) if backend == store_name else None
         for name, item in _read_all(store, names, found.unread).items():
-            if item is not None and item.get(ACCESS_KEY_ID) == key_id:
-                found.holders.append(f"{name} (backend {backend})")
+            if item is None or item.get(ACCESS_KEY_ID) != key_id:
+                continue
+            if own is not None and store.item_identity(name) == own:
+                continue
+            found.holders.append(f"{name} (backend {backend})")
     return found
 
 

@@ -691,6 +691,22 @@ class OnePasswordBackend(Backend):
             raise self._bound_missing(name)
         return None if sdk_item is None else to_item(sdk_item)
 
+    def item_identity(self, name: str) -> str | None:
+        """``VAULT_ID/ITEM_ID`` of the item ``name`` was last read from (the one its
+        ``broker_item`` names, when bound), from what this instance and broker's state
+        remember; None when not known. Offline."""
+        if name in self._bound:
+            kept = self._bound_read.get(name)
+            if kept is None or kept[2] is None or not kept[1]:
+                return None
+            return f"{kept[1]}/{kept[2].id}"
+        try:
+            vault_id = self._vault_id or self.state.vault_id(self._vault_key())
+            item_id = self.state.item_id(vault_id, self.title_for(name)) if vault_id else None
+        except BrokerError:  # no way to sign in here: nothing was read either
+            return None
+        return f"{vault_id}/{item_id}" if item_id else None
+
     def set(self, name: str, item: Item, *, expires_at: datetime | None = None) -> None:
         """Create the item, or update it in place (the user's own fields kept)."""
         from broker_onepassword import _fields

@@ -131,6 +131,30 @@ def test_vault_and_item_by_id(emulator: OnePasswordEmulator, make_backend: Make)
     assert emulator.calls(remote_only=True) == {"init_client": 1, "ItemsGet": 1}
 
 
+def test_one_item_named_three_ways_has_one_identity(emulator: OnePasswordEmulator,
+                                                      make_backend: Make) -> None:
+    """By title, by op:// reference in any case and by ids: the same VAULT_ID/ITEM_ID
+    once read (and None before); broker's own item of a profile has its own."""
+    item_id = shell_plugin_item(emulator)
+    other = shell_plugin_item(emulator, title="AWS copy")
+    backend = make_backend()
+    for name, reference in (("by-title", "AWS Access Key"),
+                            ("by-ref", "op://broker/aws access key"),
+                            ("by-id", f"op://{emulator.vault_id()}/{item_id}"),
+                            ("copy", "op://Broker/AWS copy")):
+        backend.bind_item(name, reference)
+    assert backend.item_identity("by-title") is None  # nothing read yet
+    same = f"{emulator.vault_id()}/{item_id}"
+    for name in ("by-title", "by-ref", "by-id", "copy"):
+        assert backend.get(name) == SHELL
+    assert {backend.item_identity(n) for n in ("by-title", "by-ref", "by-id")} == {same}
+    assert backend.item_identity("copy") == f"{emulator.vault_id()}/{other}"
+    backend.set("own", SAMPLE)
+    assert backend.get("own") == SAMPLE
+    own = backend.item_identity("own")
+    assert own is not None and own.startswith(f"{emulator.vault_id()}/") and own != same
+
+
 def test_a_missing_item_is_an_error_naming_it(emulator: OnePasswordEmulator,
                                               make_backend: Make) -> None:
     backend = bound(make_backend, "op://Broker/Nothing here")
