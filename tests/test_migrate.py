@@ -137,9 +137,15 @@ def test_source_that_cannot_list_needs_profiles(stores: Stores) -> None:
         "migrate", "--from", "nolist", "--to", "memory", "--profile", "prof1",
         "--profile", "missing",
     )
+    # a name in neither backend, nor a profile: refused before anything is copied
+    assert code == 4 and "no profile named 'missing'" in err, err
+    assert stores.contents("memory", list(items)) == dict.fromkeys(items)
+    code, out, err = stores.broker(
+        "migrate", "--from", "nolist", "--to", "memory", "--profile", "prof1",
+    )
     assert code == 0, err
     assert stores.contents("memory", list(items)) == {"prof0": None, "prof1": items["prof1"]}
-    assert _rows(out)["missing"].startswith("skipped")
+    assert _rows(out)["prof1"].startswith("copied")
 
 
 def test_set_default_and_stale_profile_settings(stores: Stores) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
-from broker.aws.profiles import Chain, Profile, resolve_chain
-from broker.backend import MFA_SERIAL, TOTP, Item
+from broker.aws.profiles import Chain, Profile, _header_for, resolve_chain
+from broker.backend import MFA_SERIAL, TOTP, Capability, Item
 from broker.errors import BrokerError, CredentialsNotFound
 from broker.services.context import Context
 
@@ -69,15 +69,37 @@ class StoredKey:
             if item is None:
                 ledger.mark_seed(store.name, self.profile.name, False)
                 self._mark_device(ledger, store.name, None)
-                raise CredentialsNotFound(
-                    f"no key stored for profile {self.profile.name!r} in backend {store.name!r}",
-                    f"run `broker add {self.profile.name}`",
-                )
+                raise self._not_found(store.name)
             self._item = item
             ledger.mark_seed(store.name, self.profile.name, bool(item.get(TOTP)))
             self._mark_device(ledger, store.name,
                               device_kept_with_key(self.profile, item) or "")
         return self._item
+
+    def _not_found(self, backend: str) -> CredentialsNotFound:
+        """The error for a key that ``backend`` does not hold: when other available
+        backends that can list their items (``LIST``) hold one under the profile's name
+        (:func:`holders_elsewhere`), it names them and how to use or move that key,
+        else it says to add one. A profile reading a ``broker_item`` gets the plain
+        error: a key under its name elsewhere is not the item it names."""
+        name = self.profile.name
+        said = f"no key stored for profile {name!r} in backend {backend!r}"
+        others = [] if self.profile.broker_item else holders_elsewhere(self.ctx, name, backend)
+        if not others:
+            return CredentialsNotFound(said, f"run `broker add {name}`")
+        holder = others[0]
+        origin = self.ctx.backend_choice(self.profile, self.backend)[1]
+        if origin == "explicit":
+            use = f"use --backend {holder}"
+        elif origin == "BROKER_BACKEND":
+            use = f"set BROKER_BACKEND={holder}"
+        else:
+            use = f"set broker_backend = {holder} in {_header_for(name)}"
+        holds = f"{' and '.join(others)} hold{'s' if len(others) == 1 else ''} one"
+        return CredentialsNotFound(
+            f"{said}; {holds}",
+            f"{use}, or `broker migrate --from {holder} --to {backend} --profile {name}`",
+        )
 
     def _mark_device(self, ledger: MfaLedger, backend: str, serial: str | None) -> None:
         """Record, for `broker list`, the device a ``broker_item``'s item names (only
@@ -106,6 +128,28 @@ class StoredKey:
                 (:meth:`Credentials.from_item`); and as :meth:`item`.
         """
         return Credentials.from_item(self.item(), what=f"the stored key of {self.profile.name!r}")
+
+
+def holders_elsewhere(ctx: Context, name: str, checked: str) -> list[str]:
+    """The credential backends other than ``checked`` that hold an item under ``name``,
+    highest priority first: only those declaring ``LIST`` (asked with ``list()``, which
+    reads no secret) and available here; one that cannot be opened, is unavailable or
+    fails to list is left out. Used only to explain a missing key, never on the way to
+    a key that is found.
+    """
+    found = []
+    for other in ctx.registry.with_capabilities(Capability.LIST):
+        if other == checked:
+            continue
+        try:
+            backend = ctx.backend(other)
+            if not ctx.registry.availability_of(backend).ok:
+                continue
+            if name in backend.list():
+                found.append(other)
+        except Exception:  # noqa: S112 - an error message is being made: skip a bad one
+            continue
+    return found
 
 
 def device_kept_with_key(profile: Profile, item: Item) -> str | None:

@@ -6,12 +6,21 @@ target, read it back from the target and compare every field, and only then
 ``kill -9`` included, therefore leaves every item in the source, in the
 target, or in both, never in neither; running the same command again finishes
 the job, because an item already in the target with the same fields counts as
-done.
+done: with ``delete_source`` such a run deletes a source copy still there and, as for
+an item it moves itself, makes the profile name the target (below).
 
 Before writing anything the whole run is planned: an item already in the
 target with *different* fields stops the run there, naming the fields (never
-their values), unless ``overwrite`` is given. Only the ``credentials``
-namespace moves; STS sessions are caches and are never migrated.
+their values), unless ``overwrite`` is given; a profile named with ``profiles`` whose
+key is in neither backend stops it too. Only the ``credentials`` namespace moves; STS
+sessions are caches and are never migrated.
+
+With ``delete_source`` (and not ``set_default``), each profile of ~/.aws/config whose
+key is now only in the target, deleted from the source by this run or by an interrupted
+earlier one, gets ``broker_backend = TARGET`` where it would otherwise look elsewhere
+(it pinned the source, or nothing chose its backend and the default is another):
+:func:`broker.services.keys.pin_backend`. Without ``delete_source`` the source keeps
+its copies and no profile is changed.
 
 A profile whose key the source reads from an item the profile names (``broker_item``,
 :mod:`broker.services.items`) keeps reading that item while it exists: the copy is a
@@ -30,7 +39,13 @@ from pathlib import Path
 from broker import config, paths
 from broker.aws.mfa_ledger import MfaLedger
 from broker.backend import TOTP, Backend, Capability, Item, unnamed
-from broker.errors import BackendError, BackendUnavailable, BrokerError, UsageError
+from broker.errors import (
+    BackendError,
+    BackendUnavailable,
+    BrokerError,
+    CredentialsNotFound,
+    UsageError,
+)
 from broker.services.context import Context
 
 COPIED = "copied"
@@ -55,12 +70,15 @@ def checkpoint(step: str, profile: str) -> None:
 
 @dataclass
 class Outcome:
-    """What happened to one item."""
+    """What happened to one item: ``source_deleted`` when this run deleted it from the
+    source; ``moved`` (with ``delete_source``) when the key is now in the target only,
+    deleted from the source by this run or by an interrupted earlier one."""
 
     profile: str
     action: str
     source_deleted: bool = False
     note: str = ""
+    moved: bool = False
 
 
 @dataclass
@@ -145,8 +163,7 @@ class _Step:
     differing: list[str]
 
 
-def _names(source: Backend, profiles: Iterable[str]) -> list[str]:
-    chosen = list(dict.fromkeys(p for p in profiles if p))
+def _names(source: Backend, chosen: list[str]) -> list[str]:
     if chosen:
         return chosen
     if Capability.LIST not in source.capabilities:
@@ -173,6 +190,32 @@ def _plan(source: Backend, target: Backend, names: list[str]) -> list[_Step]:
     return steps
 
 
+def _refuse_missing(ctx: Context, steps: list[_Step], source: str, target: str) -> None:
+    """Refuse, before anything is written, profiles the user named whose key is in
+    neither backend: a typo, or a key stored elsewhere.
+
+    Raises:
+        ProfileNotFound: such a name is not a profile of ~/.aws/config either (exit 4,
+            close matches in the hint: :meth:`broker.aws.profiles.AwsConfig.get`).
+        CredentialsNotFound: they are profiles with no key in ``source`` or ``target``
+            (exit 5).
+    """
+    missing = [s.profile for s in steps if s.item is None and s.existing is None]
+    if not missing:
+        return
+    for name in missing:
+        if name not in ctx.aws.profiles:
+            ctx.aws.get(name)  # raises ProfileNotFound, naming close matches
+    listed = ", ".join(repr(name) for name in missing)
+    several = len(missing) > 1
+    raise CredentialsNotFound(
+        f"no key stored for profile{'s' if several else ''} {listed} in the source backend "
+        f"{source!r}, nor in {target!r}",
+        f"check the name{'s' if several else ''}: `broker list` shows where each profile's "
+        f"key is; nothing was changed",
+    )
+
+
 def _dry_outcome(step: _Step, delete_source: bool) -> Outcome:
     if step.item is None:
         if step.existing is not None:
@@ -190,8 +233,10 @@ def _dry_outcome(step: _Step, delete_source: bool) -> Outcome:
 def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -> Outcome:
     if step.item is None:
         if step.existing is not None:
-            # A previous run with --delete-source got this far: nothing left to do.
-            return Outcome(step.profile, ALREADY_THERE, note="not in the source")
+            # A previous run with --delete-source got this far: only the profile's
+            # broker_backend may be left to change (_pin_moved), as for a key moved now.
+            return Outcome(step.profile, ALREADY_THERE, note="not in the source",
+                           moved=delete_source)
         return Outcome(step.profile, SKIPPED, note="in neither backend")
     checkpoint("read", step.profile)
     if step.existing is None or step.differing:
@@ -209,17 +254,18 @@ def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -
         checkpoint("deleted", step.profile)
         ledger.mark_seed(source.name, step.profile, False)
         deleted = True
-    return Outcome(step.profile, action, source_deleted=deleted, note=note)
+    return Outcome(step.profile, action, source_deleted=deleted, note=note, moved=deleted)
 
 
 def _pin_moved(ctx: Context, report: MigrationReport, target: str) -> None:
-    """Keys now only in ``target``: their profiles name it (``broker_backend``) where they
-    would otherwise look elsewhere and report the key missing."""
+    """Keys now only in ``target`` (:attr:`Outcome.moved`: by this run, or by an interrupted
+    earlier one): their profiles name it (``broker_backend``) where they would otherwise
+    look elsewhere and report the key missing."""
     from broker.services.keys import pin_backend
 
     pinned = [
         o.profile for o in report.outcomes
-        if o.source_deleted and o.profile in ctx.aws.profiles
+        if o.moved and o.profile in ctx.aws.profiles
         and pin_backend(ctx, o.profile, target) is not None
     ]
     if pinned:
@@ -347,10 +393,19 @@ def migrate(
     needs ``memory_only_ok``. With ``delete_source``, a profile whose deleted item it
     named with ``broker_item`` loses that setting (the report's notes say so).
 
+    With ``delete_source`` and without ``set_default``, profiles whose keys end up only in
+    the target get ``broker_backend = TARGET`` where they would otherwise look elsewhere
+    (the module doc); a run after an interruption does that for the keys the interrupted
+    one deleted.
+
     Raises:
         UsageError: the same backend twice, a conflict (:class:`MigrationConflict`), a
             source that cannot list with no profiles named, an item broker may only read,
             or a memory-only target unasked.
+        ProfileNotFound: a name in ``profiles`` whose key is in neither backend is not a
+            profile of ~/.aws/config either; nothing was changed.
+        CredentialsNotFound: a profile named in ``profiles`` has its key in neither
+            backend; nothing was changed.
         BackendUnavailable: either backend cannot be used here.
         VerificationFailed: an item read back differently; nothing of it was deleted.
         ConfigError: ~/.aws/config could not be edited (the key is already moved).
@@ -359,6 +414,7 @@ def migrate(
         raise UsageError(
             f"--from and --to are both {source_name!r}", "name two different backends"
         )
+    chosen = list(dict.fromkeys(p for p in profiles if p))
     source = open_backend(ctx, source_name, "source")
     target = open_backend(ctx, target_name, "target")
     report = MigrationReport(source_name, target_name, dry_run)
@@ -369,7 +425,9 @@ def migrate(
     # One migration at a time: two runs interleaving copy and delete could
     # each see the other's half-done state.
     with paths.file_lock("migrate"):
-        steps = _plan(source, target, _names(source, profiles))
+        steps = _plan(source, target, _names(source, chosen))
+        if chosen:
+            _refuse_missing(ctx, steps, source_name, target_name)
         conflicts = [Conflict(s.profile, s.differing) for s in steps if s.item and s.differing]
         if conflicts and not overwrite:
             raise MigrationConflict(target_name, conflicts)
