@@ -48,7 +48,7 @@ class ExitCode(enum.IntEnum):
 _MEANINGS: dict[ExitCode, str] = {
     ExitCode.SUCCESS: "success (exec: the child's own exit code)",
     ExitCode.FAILURE: "unexpected error (run with --debug for a traceback); "
-    "`broker doctor`: a check failed",
+    "`broker doctor`: a check failed; a question answered no (nothing was changed)",
     ExitCode.USAGE: "usage error: a bad flag, argument or duration",
     ExitCode.CONFIG: "configuration error: ~/.aws/config or broker's config is malformed",
     ExitCode.UNKNOWN_PROFILE: "unknown profile",

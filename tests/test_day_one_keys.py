@@ -321,3 +321,34 @@ def test_changing_the_default_keeps_keys_of_the_old_one_in_view(stores: Stores):
     assert "dev keep their keys in keyctl" in err and "broker migrate --from keyctl" in err
     row = _row(stores, "dev")
     assert "keyctl" in row and "lost at reboot" in row and "missing" not in row
+
+
+def test_keys_in_memory_are_sent_to_the_configured_default(stores: Stores):
+    """pass is the default in broker's config, 1Password (higher priority) works too: the
+    way out of memory-only storage that list, doctor and `backend set` name is pass."""
+    stores.provide("keyctl")
+    stores.provide("pass")
+    stores.provide("onepassword")
+    _default(stores, "pass")
+    code, _, err = _add(stores, "dev", "--backend", "keyctl")
+    assert code == 0, err
+    code, _, err = stores.broker("list")
+    assert code == 0, err
+    note, = [line for line in err.splitlines() if "lost at reboot" in line]
+    assert "`broker migrate --from keyctl --to pass --delete-source`" in note, note
+    code, out, err = stores.broker("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["keys lost at reboot"]["fix"] == (
+        "`broker migrate --from keyctl --to pass --delete-source`"
+    ), checks["keys lost at reboot"]
+    code, _, err = stores.broker("backend", "set", "keyctl")
+    assert code == 2, err
+    assert "for keys that last, keep pass, the default now" in err
+    assert "onepassword" not in err
+    # BROKER_BACKEND names the default too; without either, the usual priority order
+    from broker.services.listing import keep_keys_hint
+
+    _default(stores, "keyctl")
+    assert "--to onepassword" in keep_keys_hint(stores.context(), "keyctl")
+    stores.setenv("BROKER_BACKEND", "pass")
+    assert "--to pass" in keep_keys_hint(stores.context(), "keyctl")

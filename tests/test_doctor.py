@@ -11,6 +11,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
+import click
 import pytest
 
 from broker.backend import Capability, Check
@@ -161,7 +162,15 @@ def test_plaintext_keys_are_reported_by_profile_never_by_value(tmp_path):
     check = doctor.check_plaintext_credentials(
         doctor.Facts(environ={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
     )
-    assert check.status == "warn" and "old" in check.summary and "broker add" in check.fix
+    assert check.status == "warn" and "old" in check.summary
+    # the command that moves them all, verified, and removes them from the file
+    assert "`broker import credentials-file --remove-plaintext`" in check.fix
+    from broker.cli.app import cli
+
+    group = cli.commands["import"]
+    assert isinstance(group, click.Group)
+    command = group.commands["credentials-file"]
+    assert "--remove-plaintext" in [o for p in command.params for o in p.opts]
     assert "S3CR3T" not in check.summary + check.fix
 
 

@@ -24,6 +24,7 @@ from broker.aws.chain import (
     plan,
 )
 from broker.aws.credentials import Credentials
+from broker.aws.mfa import PROMPT_ORIGIN, Prompt
 from broker.aws.profiles import parse, resolve_chain
 from broker.aws.session_cache import SessionCache
 from broker.errors import ConfigError, UsageError
@@ -428,10 +429,14 @@ class FakeCodes:
         self.asked: list[str] = []
         self.depth = 0  # how many MFA attempts are open
         self.attempts = 0
+        self.prompt = Prompt()  # the budget of failed answers, when codes are "typed"
 
     def code_for(self, serial: str, chain) -> str:
         self.asked.append(serial)
         return "123456"
+
+    def refused(self) -> int | None:
+        return self.prompt.refused() if self.last_origin == PROMPT_ORIGIN else None
 
     @contextlib.contextmanager
     def attempt(self):

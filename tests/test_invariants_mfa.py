@@ -321,6 +321,37 @@ def test_a_mistyped_code_is_asked_for_again_three_times_in_all(terminal):
     assert terminal["answers"] == ["123456"] and len(terminal["written"]) == 2
 
 
+def test_malformed_and_refused_answers_share_one_budget(terminal, ledger, clock):
+    # abc (malformed), 000000 (AWS refuses it), abc: three failed answers, three prompts
+    terminal["answers"] = ["abc", "000000", "abc", "123456"]
+    codes = MfaCodes(sources=[Prompt()], ledger=ledger, clock=clock)
+    assert codes.code_for(SERIAL, CHAIN) == "000000"
+    assert codes.refused() == 1  # the malformed answer counted too
+    with pytest.raises(AuthenticationError, match="not 6 digits"):
+        codes.code_for(SERIAL, CHAIN)
+    assert terminal["prompts"] == [f"MFA code for {SERIAL}: "] * 3
+    assert terminal["answers"] == ["123456"]  # never asked a fourth time
+    assert terminal["written"] == [
+        "broker: the MFA code from the prompt is not 6 digits; try again (2 tries left)\n",
+    ]
+
+
+def test_refused_codes_use_up_the_prompt_and_other_sources_are_not_asked_again(
+    terminal, ledger, clock
+):
+    terminal["answers"] = ["111111", "222222", "333333", "444444"]
+    codes = MfaCodes(sources=[Prompt()], ledger=ledger, clock=clock)
+    for left in (2, 1, 0):
+        codes.code_for(SERIAL, CHAIN)
+        assert codes.refused() == left
+    with pytest.raises(AuthenticationError, match="took 3 codes that failed already"):
+        codes.code_for(SERIAL, CHAIN)  # a caller that went on anyway is not asked again
+    assert terminal["answers"] == ["444444"]
+    given = MfaCodes(explicit="123456", sources=[], ledger=ledger, clock=clock)
+    given.code_for(SERIAL, CHAIN)
+    assert given.refused() is None  # --mfa-code would give the same code again
+
+
 def test_without_a_terminal_the_prompt_offers_nothing(terminal, monkeypatch):
     from broker import tty
 

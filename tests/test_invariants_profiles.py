@@ -174,14 +174,18 @@ def test_a_missing_profile_is_named_with_what_there_is_instead():
         "[Profile x] is not read as a profile by the AWS CLI: write [profile x]")
 
 
-def test_a_missing_source_profile_keeps_the_hint_of_the_lookup():
-    from broker.errors import ProfileNotFound
+def test_a_missing_source_profile_is_a_config_error_keeping_the_hint_of_the_lookup():
+    """As botocore's InvalidConfigError: exit code 3 (not 4, unknown profile), naming the
+    file, the section and the missing profile."""
+    from broker.errors import ExitCode, ProfileNotFound
 
     cfg = profiles.parse("[profile r]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = kee\n"
                          "[profile key]\n", P)
-    with pytest.raises(ProfileNotFound) as info:
+    with pytest.raises(ConfigError) as info:
         profiles.resolve_chain(cfg, "r")
-    assert info.value.message == "profile 'r' has source_profile = 'kee', which does not exist"
+    assert not isinstance(info.value, ProfileNotFound)
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert info.value.message == f"{P} [profile r] has source_profile = 'kee', which does not exist"
     assert info.value.hint == "did you mean 'key'?"
 
 

@@ -197,8 +197,9 @@ def test_unknown_profile_names_close_matches_never_default():
 
 
 def test_missing_source_profile():
-    with pytest.raises(ProfileNotFound, match="source_profile = 'ghost'"):
+    with pytest.raises(ConfigError, match="source_profile = 'ghost'") as info:
         resolve_chain(parse("[profile a]\nrole_arn = r\nsource_profile = ghost\n", P), "a")
+    assert not isinstance(info.value, ProfileNotFound)  # a config error: exit code 3
 
 
 @pytest.mark.parametrize(

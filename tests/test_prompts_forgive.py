@@ -155,6 +155,23 @@ def test_three_typos_end_it(typed, sts):
     assert sts.actions("GetSessionToken") == []
 
 
+@pytest.mark.parametrize("answers", [("abc", "wrong", "abc"), ("wrong", "abc", "wrong")])
+def test_malformed_and_refused_codes_share_three_tries(typed, sts, answers):
+    """Alternating the two kinds of failure does not start the count again."""
+    wrong = wrong_code(typed)
+    terminal = Terminal(typed, "exec", "typed", "--", "true")
+    for answer, left in zip(answers, ("2 tries left", "1 try left", None), strict=True):
+        terminal.expect(f"MFA code for {DEVICE}: ")
+        terminal.type(wrong if answer == "wrong" else answer)
+        if left:
+            terminal.expect(left)
+    result = terminal.finish()
+    assert result.returncode == 8, result.stderr + terminal.shown
+    assert terminal.shown.count("MFA code for") == 3, terminal.shown
+    assert "Traceback" not in result.stderr
+    assert len(sts.actions("GetSessionToken")) == answers.count("wrong")
+
+
 def test_mfa_code_dash_on_a_terminal_forgives_a_typo(typed, sts):
     # click prompts on stderr (captured here, as an SDK would): the answers are typed ahead
     terminal = Terminal(typed, "exec", "--mfa-code", "-", "typed", "--", "true")
@@ -219,6 +236,10 @@ def test_a_prompted_passphrase_gets_three_tries(pass_home):
     result = terminal.finish()
     assert result.returncode == 8, result.stderr + terminal.shown
     assert "rejected" in result.stderr and "Traceback" not in result.stderr
+    # broker's own lines; the passphrase typed is to blame, not a secret it points to
+    assert terminal.shown.count("broker: pass: the GPG passphrase was rejected; try again") == 2
+    assert "the GPG passphrase typed was rejected" in result.stderr
+    assert "points to" not in result.stderr
 
 
 def test_a_passphrase_from_elsewhere_is_asked_for_once(pass_home, monkeypatch):

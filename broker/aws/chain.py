@@ -410,7 +410,9 @@ class CredentialChain:
         self, serial: str | None, call: Callable[[str | None], Credentials]
     ) -> Credentials:
         """``call(code)`` with an MFA code for ``serial`` (None: no code). A code typed at
-        the prompt that AWS refuses is asked for again, up to ``PROMPT_TRIES`` in all.
+        the prompt that AWS refuses is asked for again while the prompt's budget lasts
+        (``PROMPT_TRIES`` failed answers per command, malformed ones included:
+        :meth:`MfaCodes.refused`).
 
         The whole exchange is one MFA attempt (:meth:`MfaCodes.attempt`): the device stays
         locked until STS has answered, and the code counts as used only if it accepted.
@@ -418,20 +420,19 @@ class CredentialChain:
         if not serial:
             return call(None)
         from broker import tty
-        from broker.aws.mfa import PROMPT_ORIGIN, PROMPT_TRIES, tries_left
+        from broker.aws.mfa import tries_left
         from broker.errors import MFACodeRefused
 
-        tries = 0
         with self.mfa.attempt():
             while True:
                 code = self.mfa.code_for(serial, self.chain)
                 try:
                     return call(code)
                 except MFACodeRefused as exc:
-                    tries += 1
-                    if self.mfa.last_origin != PROMPT_ORIGIN or tries >= PROMPT_TRIES:
+                    left = self.mfa.refused()
+                    if not left:
                         raise
-                    tty.write(f"broker: {exc.message}; {tries_left(PROMPT_TRIES - tries)}\n")
+                    tty.write(f"broker: {exc.message}; {tries_left(left)}\n")
 
     def _hop(
         self, index: int, roles: list[PlannedCall], session: PlannedCall | None

@@ -49,8 +49,9 @@ REUSE_WINDOW = 300
 #: How often a reference that returns live codes is asked again for a fresher one.
 REFETCH_LIMIT = 3
 
-#: How many codes a prompt takes before it gives up: a typo (5 digits, a letter, a code
-#: AWS refuses) is asked again, as pinentry asks three times for a passphrase.
+#: How many answers the MFA prompt takes in one command before it gives up: a typo (5
+#: digits, a letter) or a code AWS refuses is asked again, as pinentry asks three times for
+#: a passphrase. Both kinds of failure count against this one budget (:class:`Prompt`).
 PROMPT_TRIES = 3
 #: Where a code typed at the prompt comes from (:attr:`MfaCodes.last_origin`).
 PROMPT_ORIGIN = "the prompt"
@@ -260,29 +261,56 @@ class TotpReference:
 
 
 class Prompt:
-    """A code typed on the terminal (/dev/tty); nothing without a terminal."""
+    """A code typed on the terminal (/dev/tty); nothing without a terminal.
+
+    One instance serves one command (one :class:`MfaCodes`), and every failed answer counts
+    against one budget of ``PROMPT_TRIES``: one that is not 6 digits (:meth:`code`) and one
+    AWS refused (:meth:`refused`) alike, so alternating the two never starts the count
+    again.
+    """
 
     name = FROM_PROMPT
     origin = PROMPT_ORIGIN
 
+    def __init__(self) -> None:
+        #: Answers that failed so far: malformed, or refused by AWS.
+        self.failures = 0
+
+    @property
+    def tries_left(self) -> int:
+        """How many more answers this prompt takes (0: none)."""
+        return max(PROMPT_TRIES - self.failures, 0)
+
+    def refused(self) -> int:
+        """Count the code last typed as refused by AWS; the tries left after it (0: the
+        command ends)."""
+        self.failures += 1
+        return self.tries_left
+
     def code(self, serial: str, chain: Chain) -> str | None:
-        """The code typed; one that is not 6 digits is asked for again, ``PROMPT_TRIES``
-        times in all.
+        """The code typed; one that is not 6 digits is asked for again while the budget
+        lasts (``PROMPT_TRIES`` failed answers per instance, refused codes included).
 
         Raises:
-            AuthenticationError: the last try was not 6 digits either.
+            AuthenticationError: the answer that used up the budget was not 6 digits
+                either, or the budget was used up before (by codes AWS refused).
         """
         if not tty.has_tty():
             return None
-        for left in reversed(range(PROMPT_TRIES)):
+        if not self.tries_left:
+            raise AuthenticationError(
+                f"the MFA prompt took {PROMPT_TRIES} codes that failed already",
+                "run the command again with the code your device shows",
+            )
+        while True:
             typed = tty.prompt(f"MFA code for {serial}: ")
             try:
                 return check_code(typed, self.origin)
             except AuthenticationError as exc:
-                if not left:
+                self.failures += 1
+                if not self.tries_left:
                     raise
-                tty.write(f"broker: {exc.message}; {tries_left(left)}\n")
-        raise AssertionError("unreachable")  # pragma: no cover
+                tty.write(f"broker: {exc.message}; {tries_left(self.tries_left)}\n")
 
     def offer(self, serial: str, chain: Chain) -> Offer | None:
         """:meth:`CodeSource.offer`: :meth:`code`, None without a terminal.
@@ -331,6 +359,7 @@ class MfaCodes:
     #: The code last handed out, with its step, and the origin of its source.
     last_issued: UsedCode | None = None
     last_origin: str = ""
+    _last_source: CodeSource | None = field(default=None, repr=False)
     _pending: list[_Pending] = field(default_factory=list, repr=False)
     _depth: int = 0
 
@@ -363,7 +392,7 @@ class MfaCodes:
             if lock is not None:
                 lock.close()
             raise
-        self.last_issued, self.last_origin = used, source.origin
+        self.last_issued, self.last_origin, self._last_source = used, source.origin, source
         pending = _Pending(serial, used, lock)
         if self._depth:
             self._pending.append(pending)  # recorded when STS has accepted it
@@ -371,6 +400,14 @@ class MfaCodes:
             pending.used = dataclasses.replace(used, accepted=False)
             self._commit([pending])
         return used.code
+
+    def refused(self) -> int | None:
+        """Count the code last handed out as refused by AWS. When it was typed at the
+        prompt: how many more answers the prompt takes (0: none, the command ends), from the
+        budget malformed answers share (:meth:`Prompt.refused`); None when it came from any
+        other source, which would give the same code again and is not asked again."""
+        source = self._last_source
+        return source.refused() if isinstance(source, Prompt) else None
 
     @contextlib.contextmanager
     def attempt(self) -> Iterator[None]:

@@ -701,9 +701,11 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
     target to the profile holding the long-lived key.
 
     Raises:
-        ProfileNotFound: the profile, or a source_profile it names, does not exist.
-        ConfigError: a loop, a refused key (credential_source, web_identity_token_file,
-            sso_*), an include_profile problem, or broker asked to call itself.
+        ProfileNotFound: the profile ``name`` does not exist.
+        ConfigError: a source_profile names no profile (naming the file, the section
+            and close matches; botocore's InvalidConfigError), a loop, a refused key
+            (credential_source, web_identity_token_file, sso_*), an include_profile
+            problem, or broker asked to call itself.
     """
     target = config.get(name)
     hops: list[Profile] = []
@@ -725,8 +727,10 @@ def resolve_chain(config: AwsConfig, name: str) -> Chain:
         try:
             current = config.get(source)
         except ProfileNotFound as exc:
-            raise ProfileNotFound(
-                f"profile {current.name!r} has source_profile = {source!r}, which does not exist",
+            # a configuration error, as botocore's InvalidConfigError ('The source_profile
+            # "X" referenced in the profile "Y" does not exist'): the profile named exists
+            raise ConfigError(
+                f"{current.where} has source_profile = {source!r}, which does not exist",
                 exc.hint,
             ) from None
         if current.static_keys:

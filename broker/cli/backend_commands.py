@@ -9,7 +9,7 @@ from dataclasses import asdict
 import click
 
 from broker.backend import unnamed
-from broker.cli.base import _context, cli
+from broker.cli.base import _context, cli, confirm, prompt
 from broker.config import parse_duration
 from broker.services import backends as backend_service
 
@@ -49,10 +49,9 @@ def backend_set(name: str, yes: bool) -> None:
     ctx = _context()
     memory_only = backend_service.memory_only(ctx, name)
     if memory_only and not yes and sys.stdin.isatty():
-        yes = click.confirm(
-            f"{name} keeps keys in {backend_service.LOST_AT_REBOOT}. Make it the default?",
-            abort=True, err=True,
-        )
+        confirm(
+            f"{name} keeps keys in {backend_service.LOST_AT_REBOOT}. Make it the default?")
+        yes = True
     outcome = backend_service.set_default(ctx, name, memory_only_ok=yes)
     click.echo(f"Default backend is now {name} (saved in {outcome.path}).", err=True)
     if outcome.kept:
@@ -101,7 +100,7 @@ def backend_login(name: str, ttl: str) -> None:
     """
     seconds = parse_duration(ttl, what="--ttl")
     if sys.stdin.isatty():
-        secret = click.prompt(f"{name} token", hide_input=True, err=True)
+        secret = prompt(f"{name} token", hide_input=True)
     else:
         secret = sys.stdin.readline().rstrip("\r\n")
     reference, expires = backend_service.login(_context(), name, secret, seconds)

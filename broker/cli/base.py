@@ -9,6 +9,7 @@ and runs the group. Nothing here imports a command module.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import click.shell_completion
 from broker import __version__, config
 from broker.aws.profiles import default_profile_name
 from broker.config import parse_duration
+from broker.errors import Interrupted, UsageError
 from broker.services.context import Context
 
 
@@ -59,9 +61,31 @@ def _context() -> Context:
 
 
 def default_profile(profile: str | None) -> str:
-    """``profile``, or the one the AWS CLI would use: AWS_DEFAULT_PROFILE, AWS_PROFILE,
-    then ``default`` (botocore's order)."""
-    return profile or default_profile_name()
+    """``profile`` as given (:func:`given_profile`), or when it is left out (None) the one
+    the AWS CLI would use: AWS_DEFAULT_PROFILE, AWS_PROFILE, then ``default`` (botocore's
+    order).
+
+    Raises:
+        UsageError: ``profile`` is given but empty or blank.
+    """
+    return default_profile_name() if profile is None else given_profile(profile)
+
+
+def given_profile(profile: str) -> str:
+    """``profile``, a PROFILE written on the command line, unless it is empty or only
+    blanks: no profile is named so, and taking it for the default profile would act on
+    one nobody named.
+
+    Raises:
+        UsageError: ``profile`` is empty or blank (exit code 2).
+    """
+    if not profile.strip():
+        raise UsageError(
+            f"the profile name {profile!r} is empty",
+            "name a profile (`broker list` shows them), or leave PROFILE out for the "
+            "default one",
+        )
+    return profile
 
 
 def complete_profiles(
@@ -116,6 +140,64 @@ def echo_table(rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
+#: A region name as botocore accepts one (``botocore.utils.validate_region_name``: a DNS
+#: host label, letters, digits and ``-``, not all digits, no ``-`` at either end), which
+#: also refuses what ~/.aws/config's ``region`` may not hold (broker.aws.profiles: empty,
+#: a space, a trailing comment).
+_REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
+
+
+def check_region(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--region``, refused (exit code 2) unless it has the shape of a region name
+    (:data:`_REGION`): a cached session would otherwise be served, and the bad region
+    exported to the command, without botocore ever seeing it.
+
+    Raises:
+        UsageError: naming the value and the shape of a region.
+    """
+    if value is not None and not _REGION.match(value):
+        raise UsageError(
+            f"--region {value!r} is not a region name", "give one such as us-east-1 or eu-west-1"
+        )
+    return value
+
+
+def prompt(text: str, *, hide_input: bool = False) -> str:
+    """What the user types at a prompt on stderr (``click.prompt``); Ctrl-C or closed
+    input there is :class:`broker.errors.Interrupted` (exit code 130, "interrupted" or
+    "no answer (end of input)"), as at broker's MFA prompt."""
+    try:
+        return str(click.prompt(text, hide_input=hide_input, err=True))
+    except click.exceptions.Abort as exc:
+        raise _interrupted(exc) from None
+
+
+def confirm(question: str) -> None:
+    """Ask ``question`` (y/N, on stderr) and return on yes. No, or an empty answer, is
+    :class:`broker.cli.errors.Declined` (exit code 1, "nothing was changed (answered
+    no)"); Ctrl-C or closed input is :class:`broker.errors.Interrupted` (exit code 130).
+
+    Raises:
+        Declined: the answer was no.
+        Interrupted: Ctrl-C, or end of input.
+    """
+    from broker.cli.errors import Declined
+
+    try:
+        yes = click.confirm(question, err=True)
+    except click.exceptions.Abort as exc:
+        raise _interrupted(exc) from None
+    if not yes:
+        raise Declined()
+
+
+def _interrupted(abort: BaseException) -> Interrupted:
+    """The error for a prompt click gave up on: ``abort`` keeps the cause in its context."""
+    if isinstance(abort.__context__, EOFError):
+        return Interrupted("no answer (end of input)")
+    return Interrupted("interrupted")
+
+
 def read_code_line(fd: int = 0, limit: int = 64) -> str:
     """One line from ``fd``, read a byte at a time: nothing after the newline is taken,
     so the rest of stdin is left for the command `exec` runs."""
@@ -129,24 +211,38 @@ def read_code_line(fd: int = 0, limit: int = 64) -> str:
 
 
 def _mfa_code(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """``--mfa-code -``: the code from stdin (a prompt when stdin is a terminal)."""
-    if value != "-":
-        return value
-    if sys.stdin.isatty():  # a typo is asked again, as the code prompt does
-        from broker.aws.mfa import PROMPT_TRIES, check_code, tries_left
-        from broker.errors import AuthenticationError
+    """``--mfa-code``: the code given, or with ``-`` the code from stdin (a prompt when
+    stdin is a terminal), blanks removed. A code written or piped in that is not 6
+    digits (what STS takes as ``TokenCode``: 6 digits, STS API reference) is a usage
+    error (exit code 2) before anything is read or sent; a typo at the prompt is asked
+    again, as at the MFA prompt.
 
+    Raises:
+        UsageError: the code given or piped in is not 6 digits, or stdin gave none.
+        AuthenticationError: the last try at the prompt was not 6 digits either.
+    """
+    if value is None:
+        return None
+    from broker.aws.mfa import PROMPT_TRIES, check_code, tries_left
+    from broker.errors import AuthenticationError
+
+    if value == "-" and sys.stdin.isatty():  # a typo is asked again, as the code prompt does
         for left in reversed(range(PROMPT_TRIES)):
             try:
-                return check_code(str(click.prompt("MFA code", err=True)), "the prompt")
+                return check_code(prompt("MFA code"), "the prompt")
             except AuthenticationError as exc:
                 if not left:
                     raise
                 click.echo(f"broker: {exc.message}; {tries_left(left)}", err=True)
-    code = read_code_line()
-    if not code:
-        raise click.UsageError("--mfa-code -: stdin gave no code")
-    return code
+    origin = "--mfa-code"
+    if value == "-":
+        value, origin = read_code_line(), "stdin (--mfa-code -)"
+        if not value:
+            raise click.UsageError("--mfa-code -: stdin gave no code")
+    try:
+        return check_code(value, origin)
+    except AuthenticationError as exc:  # nothing was sent: the command line is wrong
+        raise UsageError(exc.message, exc.hint) from None
 
 
 #: ``--mfa-code`` for every command that takes one.
@@ -161,7 +257,8 @@ def _credential_options(func: Any) -> Any:
     for option in reversed(
         [
             click.option("-d", "--duration", help="Lifetime of the credentials: 1h, 90m, 3600."),
-            click.option("--region", help="Region (default: env, profile, [default])."),
+            click.option("--region", callback=check_region,
+                         help="Region (default: env, profile, [default])."),
             click.option("--no-session", is_flag=True, help="Skip GetSessionToken."),
             mfa_code_option,
             click.option("--backend", help="Credential backend holding the key."),

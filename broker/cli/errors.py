@@ -18,6 +18,17 @@ _NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
 )
 
 
+class Declined(BrokerError):
+    """The user answered no to a confirmation: nothing was changed. Exit code 1, not
+    130: nobody interrupted anything (Ctrl-C at the question is
+    :class:`broker.errors.Interrupted`)."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str = "nothing was changed", hint: str = "answered no") -> None:
+        super().__init__(message, hint)
+
+
 def report(message: str) -> None:
     """``message`` on stderr as one ``broker: ...`` line."""
     sys.stderr.write(f"broker: {message}\n")

@@ -14,8 +14,10 @@ from broker.cli.base import (
     _human,
     cli,
     complete_profiles,
+    confirm,
     echo_table,
     profile_argument,
+    prompt,
 )
 from broker.services import backends as backend_service
 from broker.services import keys
@@ -31,8 +33,8 @@ def _read_key(from_env: bool) -> tuple[str, str]:
             raise click.UsageError("--env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set")
         return key_id, secret
     if sys.stdin.isatty():
-        key_id = click.prompt("Access key ID", err=True)
-        secret = click.prompt("Secret access key", hide_input=True, err=True)
+        key_id = prompt("Access key ID")
+        secret = prompt("Secret access key", hide_input=True)
         return key_id, secret
     lines = sys.stdin.read().splitlines()
     if len(lines) < 2:
@@ -143,20 +145,13 @@ def remove_command(profile: str, backend: str | None, force: bool) -> None:
     broker_item line is then removed from the profile.
     """
     ctx = _context()
-    item = keys.item_deleted_by_remove(ctx, profile, backend=backend)
+    # refusals come before the question
+    plan = keys.plan_remove(ctx, profile, backend=backend, copies=not force)
     if not force:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to delete without confirmation: pass --force")
-        if item is not None:
-            click.confirm(
-                f"Delete the whole item {item!r} that {profile} reads its key from, with "
-                "its notes, its other fields and any TOTP seed in it (that seed may be the "
-                "only copy of the MFA device's secret: without it, only an IAM "
-                "administrator can let you in again)?", abort=True, err=True,
-            )
-        else:
-            click.confirm(f"Delete the stored key for {profile}?", abort=True, err=True)
-    removed = keys.remove_key(ctx, profile, backend=backend)
+        confirm(_removal_question(plan))
+    removed = keys.remove_key(ctx, profile, backend=backend, plan=plan)
     sessions = (f"{removed.sessions_cleared} cached "
                 f"session{'s' if removed.sessions_cleared != 1 else ''} cleared")
     if removed.item is not None:
@@ -168,6 +163,30 @@ def remove_command(profile: str, backend: str | None, force: bool) -> None:
         return
     click.echo(f"Removed the key for {profile} from {removed.backend} ({sessions}).",
                err=True)
+
+
+def _removal_question(plan: keys.Removal) -> str:
+    """The question `broker remove` asks: what goes, from which backend, and, for a key
+    whose only copy broker sees is in a memory-only backend, that it cannot be read
+    back from anywhere afterwards."""
+    if plan.item is not None:
+        return (
+            f"Delete the whole item {plan.item!r} that {plan.profile} reads its key from, "
+            f"from {plan.backend}, with its notes, its other fields and any TOTP seed in it "
+            "(that seed may be the only copy of the MFA device's secret: without it, only "
+            "an IAM administrator can let you in again)?"
+        )
+    question = f"Delete the stored key of {plan.profile} from {plan.backend}?"
+    if plan.memory_only and plan.copies:
+        keeps = "keeps" if len(plan.copies) == 1 else "keep"
+        return f"{question[:-1]} ({' and '.join(plan.copies)} {keeps} a copy)?"
+    if plan.memory_only:
+        return (
+            f"The key of {plan.profile} is only in {plan.backend} ({plan.backend} keeps keys "
+            "in memory only), as far as broker sees: unless you kept it elsewhere, you will "
+            f"need a new access key from IAM. {question}"
+        )
+    return question
 
 
 @cli.command("list")

@@ -7,7 +7,7 @@ import sys
 import click
 
 from broker.aws.totp import TotpSeed
-from broker.cli.base import _context, cli, profile_argument
+from broker.cli.base import _context, cli, confirm, profile_argument, prompt
 from broker.services import mfa as mfa_service
 
 
@@ -49,13 +49,12 @@ def totp_set(profile: str, backend: str | None, verify: bool, force: bool) -> No
                 "unchecked one without confirmation: it may be the only copy of the MFA "
                 "device's secret; pass --force, or leave out --no-verify"
             )
-        click.confirm(
+        confirm(
             f"Replace the TOTP seed kept with {profile}'s key with one not checked against "
             "AWS? If no phone or other store holds the old one, only an IAM administrator "
-            "can let you in again", abort=True, err=True,
-        )
+            "can let you in again")
     if sys.stdin.isatty():
-        text = click.prompt("TOTP seed or otpauth:// URI", hide_input=True, err=True)
+        text = prompt("TOTP seed or otpauth:// URI", hide_input=True)
     else:
         text = sys.stdin.readline().rstrip("\r\n")
     result = mfa_service.set_seed(ctx, profile, text, backend=backend, verify=verify)
@@ -98,10 +97,9 @@ def totp_remove(profile: str, backend: str | None, force: bool) -> None:
                 "refusing to forget the TOTP seed without confirmation: it may be the only "
                 "copy of the MFA device's secret; pass --force"
             )
-        click.confirm(
+        confirm(
             f"Forget the TOTP seed kept with {profile}'s key? If no phone or other store "
-            "holds it, only an IAM administrator can let you in again", abort=True, err=True,
-        )
+            "holds it, only an IAM administrator can let you in again")
     name = mfa_service.remove_seed(_context(), profile, backend=backend)
     click.echo(f"Removed the TOTP seed kept with {profile}'s key in {name}.", err=True)
 

@@ -12,7 +12,14 @@ from dataclasses import asdict
 
 import click
 
-from broker.cli.base import _context, _duration, cli, mfa_code_option, profile_argument
+from broker.cli.base import (
+    _context,
+    _duration,
+    check_region,
+    cli,
+    mfa_code_option,
+    profile_argument,
+)
 from broker.cli.errors import report
 from broker.errors import ExitCode
 
@@ -20,7 +27,8 @@ from broker.errors import ExitCode
 @cli.command("rotate")
 @profile_argument
 @click.option("--backend", help="Credential backend holding the key.")
-@click.option("--region", help="Region for STS (IAM itself is global).")
+@click.option("--region", callback=check_region,
+              help="Region for STS (IAM itself is global).")
 @mfa_code_option
 @click.option("--force", is_flag=True,
               help="Rotate even when other profiles hold the same key: they stop working.")
@@ -71,7 +79,8 @@ def rotate_command(
                    "15 minutes: whoever has it gets the console session.")
 @click.option("--path", help="Console page to open, e.g. s3/home (default: the console home).")
 @click.option("-d", "--duration", help="Session lifetime when one is made: 1h, 90m, 3600.")
-@click.option("--region", help="Region (default: env, profile, [default]).")
+@click.option("--region", callback=check_region,
+              help="Region (default: env, profile, [default]).")
 @mfa_code_option
 @click.option("--backend", help="Credential backend holding the key.")
 def login_command(profile: str, to_stdout: bool, path: str | None, duration: str | None,

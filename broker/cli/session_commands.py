@@ -16,6 +16,7 @@ from broker.cli.base import (
     _duration,
     cli,
     complete_profiles,
+    given_profile,
     profile_argument,
 )
 from broker.cli.errors import report
@@ -37,7 +38,10 @@ def _obtain(profile: str, **options: Any) -> credential_service.Resolved:
 
 
 @cli.command("exec", context_settings={"allow_interspersed_args": False})
-@click.argument("profile", metavar="[PROFILE]", shell_complete=complete_profiles)
+@click.argument(
+    "profile", metavar="[PROFILE]", shell_complete=complete_profiles,
+    callback=lambda _ctx, _param, value: given_profile(value),
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @_credential_options
 @click.option(

@@ -173,17 +173,32 @@ def memory_only(ctx: Context, name: str) -> bool:
     return Capability.PERSISTENT not in cls.capabilities
 
 
+def lasting_order(ctx: Context) -> list[str]:
+    """The installed persistent credential backends in the order a hint suggests them:
+    the configured default credential backend (``BROKER_BACKEND``, else broker's config
+    ``backend``) first when it is persistent and available here, then the others by
+    priority (:meth:`broker.registry.Registry.preference_order`)."""
+    order = [name for name in ctx.registry.preference_order() if not memory_only(ctx, name)]
+    default = config.environment("BROKER_BACKEND") or ctx.settings.backend
+    if default in order and ctx.registry.availability(default).ok:
+        order.remove(default)
+        order.insert(0, default)
+    return order
+
+
 def persistent_setup(ctx: Context) -> str:
     """How to set up a persistent credential backend here, in words for a hint: the
-    first installed one (by priority) that is available, else what the first local one
-    (not ``SHARED``: no account or network to set up, say a pass store, one `pass init`
-    away) or else the first persistent one says it needs."""
+    first one of :func:`lasting_order` that is available (kept, when it is the configured
+    default already), else what the first local one (not ``SHARED``: no account or
+    network to set up, say a pass store, one `pass init` away) or else the first
+    persistent one says it needs."""
     candidates: list[tuple[str, str]] = []
-    for name in ctx.registry.preference_order():
-        if memory_only(ctx, name):
-            continue
+    default = config.environment("BROKER_BACKEND") or ctx.settings.backend
+    for name in lasting_order(ctx):
         availability = ctx.registry.availability(name)
         if availability.ok:
+            if name == default:
+                return f"keep {name}, the default now"
             return f"use {name}: `broker backend set {name}`"
         candidates.append((name, availability.reason))
     if not candidates:

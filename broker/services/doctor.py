@@ -127,8 +127,8 @@ def check_plaintext_credentials(facts: Facts) -> Check:
         "plaintext keys", WARN,
         f"{path} holds plaintext keys for {', '.join(holding)}; SDKs prefer that file "
         "to `broker exec --server`'s endpoint",
-        "store each with `broker add PROFILE` (the prompt hides the secret), then delete "
-        "the keys from that file",
+        "move them into broker with `broker import credentials-file --remove-plaintext` "
+        "(each section is removed once its key is verified in broker)",
     )
 
 

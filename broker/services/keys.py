@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.aws.profiles import Profile, resolve_chain
-from broker.backend import ACCESS_KEY_ID, MFA_SERIAL, SECRET_ACCESS_KEY, TOTP, Backend, Item
+from broker.backend import (
+    ACCESS_KEY_ID,
+    MFA_SERIAL,
+    SECRET_ACCESS_KEY,
+    TOTP,
+    Backend,
+    Capability,
+    Item,
+)
 from broker.errors import (
     BrokerError,
     ConfigError,
     CredentialsNotFound,
     NotFound,
+    ProfileNotFound,
     UsageError,
 )
 from broker.services.backends import key_destination, memory_only
@@ -47,6 +56,53 @@ def validate_key(access_key_id: str, secret_access_key: str) -> tuple[str, str]:
             "the secret access key is empty or contains spaces", "paste it again, on its own"
         )
     return key_id, secret
+
+
+def name_problem(profile: str) -> str | None:
+    """Why ``profile`` cannot be the name broker stores a key under, or None when it can.
+
+    A profile name is any section name botocore reads, but a backend keeps the key under
+    the name itself: pass as a file path under its store (each ``/``-separated part a
+    file or directory name, none empty, none starting with ``.``, as its plugin
+    requires), the kernel keyring and 1Password as a description or a title. So the
+    name must not be empty or blank, start with ``-`` (every command would read it as
+    an option), contain a control character (a newline, a tab, NUL), or have a
+    ``/``-separated part that is empty or starts with ``.`` (``.``, ``..``, ``.x``, a
+    leading, trailing or doubled ``/``). docs/configuration.md ("Names broker stores a
+    key under") states the same rule.
+    """
+    import unicodedata
+
+    if not profile.strip():
+        return "it is empty"
+    if profile.startswith("-"):
+        return "it starts with '-', which commands read as an option"
+    if any(unicodedata.category(c) == "Cc" for c in profile):
+        return "it contains a control character"
+    for part in profile.split("/"):
+        if not part:
+            return "it has an empty part between slashes (a leading, trailing or doubled '/')"
+        if part in (".", ".."):
+            return f"it has a {part!r} part, which would name a directory of the store"
+        if part.startswith("."):
+            return f"its part {part!r} starts with '.', which makes a hidden file in a store"
+    return None
+
+
+def check_name(profile: str) -> None:
+    """Refuse ``profile`` as the name of a key to store (:func:`name_problem`), before
+    anything is read or written.
+
+    Raises:
+        UsageError: naming the reason; nothing was stored or written.
+    """
+    problem = name_problem(profile)
+    if problem is not None:
+        raise UsageError(
+            f"{profile!r} cannot be the name broker stores a key under: {problem}",
+            "choose another name; nothing was stored or written; docs/configuration.md "
+            "gives the rule under 'Names broker stores a key under'",
+        )
 
 
 def profiles_using_key(ctx: Context, key_profile: str) -> list[str]:
@@ -104,14 +160,16 @@ def add(
     session made from the old one.
 
     Raises:
-        UsageError: the key has the wrong shape (:func:`validate_key`), or the profile
-            has a stored key and ``replace`` is not given, or its key is in an item named
-            by ``broker_item`` that broker may only read (not adopted).
+        UsageError: the name cannot hold a key (:func:`check_name`), or the key has the
+            wrong shape (:func:`validate_key`), or the profile has a stored key and
+            ``replace`` is not given, or its key is in an item named by ``broker_item``
+            that broker may only read (not adopted).
         ConfigError: the profile gets its key from a ``source_profile`` (add it there),
             ~/.aws/config is malformed, or the backend is not installed.
         BackendUnavailable: no backend can take it (a memory-only one nobody chose).
         BrokerError: the backend's own error reading or storing the key.
     """
+    check_name(profile)
     key_id, secret = validate_key(access_key_id, secret_access_key)
     known = ctx.aws.profiles.get(profile)
     store, existing = _target(ctx, profile, known, backend, replace)
@@ -142,11 +200,13 @@ def check_add(
     item (once), never the new key.
 
     Raises:
-        UsageError: as :func:`add`, for those reasons.
+        UsageError: as :func:`add`, for those reasons, and a name that cannot hold a key
+            (:func:`check_name`).
         ConfigError: the profile gets its key from a ``source_profile``; ~/.aws/config is
             malformed; the backend is not installed or cannot serve the profile's item.
         BrokerError: the backend's own error reading the stored key.
     """
+    check_name(profile)
     known = ctx.aws.profiles.get(profile)
     if known is None or not known.broker_item:
         return  # broker's own item: add refuses, if it must, before anything is written
@@ -235,6 +295,122 @@ def item_deleted_by_remove(
 
 
 @dataclass
+class Removal:
+    """What `broker remove` is about to delete, known before it asks: the ``profile``,
+    the ``backend`` holding its key, the reference of the whole item deleted with it
+    (``item``, see :func:`item_deleted_by_remove`), whether that backend keeps keys in
+    memory only (``memory_only``), and, for such a backend, the persistent backends that
+    list a key under the same name (``copies``, highest priority first; empty: none
+    does, as far as the backends that can list here tell, or not looked for)."""
+
+    profile: str
+    backend: str
+    item: str | None = None
+    memory_only: bool = False
+    copies: list[str] = field(default_factory=list)
+
+
+def plan_remove(
+    ctx: Context, profile: str, *, backend: str | None = None, copies: bool = True
+) -> Removal:
+    """What :func:`remove_key` would delete, refusing first, before any prompt, what it
+    would refuse: a name that is neither a profile nor a stored key, and a role profile
+    whose key is its ``source_profile``'s. Whether a key is stored is asked with the
+    backend's ``list()`` (reads no secret) when it declares ``LIST``; else, or when the
+    listing cannot settle the name, :func:`remove_key`'s delete answers. ``copies``:
+    for a memory-only backend, look for copies in the persistent ones
+    (:func:`persistent_copies`, for the question asked before deleting).
+
+    Raises:
+        ProfileNotFound: no such profile in ~/.aws/config and no key stored under the
+            name (the hint names close matches).
+        UsageError: the profile gets its key from a ``source_profile`` and nothing is
+            stored under its own name (the message names that profile); or its item is
+            one broker may only read (not adopted).
+        CredentialsNotFound: the profile exists and nothing is stored for it.
+        ConfigError: ~/.aws/config is malformed, or the backend cannot serve the item.
+        BrokerError: the backend's own error.
+    """
+    item = item_deleted_by_remove(ctx, profile, backend=backend)
+    store = ctx.credential_backend(ctx.aws.profiles.get(profile), backend)
+    listed = _listing(store, profile) if item is None else None
+    if listed is not None and profile not in listed:
+        raise _nothing_to_remove(ctx, profile, store.name, listed)
+    volatile = memory_only(ctx, store.name)
+    found = persistent_copies(ctx, profile, store.name) if volatile and copies else []
+    return Removal(profile, store.name, item, volatile, found)
+
+
+def persistent_copies(ctx: Context, profile: str, checked: str) -> list[str]:
+    """The persistent credential backends other than ``checked`` that list a key under
+    ``profile``, highest priority first: only those declaring ``LIST`` and ``PERSISTENT``
+    and available here (``list()`` reads no secret); one that cannot be opened or fails
+    to list is left out, so an empty answer means "none seen", not "none anywhere"."""
+    found = []
+    for name in ctx.registry.with_capabilities(Capability.LIST | Capability.PERSISTENT):
+        if name == checked:
+            continue
+        try:
+            other = ctx.backend(name)
+            if ctx.registry.availability_of(other).ok and profile in other.list():
+                found.append(name)
+        except Exception:  # noqa: S112 - a store that cannot be asked shows no copy
+            continue
+    return found
+
+
+def _listing(store: Backend, profile: str) -> set[str] | None:
+    """The names ``store`` lists, when it can list and settles ``profile``; else None
+    (no ``LIST``, the listing failed, or it could not settle that name)."""
+    if Capability.LIST not in type(store).capabilities:
+        return None
+    try:
+        names = set(store.list())
+        if profile in store.list_problems():
+            return None
+    except BrokerError:
+        return None  # the delete reports the backend's error, if it has one
+    return names
+
+
+def _nothing_to_remove(
+    ctx: Context, profile: str, backend: str, listed: set[str] | None
+) -> BrokerError:
+    """The error for a `remove` of ``profile`` that finds nothing stored in ``backend``
+    (``listed``: the names it holds, when known): an unknown name (exit 4, close matches
+    among the profiles and the stored names), a role profile using its source's key
+    (exit 2, naming it), else the key is missing (exit 5)."""
+    known = ctx.aws.profiles.get(profile)
+    if known is None:
+        import difflib
+
+        candidates = sorted(set(ctx.aws.profiles) | (listed or set()))
+        close = difflib.get_close_matches(profile, candidates, n=3, cutoff=0.5)
+        hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?" if close
+                else "`broker list` shows the profiles and where their keys are")
+        return ProfileNotFound(
+            f"no profile named {profile!r} in {ctx.aws.path} and no key stored under that "
+            f"name in backend {backend!r}",
+            hint,
+        )
+    try:
+        source = resolve_chain(ctx.aws, profile).key_profile.name
+    except BrokerError:
+        source = profile  # a profile broker cannot use still has only its own key
+    if source != profile:
+        return UsageError(
+            f"profile {profile!r} uses the key of {source!r} (source_profile), and no key "
+            f"is stored under {profile!r} in backend {backend!r}; nothing was removed",
+            f"`broker remove {source}` removes that key, which every profile built on it "
+            "uses",
+        )
+    return CredentialsNotFound(
+        f"no key stored for {profile!r} in backend {backend!r}",
+        "see `broker list` for where keys are",
+    )
+
+
+@dataclass
 class Removed:
     """What ``broker remove`` did: the ``backend`` the key was deleted from, how many
     cached sessions were ended, and, for a profile that read its key from an item it
@@ -247,37 +423,40 @@ class Removed:
     config_written: Path | None = None
 
 
-def remove_key(ctx: Context, profile: str, *, backend: str | None = None) -> Removed:
+def remove_key(
+    ctx: Context, profile: str, *, backend: str | None = None, plan: Removal | None = None
+) -> Removed:
     """Delete ``profile``'s stored key and end every cached session made from it (the
     roles built on it included) and the profile's own. For a profile served from its
     ``broker_item`` (:func:`item_deleted_by_remove`) that is the whole item, so the
     ``broker_item`` line is removed from the profile afterwards (it names nothing now).
+    The MFA ledger forgets what it knew of the key (whether a seed was kept with it, the
+    device its item named). ``plan``: :func:`plan_remove`'s answer, when asked already.
 
     Raises:
-        CredentialsNotFound: nothing is stored for ``profile`` there.
-        UsageError: its item is one broker may only read (not adopted).
+        ProfileNotFound, UsageError, CredentialsNotFound: as :func:`plan_remove`, also
+            when the delete itself finds nothing.
         BrokerError: the backend's own error.
     """
     from broker.aws.config_writer import remove_profile_value
+    from broker.aws.mfa_ledger import MfaLedger
 
-    item = item_deleted_by_remove(ctx, profile, backend=backend)
+    if plan is None:
+        plan = plan_remove(ctx, profile, backend=backend, copies=False)
     store = ctx.credential_backend(ctx.aws.profiles.get(profile), backend)
     if not store.delete(profile):
-        raise CredentialsNotFound(
-            f"no key stored for {profile!r} in backend {store.name!r}",
-            "see `broker list` for where keys are",
-        )
-    from broker.aws.mfa_ledger import MfaLedger  # no key, so no seed kept with it
-
-    MfaLedger().mark_seed(store.name, profile, False)
+        raise _nothing_to_remove(ctx, profile, store.name, None)
+    ledger = MfaLedger()  # no key, so nothing is known of a seed or device kept with it
+    ledger.mark_seed(store.name, profile, None)
+    ledger.mark_device(store.name, profile, None)
     cleared = revoke_sessions(ctx, profile) + ctx.sessions.clear(profile)
     written = None
-    if item is not None:
+    if plan.item is not None:
         path = ctx.aws.path
         if remove_profile_value(path, profile, "broker_item"):
             written = path
         ctx.__dict__.pop("aws", None)  # the cached parse is stale now
-    return Removed(store.name, cleared, item, written)
+    return Removed(store.name, cleared, plan.item, written)
 
 
 def remove(ctx: Context, profile: str, *, backend: str | None = None) -> tuple[str, int]:
@@ -332,8 +511,9 @@ def add_item(
     previous key.
 
     Raises:
-        UsageError: ``reference`` is malformed, or the profile already names another
-            item, or broker stores a key for it, and ``replace`` is not given.
+        UsageError: the name cannot hold a key (:func:`check_name`), or ``reference`` is
+            malformed, or the profile already names another item, or broker stores a key
+            for it, and ``replace`` is not given.
         ConfigError: the profile gets its key from a ``source_profile``, or the backend
             cannot read keys from an existing item, or the reference is not its own.
         NotFound: the vault or the item does not exist (or cannot be seen).
@@ -345,6 +525,7 @@ def add_item(
     from broker.aws.profiles import ITEM_COMMENT_PROBLEM, ends_in_comment, item_reference_problem
     from broker.services.items import reference_backend
 
+    check_name(profile)
     wrong = item_reference_problem(reference)
     if wrong is None and ends_in_comment(reference):  # it would be refused once written
         wrong = ITEM_COMMENT_PROBLEM

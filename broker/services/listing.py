@@ -22,6 +22,7 @@ from broker.errors import BackendUnavailable, BrokerError
 from broker.services.backends import (
     LOST_AT_REBOOT,
     easiest_to_set_up,
+    lasting_order,
     memory_only,
     persistent_setup,
 )
@@ -112,8 +113,11 @@ def broker_export_target(command: str) -> str | None:
 
 
 def keep_keys_hint(ctx: Context, source: str) -> str:
-    """How to move the keys out of memory-only ``source`` into a backend that keeps them."""
-    lasting = [n for n in ctx.registry.preference_order() if not memory_only(ctx, n)]
+    """How to move the keys out of memory-only ``source`` into a backend that keeps them:
+    a `broker migrate` to the first available one of
+    :func:`broker.services.backends.lasting_order` (the default credential backend when it
+    is persistent and available), else how to set one up first."""
+    lasting = lasting_order(ctx)
     for name in lasting:
         if ctx.registry.availability(name).ok:
             return f"`broker migrate --from {source} --to {name} --delete-source`"

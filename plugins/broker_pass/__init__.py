@@ -548,6 +548,8 @@ class PassBackend(Backend):
 
 
 def _try_again(problem: str, left: int) -> None:
+    """Say on the terminal that ``problem`` (a message starting ``pass: ``) is asked for
+    again, prefixed ``broker: `` as every message broker writes is (docs/errors.md)."""
     from broker import tty
 
-    tty.write(f"{problem}; try again ({left} {'try' if left == 1 else 'tries'} left)\n")
+    tty.write(f"broker: {problem}; try again ({left} {'try' if left == 1 else 'tries'} left)\n")

@@ -152,6 +152,8 @@ class Decrypted:
         self.data = data
         #: ok, bad-passphrase, no-pinentry, cancelled, no-secret-key or error.
         self.kind = kind
+        #: The keys concerned: for bad-passphrase those the data is encrypted to that have
+        #: a secret key here, for the other failures those without one.
         self.key_ids = list(key_ids)
         self.message = message
 
@@ -164,8 +166,20 @@ class Decrypted:
         return self.kind in ("no-pinentry", "bad-passphrase", "cancelled")
 
     def error(self, what: str, passphrase_from: str | None) -> Exception:
-        """The user-facing error for a failed decryption of ``what`` (an entry path)."""
+        """The user-facing error for a failed decryption of ``what`` (an entry path), given
+        where the passphrase came from (``passphrase_from``: the ``passphrase`` setting's
+        reference; None: gpg-agent and its pinentry). A passphrase typed at a ``prompt:``
+        is said to be the one typed: no stored secret is to blame."""
         if self.kind == "bad-passphrase":
+            ids = " ".join(self.key_ids)
+            listing = f"`gpg --list-secret-keys {ids}`" if ids else "`gpg --list-secret-keys`"
+            typed = (passphrase_from or "").partition(":")[0].strip().lower() == "prompt"
+            if typed:
+                return AuthenticationError(
+                    f"pass: the GPG passphrase typed was rejected while decrypting {what}",
+                    "run the command again and type the passphrase of the GPG key "
+                    f"{what} is encrypted to ({listing} shows it; .gpg-id names it)",
+                )
             if passphrase_from:
                 from broker.secrets import shown
 
@@ -256,7 +270,10 @@ class Gpg:
                      if keyword == "NO_SECKEY" and value]
         message = _last_message(result.stderr or "")
         if _BAD_PASSPHRASE in codes or "BAD_PASSPHRASE" in keywords:
-            return Decrypted(None, "bad-passphrase", no_seckey, message)
+            # the keys whose passphrase was asked for: encrypted to, and held here
+            held = [value.split()[0] for keyword, value in status
+                    if keyword == "ENC_TO" and value and value.split()[0] not in no_seckey]
+            return Decrypted(None, "bad-passphrase", held, message)
         if {_NO_PINENTRY, _NO_TTY} & set(codes) or "MISSING_PASSPHRASE" in keywords:
             return Decrypted(None, "no-pinentry", no_seckey, message)
         if {_CANCELED, _FULLY_CANCELED, _TIMEOUT, _NOT_CONFIRMED} & set(codes):

@@ -101,6 +101,34 @@ def test_wrong_passphrase_is_an_authentication_error_and_writes_nothing(store: A
     assert files(store.store) == before  # nothing written, no temp file, no commit
 
 
+def test_a_typed_passphrase_rejected_is_said_to_be_the_one_typed(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``prompt:`` passphrase points to no stored secret: the error says the one typed
+    was rejected and names the key it must unlock; each retry line is broker's."""
+    from broker import tty
+
+    written: list[str] = []
+    monkeypatch.setattr(tty, "write", written.append)
+    store.backend().set("dev", ITEM)
+    typed = Recorder("not the passphrase")
+    backend = PassBackend(settings={"passphrase": "prompt:GPG passphrase"}, resolver=typed)
+    with pytest.raises(AuthenticationError) as raised:
+        backend.get("dev")
+    error = raised.value
+    assert error.message == (
+        "pass: the GPG passphrase typed was rejected while decrypting broker/dev"
+    )
+    assert "run the command again and type the passphrase" in error.hint
+    assert f"`gpg --list-secret-keys {store.keys.one.subkey_id}`" in error.hint
+    assert "points to" not in error.hint and "not the passphrase" not in str(error)
+    assert len(typed.calls) == 3
+    assert written == [
+        "broker: pass: the GPG passphrase was rejected; try again (2 tries left)\n",
+        "broker: pass: the GPG passphrase was rejected; try again (1 try left)\n",
+    ]
+
+
 def test_without_pinentry_or_passphrase_the_error_says_what_to_do(store: Any) -> None:
     store.backend().set("dev", ITEM)
     with pytest.raises(AuthenticationError) as raised:
