@@ -70,7 +70,8 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.CLOCK_SKEW: "the clock here is too far from AWS's for AWS to accept a request",
     ExitCode.UNSUPPORTED: "this machine lacks something the command needs (a web browser, "
     "/proc/net/tcp)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C), or no answer at a prompt for a value (end "
+    "of input)",
 }
 
 

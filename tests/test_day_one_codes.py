@@ -374,3 +374,46 @@ def test_no_to_making_a_memory_only_backend_the_default_is_1_and_changes_nothing
     assert result.stderr.endswith("broker: nothing was changed (answered no)\n")
     after = home.broker_config.read_text() if home.broker_config.exists() else None
     assert after == before
+
+
+# --- more names and answers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", " ", "../x", "a//b", "x" * 251])
+def test_migrate_refuses_a_profile_name_no_key_is_stored_under(home, name):
+    """An empty --profile would be no filter at all (every key moved, every source copy
+    deleted); ../x no name a key can have: both exit 2 before anything is read."""
+    require_keyctl()
+    home.add_key("dev")
+    result = home.run("migrate", "--from", "keyctl", "--to", "pass", "--profile", name,
+                      "--delete-source", "--memory-only", "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "would" not in result.stdout
+    assert keyctl_item(home, "dev") is not None
+
+
+def test_add_refuses_a_name_longer_than_a_store_s_file_name(home):
+    result = home.run("add", "x" * 251, input=KEY)
+    check_one_line(result, 2, "longer than 250 bytes")
+    assert "x" * 251 not in home.aws_config.read_text()
+
+
+def test_clear_with_an_empty_name_is_a_usage_error(home):
+    check_one_line(home.run("clear", ""), 2, "the profile name '' is empty")
+
+
+@pytest.mark.parametrize("ttl", ["0", "30s"])
+def test_backend_login_refuses_a_ttl_under_a_minute(home, ttl):
+    result = home.run("backend", "login", "onepassword", "--ttl", ttl, input="ops_x\n")
+    assert result.returncode == 2, result.stderr
+    assert "shorter than a minute" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_end_of_input_at_the_question_is_no(keyed):
+    terminal = Terminal(keyed, "remove", "base")
+    terminal.type("\x04")  # Ctrl-D: no answer, so the default, no
+    result = terminal.finish()
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.endswith(
+        "? [y/N]: broker: nothing was changed (no answer — end of input)\n")
+    assert keyctl_item(keyed, "base") is not None

@@ -1,10 +1,10 @@
 """`broker migrate` run again after an interruption, and the errors around a key that is
 not where a profile looks for it.
 
-* A run with ``--delete-source`` killed (SIGKILL) after deleting some keys from the
-  source, but before it edited ~/.aws/config, leaves profiles pinned
-  (``broker_backend``) to a backend that no longer holds their keys; running the same
-  command again finishes the job: the profiles name the target.
+* A run with ``--delete-source`` killed (SIGKILL) at any point leaves every profile
+  reading a backend that holds its key (each profile is pinned to the target with
+  ``broker_backend`` before its source copy is deleted; with ``--set-default`` the
+  default changes before any deletion); running the same command again finishes the job.
 * The missing-key error names another backend holding a key under the profile's name,
   and how to use it; backends that cannot say are left out.
 * A profile named with ``--profile`` whose key is in neither backend stops the run
@@ -91,16 +91,12 @@ def test_rerun_after_sigkill_pins_the_profiles_to_the_target(
     left = stores.contents("keyctl", list(items))
     assert left["prof0"] is None and left["prof2"] == items["prof2"]
     assert left["prof1"] == (items["prof1"] if step == "verified" else None)
-    assert all(_pinned(stores, name) == "keyctl" for name in items)
-
-    # the key is safe in pass, and the error says so and how to reach it
-    export = stores.home.run("export", "prof0")
-    assert export.returncode == 5, export.stderr
-    assert export.stderr.strip() == (
-        "broker: no key stored for profile 'prof0' in backend 'keyctl'; pass holds one "
-        "(set broker_backend = pass in [profile prof0], or "
-        "`broker migrate --from pass --to keyctl --profile prof0`)"
-    )
+    # each profile was settled just before its source copy went: whatever the moment of
+    # the kill, every profile reads a backend that holds its key
+    assert _pinned(stores, "prof0") == "pass" and _pinned(stores, "prof2") == "keyctl"
+    assert _pinned(stores, "prof1") == ("keyctl" if step == "verified" else "pass")
+    for name, item in items.items():
+        assert _read_by(stores, name)[1] == item
 
     rerun = stores.home.run(*args)
     assert rerun.returncode == 0, rerun.stderr
@@ -111,7 +107,8 @@ def test_rerun_after_sigkill_pins_the_profiles_to_the_target(
         else "already there not in the source"
     )
     assert rows["prof2"] == "copied, deleted source"
-    assert "set broker_backend = pass in ~/.aws/config for prof0, prof1, prof2" in rerun.stderr
+    repinned = "prof1, prof2" if step == "verified" else "prof2"
+    assert f"set broker_backend = pass in ~/.aws/config for {repinned}," in rerun.stderr
     assert "change it to pass" not in rerun.stderr
     assert stores.contents("keyctl", list(items)) == dict.fromkeys(items)
     for name, item in items.items():
@@ -145,22 +142,54 @@ def test_rerun_without_delete_source_changes_no_profile(stores: Stores) -> None:
     assert stores.backend("memory").get("prof1") == items["prof1"]
 
 
-def test_rerun_with_set_default_pins_nothing(stores: Stores) -> None:
-    """--set-default makes the target the default: as for keys moved now, a profile
-    pinned to the source is reported, not rewritten."""
+def test_set_default_sets_the_default_before_deleting_and_repins_the_source_pins(
+    stores: Stores,
+) -> None:
+    """--set-default: every copy is verified and the target made the default before any
+    source copy goes; a profile pinned to the source is pinned to the target (it would
+    look for a key that is gone), one that named no backend reads the new default."""
     stores.provide("memory")
     stores.provide("memory2")
-    items = sample_items(1)
-    stores.seed("memory2", items)
+    items = sample_items(2)
+    stores.seed("memory", items)
     _pin(stores, ["prof0"], "memory")
+    with open(stores.home.aws_config, "a", encoding="utf-8") as handle:
+        handle.write("\n[profile prof1]\n")
     code, out, err = stores.broker(
         "migrate", "--from", "memory", "--to", "memory2", "--profile", "prof0",
-        "--delete-source", "--set-default", "--memory-only",
+        "--profile", "prof1", "--delete-source", "--set-default", "--memory-only",
     )
     assert code == 0, err
-    assert _rows(out) == {"prof0": "already there not in the source"}
-    assert _pinned(stores, "prof0") == "memory"
-    assert "profile 'prof0' sets broker_backend = memory" in err
+    assert _rows(out) == {"prof0": "copied, deleted source", "prof1": "copied, deleted source"}
+    assert _pinned(stores, "prof0") == "memory2" and _pinned(stores, "prof1") is None
+    assert "sets broker_backend = memory" not in err
+    for name, item in items.items():
+        assert _read_by(stores, name) == ("memory2", item)
+
+
+def test_a_crash_before_the_default_is_set_deleted_nothing(stores: Stores,
+                                                           monkeypatch) -> None:
+    """--set-default: a failure while copying (the last copy here) leaves every source
+    copy and the old default in place."""
+    from broker.services import migrate
+
+    stores.provide("memory")
+    stores.provide("memory2")
+    items = sample_items(2)
+    stores.seed("memory", items)
+
+    def stop(step: str, profile: str) -> None:
+        if step == "read" and profile == "prof1":
+            raise BackendError("the target went away", "try again")
+
+    monkeypatch.setattr(migrate, "checkpoint", stop)
+    code, _, err = stores.broker(
+        "migrate", "--from", "memory", "--to", "memory2", "--profile", "prof0",
+        "--profile", "prof1", "--delete-source", "--set-default", "--memory-only",
+    )
+    assert code == 6, err
+    assert stores.contents("memory", list(items)) == items
+    assert stores.context().settings.backend != "memory2"  # the default is not set
 
 
 # -- the missing-key error names where the key is ------------------------------------------
@@ -216,14 +245,29 @@ def test_missing_key_error_names_the_backend_holding_one(stores: Stores) -> None
     _with_others(stores)
     code, _, err = stores.broker("export", "prof0")
     assert code == 5
+    # memory keeps keys in memory only: copying the key there is not advised
     assert err.strip() == (
         "broker: no key stored for profile 'prof0' in backend 'memory'; listing holds one "
-        "(set broker_backend = listing in [profile prof0], or "
-        "`broker migrate --from listing --to memory --profile prof0`)"
+        "(set broker_backend = listing in [profile prof0])"
     )
     code, _, err = stores.broker("export", "prof0", "--backend", "memory")
     assert code == 5
-    assert "listing holds one (use --backend listing, or `broker migrate" in err
+    assert err.strip().endswith("listing holds one (use --backend listing)")
+
+
+def test_the_way_to_move_it_is_offered_into_a_persistent_backend_quoted(
+    stores: Stores,
+) -> None:
+    items = _with_others(stores)
+    stores.provide("dirstore")
+    with open(stores.home.aws_config, "a", encoding="utf-8") as handle:
+        handle.write("\n[profile \"my key\"]\nbroker_backend = dirstore\n")
+    stores.context().registry.create("listing").set("my key", items["prof0"])
+    code, _, err = stores.broker("export", "my key")
+    assert code == 5, err
+    assert err.strip().endswith(
+        '(set broker_backend = listing in [profile "my key"], or '
+        "`broker migrate --from listing --to dirstore --profile 'my key'`)")
 
 
 def test_missing_key_error_without_another_holder(stores: Stores) -> None:

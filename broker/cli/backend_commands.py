@@ -99,6 +99,8 @@ def backend_login(name: str, ttl: str) -> None:
     it. It is never written to disk: a store that persists or syncs is never used.
     """
     seconds = parse_duration(ttl, what="--ttl")
+    if seconds < 60:  # the store would forget it at once, or before a command could use it
+        raise click.BadParameter(f"{ttl!r} is shorter than a minute", param_hint="--ttl")
     if sys.stdin.isatty():
         secret = prompt(f"{name} token", hide_input=True)
     else:

@@ -173,19 +173,22 @@ def prompt(text: str, *, hide_input: bool = False) -> str:
 
 
 def confirm(question: str) -> None:
-    """Ask ``question`` (y/N, on stderr) and return on yes. No, or an empty answer, is
+    """Ask ``question`` (y/N, on stderr) and return on yes. No, an empty answer, or the
+    end of input (Ctrl-D: no answer, so the default, no) is
     :class:`broker.cli.errors.Declined` (exit code 1, "nothing was changed (answered
-    no)"); Ctrl-C or closed input is :class:`broker.errors.Interrupted` (exit code 130).
+    no)"); Ctrl-C is :class:`broker.errors.Interrupted` (exit code 130).
 
     Raises:
-        Declined: the answer was no.
-        Interrupted: Ctrl-C, or end of input.
+        Declined: the answer was no, or none came.
+        Interrupted: Ctrl-C.
     """
     from broker.cli.errors import Declined
 
     try:
         yes = click.confirm(question, err=True)
     except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, EOFError):
+            raise Declined(hint="no answer (end of input)") from None
         raise _interrupted(exc) from None
     if not yes:
         raise Declined()

@@ -16,6 +16,7 @@ from broker.cli.base import (
     complete_profiles,
     confirm,
     echo_table,
+    given_profile,
     profile_argument,
     prompt,
 )
@@ -149,7 +150,9 @@ def remove_command(profile: str, backend: str | None, force: bool) -> None:
     plan = keys.plan_remove(ctx, profile, backend=backend, copies=not force)
     if not force:
         if not sys.stdin.isatty():
-            raise click.UsageError("refusing to delete without confirmation: pass --force")
+            raise click.UsageError(
+                "refusing to delete without confirmation (stdin is not a terminal): "
+                "use --force")
         confirm(_removal_question(plan))
     removed = keys.remove_key(ctx, profile, backend=backend, plan=plan)
     sessions = (f"{removed.sessions_cleared} cached "
@@ -248,5 +251,7 @@ def _notes(ctx: Context, listing: list_service.Listing) -> list[str]:
 @click.argument("profile", required=False, shell_complete=complete_profiles)
 def clear_command(profile: str | None) -> None:
     """Remove cached STS sessions (all, or PROFILE's)."""
+    if profile is not None:
+        profile = given_profile(profile)  # "" would clear every profile's
     count = backend_service.clear_sessions(_context(), profile)
     click.echo(f"Cleared {count} session{'s' if count != 1 else ''}.", err=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import Chain, Profile, _header_for, resolve_chain
-from broker.backend import MFA_SERIAL, TOTP, Capability, Item
-from broker.errors import BrokerError, CredentialsNotFound
+from broker.backend import MFA_SERIAL, TOTP, Capability, Item, unnamed
+from broker.errors import BackendUnavailable, BrokerError, CredentialsNotFound
 from broker.services.context import Context
 
 TYPE_CHECKING = False
@@ -57,6 +57,13 @@ class StoredKey:
             from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
 
             store = self.ctx.credential_backend(self.profile, self.backend)
+            availability = self.ctx.registry.availability_of(store)
+            if not availability.ok:  # why it cannot work here (exit 7), not a failed read
+                raise BackendUnavailable(
+                    f"backend {store.name!r} is not available here: "
+                    f"{unnamed(store.name, availability.reason)}",
+                    "fix that first; `broker backend list` shows every backend's state",
+                )
             ledger = MfaLedger()
             try:
                 item = store.get(self.profile.name)
@@ -95,10 +102,17 @@ class StoredKey:
             use = f"set BROKER_BACKEND={holder}"
         else:
             use = f"set broker_backend = {holder} in {_header_for(name)}"
+        import shlex
+
+        from broker.services.backends import memory_only
+
         holds = f"{' and '.join(others)} hold{'s' if len(others) == 1 else ''} one"
+        if memory_only(self.ctx, backend):  # never advise copying a key into memory
+            return CredentialsNotFound(f"{said}; {holds}", use)
         return CredentialsNotFound(
             f"{said}; {holds}",
-            f"{use}, or `broker migrate --from {holder} --to {backend} --profile {name}`",
+            f"{use}, or `broker migrate --from {holder} --to {backend} "
+            f"--profile {shlex.quote(name)}`",
         )
 
     def _mark_device(self, ledger: MfaLedger, backend: str, serial: str | None) -> None:

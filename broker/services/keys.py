@@ -58,6 +58,11 @@ def validate_key(access_key_id: str, secret_access_key: str) -> tuple[str, str]:
     return key_id, secret
 
 
+#: The longest ``/``-separated part of a name broker stores a key under, in UTF-8 bytes:
+#: Linux's NAME_MAX (255) less pass's ``.gpg`` suffix, rounded down.
+MAX_PART_BYTES = 250
+
+
 def name_problem(profile: str) -> str | None:
     """Why ``profile`` cannot be the name broker stores a key under, or None when it can.
 
@@ -68,7 +73,9 @@ def name_problem(profile: str) -> str | None:
     name must not be empty or blank, start with ``-`` (every command would read it as
     an option), contain a control character (a newline, a tab, NUL), or have a
     ``/``-separated part that is empty or starts with ``.`` (``.``, ``..``, ``.x``, a
-    leading, trailing or doubled ``/``). docs/configuration.md ("Names broker stores a
+    leading, trailing or doubled ``/``), and no part may be longer than
+    :data:`MAX_PART_BYTES` bytes in UTF-8 (pass adds ``.gpg`` to a file name, and
+    Linux file names end at 255 bytes). docs/configuration.md ("Names broker stores a
     key under") states the same rule.
     """
     import unicodedata
@@ -86,6 +93,9 @@ def name_problem(profile: str) -> str | None:
             return f"it has a {part!r} part, which would name a directory of the store"
         if part.startswith("."):
             return f"its part {part!r} starts with '.', which makes a hidden file in a store"
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES:
+            return (f"it is longer than {MAX_PART_BYTES} bytes between slashes, more than "
+                    "a store's file name holds")
     return None
 
 
@@ -331,6 +341,10 @@ def plan_remove(
         ConfigError: ~/.aws/config is malformed, or the backend cannot serve the item.
         BrokerError: the backend's own error.
     """
+    from broker.services.backends import require_available
+
+    # a backend that cannot work here says why (exit code 7), not how a read failed
+    require_available(ctx, ctx.credential_backend_name(ctx.aws.profiles.get(profile), backend))
     item = item_deleted_by_remove(ctx, profile, backend=backend)
     store = ctx.credential_backend(ctx.aws.profiles.get(profile), backend)
     listed = _listing(store, profile) if item is None else None

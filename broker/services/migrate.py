@@ -15,12 +15,15 @@ their values), unless ``overwrite`` is given; a profile named with ``profiles`` 
 key is in neither backend stops it too. Only the ``credentials`` namespace moves; STS
 sessions are caches and are never migrated.
 
-With ``delete_source`` (and not ``set_default``), each profile of ~/.aws/config whose
-key is now only in the target, deleted from the source by this run or by an interrupted
-earlier one, gets ``broker_backend = TARGET`` where it would otherwise look elsewhere
-(it pinned the source, or nothing chose its backend and the default is another):
-:func:`broker.services.keys.pin_backend`. Without ``delete_source`` the source keeps
-its copies and no profile is changed.
+With ``delete_source``, each profile of ~/.aws/config whose key moves gets
+``broker_backend = TARGET`` just before its source copy is deleted (or, for a key an
+interrupted earlier run deleted, when the run is repeated), where it would otherwise
+look elsewhere (it pinned the source, or nothing chose its backend and the default is
+another): :func:`broker.services.keys.pin_backend`. With ``set_default`` too, every copy
+is verified and the default set before any deletion, so only profiles pinning the
+source are rewritten. A crash therefore leaves every profile reading a backend that
+holds its key. Without ``delete_source`` the source keeps its copies and no profile is
+changed.
 
 A profile whose key the source reads from an item the profile names (``broker_item``,
 :mod:`broker.services.items`) keeps reading that item while it exists: the copy is a
@@ -102,6 +105,8 @@ class MigrationReport:
     outcomes: list[Outcome] = field(default_factory=list)
     default_set: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: Profiles given ``broker_backend = TARGET`` so that they read the moved keys.
+    pinned: list[str] = field(default_factory=list)
 
 
 class MigrationConflict(UsageError):
@@ -230,13 +235,14 @@ def _dry_outcome(step: _Step, delete_source: bool) -> Outcome:
     return Outcome(step.profile, ALREADY_THERE, note=note)
 
 
-def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -> Outcome:
+def _copy(step: _Step, source: Backend, target: Backend) -> Outcome:
+    """Write ``step``'s item to ``target`` and verify it (not when it is there already);
+    nothing is deleted."""
     if step.item is None:
         if step.existing is not None:
             # A previous run with --delete-source got this far: only the profile's
-            # broker_backend may be left to change (_pin_moved), as for a key moved now.
-            return Outcome(step.profile, ALREADY_THERE, note="not in the source",
-                           moved=delete_source)
+            # settings may be left to settle (_settle), as for a key moved now.
+            return Outcome(step.profile, ALREADY_THERE, note="not in the source", moved=True)
         return Outcome(step.profile, SKIPPED, note="in neither backend")
     checkpoint("read", step.profile)
     if step.existing is None or step.differing:
@@ -246,33 +252,56 @@ def _apply(step: _Step, source: Backend, target: Backend, delete_source: bool) -
     else:
         action, note = ALREADY_THERE, ""
     # `broker list` shows a seed moved with the key at once, not after the next exec
-    ledger = MfaLedger()
-    ledger.mark_seed(target.name, step.profile, bool(step.item.get(TOTP)))
-    deleted = False
-    if delete_source:
-        source.delete(step.profile)
-        checkpoint("deleted", step.profile)
-        ledger.mark_seed(source.name, step.profile, False)
-        deleted = True
-    return Outcome(step.profile, action, source_deleted=deleted, note=note, moved=deleted)
+    MfaLedger().mark_seed(target.name, step.profile, bool(step.item.get(TOTP)))
+    return Outcome(step.profile, action, note=note)
 
 
-def _pin_moved(ctx: Context, report: MigrationReport, target: str) -> None:
-    """Keys now only in ``target`` (:attr:`Outcome.moved`: by this run, or by an interrupted
-    earlier one): their profiles name it (``broker_backend``) where they would otherwise
-    look elsewhere and report the key missing."""
+def _delete(step: _Step, source: Backend, outcome: Outcome) -> None:
+    """Delete ``step``'s item from ``source`` (its copy verified in the target)."""
+    if step.item is None:
+        return
+    source.delete(step.profile)
+    checkpoint("deleted", step.profile)
+    MfaLedger().mark_seed(source.name, step.profile, False)
+    outcome.source_deleted = outcome.moved = True
+
+
+def _settle(ctx: Context, profile: str, source: str, target: str) -> tuple[str | None, bool]:
+    """Make ``profile`` read its key from ``target`` before the source copy goes (or after
+    an interrupted run deleted it): a ``broker_item`` naming the source's item is removed
+    (:func:`_release_item`), and ``broker_backend = TARGET`` is written where the profile
+    would otherwise look elsewhere (:func:`broker.services.keys.pin_backend`). Done before
+    the deletion, a crash in between leaves the key in both backends and the profile
+    reading the target. Returns the note of a removed ``broker_item`` (else None) and
+    whether ``broker_backend`` was written; a name that is no profile of ~/.aws/config
+    is left alone.
+
+    Raises:
+        ConfigError: ~/.aws/config could not be edited.
+    """
     from broker.services.keys import pin_backend
 
-    pinned = [
-        o.profile for o in report.outcomes
-        if o.moved and o.profile in ctx.aws.profiles
-        and pin_backend(ctx, o.profile, target) is not None
-    ]
+    if profile not in ctx.aws.profiles:
+        return None, False
+    if _served_item(ctx, source, profile):
+        return _release_item(ctx, profile, target, pin=True), False
+    return None, pin_backend(ctx, profile, target) is not None
+
+
+def _finish(ctx: Context, step: _Step, source: Backend, outcome: Outcome,
+            report: MigrationReport) -> int:
+    """With --delete-source, after ``step``'s copy is verified: settle its profile
+    (:func:`_settle`), then delete the source copy; the cached sessions made from the
+    deleted key are ended. Returns how many were."""
+    if step.item is None and step.existing is None:
+        return 0  # in neither backend: nothing to settle
+    note, pinned = _settle(ctx, step.profile, source.name, report.target)
+    if note:
+        report.notes.append(note)
     if pinned:
-        report.notes.append(
-            f"set broker_backend = {target} in ~/.aws/config for {', '.join(pinned)}, "
-            "so broker looks for their keys there"
-        )
+        report.pinned.append(step.profile)
+    _delete(step, source, outcome)
+    return _revoke(ctx, step.profile) if outcome.source_deleted else 0
 
 
 def _served_item(ctx: Context, source: str, profile: str) -> str | None:
@@ -393,10 +422,9 @@ def migrate(
     needs ``memory_only_ok``. With ``delete_source``, a profile whose deleted item it
     named with ``broker_item`` loses that setting (the report's notes say so).
 
-    With ``delete_source`` and without ``set_default``, profiles whose keys end up only in
-    the target get ``broker_backend = TARGET`` where they would otherwise look elsewhere
-    (the module doc); a run after an interruption does that for the keys the interrupted
-    one deleted.
+    With ``delete_source``, profiles whose keys move get ``broker_backend = TARGET`` before
+    their source copies are deleted, where they would otherwise look elsewhere; with
+    ``set_default`` the default changes first (the module doc).
 
     Raises:
         UsageError: the same backend twice, a conflict (:class:`MigrationConflict`), a
@@ -414,7 +442,11 @@ def migrate(
         raise UsageError(
             f"--from and --to are both {source_name!r}", "name two different backends"
         )
-    chosen = list(dict.fromkeys(p for p in profiles if p))
+    from broker.services.keys import check_name
+
+    chosen = list(dict.fromkeys(profiles))
+    for name in chosen:  # an empty --profile is no filter, and ../x no key: both refused
+        check_name(name)
     source = open_backend(ctx, source_name, "source")
     target = open_backend(ctx, target_name, "target")
     report = MigrationReport(source_name, target_name, dry_run)
@@ -448,32 +480,41 @@ def migrate(
             )
         else:
             ended = 0
+            total = len(steps)
+            # With --set-default every copy is verified and the default set before any
+            # source copy goes; otherwise each profile is settled just before its own
+            # deletion. Either way a crash leaves each profile reading a backend that
+            # holds its key, and running the command again finishes the job.
+            copy_first = delete_source and set_default
+            outcomes: list[Outcome] = []
             for index, step in enumerate(steps):
                 if progress is not None:
-                    progress(index, len(steps), step.profile)
-                served = delete_source and _served_item(ctx, source_name, step.profile)
-                outcome = _apply(step, source, target, delete_source)
+                    progress(index, total, step.profile)
+                outcome = _copy(step, source, target)
+                outcomes.append(outcome)
                 report.outcomes.append(outcome)
-                # Its item gone (now, or by a run this one finishes): the profile reads
-                # the verified copy, or it would name an item that is no longer there.
-                if served and (outcome.source_deleted or step.existing is not None):
-                    report.notes.append(
-                        _release_item(ctx, step.profile, target_name, pin=not set_default)
-                    )
-                if outcome.source_deleted:
-                    ended += _revoke(ctx, step.profile)
+                if delete_source and not copy_first:
+                    ended += _finish(ctx, step, source, outcome, report)
+            if copy_first:
+                report.default_set = config.set_value("backend", target_name, ctx.settings.path)
+                ctx.settings.backend = target_name  # what profiles now read, as the file says
+                for step, outcome in zip(steps, outcomes, strict=True):
+                    ended += _finish(ctx, step, source, outcome, report)
+            if report.pinned:
+                report.notes.append(
+                    f"set broker_backend = {target_name} in ~/.aws/config for "
+                    f"{', '.join(report.pinned)}, so broker looks for their keys there"
+                )
             if ended:
                 report.notes.append(
                     f"ended {ended} cached session{'s' if ended != 1 else ''} made from the "
                     f"keys deleted from {source_name}"
                 )
-    if set_default:
+    if set_default and not report.default_set:
         if dry_run:
             report.notes.append(f"would make {target_name} the default backend")
         else:
             report.default_set = config.set_value("backend", target_name, ctx.settings.path)
-    elif delete_source and not dry_run:
-        _pin_moved(ctx, report, target_name)
     if set_default or delete_source:
         report.notes.extend(_default_notes(ctx, source_name, target_name))
     return report

@@ -29,7 +29,8 @@ def by_title(item: dict[str, Any], title: str) -> dict[str, Any]:
 def test_capabilities_never_include_sessions() -> None:
     caps = OnePasswordBackend.capabilities
     assert Capability.STORE_SESSIONS not in caps
-    assert caps == Capability.LIST | Capability.PERSISTENT | Capability.SHARED
+    assert caps == (Capability.LIST | Capability.PERSISTENT | Capability.SHARED
+                    | Capability.LOGIN_TOKEN)  # reads `broker backend login`'s token
     assert OnePasswordBackend.schemes == ("op",)
 
 
