@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from run import BIN, CONFIG, write_profiles
+from run import BIN, bench_home, write_profiles
 
 from broker.testing.local_sts import local_sts
 
@@ -66,28 +66,8 @@ def home(label: str, source: Path | None, url: str,
     root = Path(tempfile.mkdtemp(prefix=f"broker-compare-{label}-"))
     keyring = f"broker-compare-{uuid.uuid4().hex[:8]}"
     made.append((root, keyring))
-    (root / ".aws").mkdir()
-    (root / ".aws" / "config").write_text(CONFIG)
-    config = root / "broker.toml"
-    config.write_text(f'backend = "keyctl"\n[backends.keyctl]\nkeyring = "{keyring}"\n')
-    env = {
-        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "HOME": str(root),
-        "AWS_CONFIG_FILE": str(root / ".aws" / "config"),
-        "AWS_ENDPOINT_URL": url,
-        "BROKER_CONFIG": str(config),
-        "XDG_CACHE_HOME": str(root / ".cache"),
-        "XDG_STATE_HOME": str(root / ".state"),
-    }
-    if source is not None:
-        env["PYTHONPATH"] = f"{source}:{source / 'plugins'}"
-    broker = str(BIN / "broker")
-    subprocess.run([broker, "add", "dev"],
-                   input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
-                   env=env, check=True, capture_output=True)
-    subprocess.run([broker, "export", "dev", "--mfa-code", "123456"], env=env, check=True,
-                   capture_output=True)
-    return env
+    extra = {} if source is None else {"PYTHONPATH": f"{source}:{source / 'plugins'}"}
+    return bench_home(root, keyring, url, extra)
 
 
 def peak_rss(argv: list[str], env: dict[str, str]) -> float:

@@ -45,6 +45,40 @@ role_arn = arn:aws:iam::123456789012:role/cold-role
 """
 
 
+def bench_home(root: Path, keyring: str, url: str,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Make ``root`` a home for the cases: ~/.aws/config (:data:`CONFIG`), broker's
+    settings with the kernel keyring ``keyring`` as the backend, the test key stored for
+    ``dev`` and its session cached from the local STS at ``url``. Returns the environment
+    to run broker with (``extra`` added, e.g. PYTHONPATH).
+
+    Raises:
+        subprocess.CalledProcessError: storing the key or the first export failed.
+    """
+    (root / ".aws").mkdir()
+    (root / ".aws" / "config").write_text(CONFIG)
+    config = root / "broker.toml"
+    config.write_text(f'backend = "keyctl"\n[backends.keyctl]\nkeyring = "{keyring}"\n')
+    env = {
+        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(root),
+        "AWS_CONFIG_FILE": str(root / ".aws" / "config"),
+        "AWS_ENDPOINT_URL": url,
+        "BROKER_CONFIG": str(config),
+        "XDG_CACHE_HOME": str(root / ".cache"),
+        "XDG_STATE_HOME": str(root / ".state"),
+        **(extra or {}),
+    }
+    broker = str(BIN / "broker")
+    subprocess.run(
+        [broker, "add", "dev"], input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
+        env=env, check=True, capture_output=True,
+    )
+    subprocess.run([broker, "export", "dev", "--mfa-code", "123456"], env=env, check=True,
+                   capture_output=True)
+    return env
+
+
 def write_profiles(root: Path, count: int) -> Path:
     """A config with ``count`` profiles: a key profile per 10, the rest roles on it."""
     lines = ["[default]", "region = ap-northeast-1", ""]
@@ -161,28 +195,8 @@ def main() -> int:
     stack = contextlib.ExitStack()
     url = stack.enter_context(local_sts(BIN))
     try:
-        (root / ".aws").mkdir()
-        (root / ".aws" / "config").write_text(CONFIG)
-        config = root / "broker.toml"
-        config.write_text(f'backend = "keyctl"\n[backends.keyctl]\nkeyring = "{keyring}"\n')
-        env = {
-            "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(root),
-            "AWS_CONFIG_FILE": str(root / ".aws" / "config"),
-            "AWS_ENDPOINT_URL": url,
-            "BROKER_CONFIG": str(config),
-            "XDG_CACHE_HOME": str(root / ".cache"),
-            "XDG_STATE_HOME": str(root / ".state"),
-        }
+        env = bench_home(root, keyring, url)
         broker = str(BIN / "broker")
-        subprocess.run(
-            [broker, "add", "dev"], input=b"AKIAIOSFODNN7EXAMPLE\nbench-secret-not-real\n",
-            env=env, check=True, stderr=subprocess.DEVNULL,
-        )
-        subprocess.run(
-            [broker, "export", "dev", "--mfa-code", "123456"], env=env, check=True,
-            stdout=subprocess.DEVNULL,
-        )
         cases = [
             ("python -c pass", [sys.executable, "-c", "pass"]),
             ("broker exec dev -- true (cached)", [broker, "exec", "dev", "--", "true"]),

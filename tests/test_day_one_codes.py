@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -26,7 +24,7 @@ import pytest
 
 from broker.aws.mfa_ledger import MfaLedger
 from broker.backend import Item
-from tests.conftest import ACCOUNT, BIN, TEST_KEY_ID, TEST_SECRET, BrokerHome
+from tests.conftest import ACCOUNT, TEST_KEY_ID, TEST_SECRET, BrokerHome
 from tests.support.contexts import require_keyctl
 from tests.support.stores import Stores
 from tests.test_bad_input import check_one_line
@@ -68,27 +66,9 @@ def pass_home(stores: Stores) -> BrokerHome:
     return home
 
 
-#: As tests.test_prompts_forgive's launcher, with SIGINT at its default disposition first:
-#: a job started without job control inherits it ignored, and ^C would then do nothing.
-LAUNCHER = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "fd = os.open(sys.argv[1], os.O_RDWR); os.dup2(fd, 0); os.execv(sys.argv[2], sys.argv[2:])"
-)
-
-
-class CtrlCTerminal(Terminal):
-    """:class:`Terminal` on which ^C sends SIGINT to broker, as on a user's terminal."""
-
-    def __init__(self, home: BrokerHome, *args: str) -> None:
-        self.master, self.slave = os.openpty()
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, os.ttyname(self.slave), str(BIN / "broker"),
-             *args],
-            env=home.env, start_new_session=True, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.shown = ""
-        self._seen = 0
+#: ^C on the terminal sends SIGINT to broker: tests.test_prompts_forgive's Terminal starts
+#: it with SIGINT at its default disposition, as on a user's terminal.
+CtrlCTerminal = Terminal
 
 
 def shown_on_stderr(terminal: Terminal, text: str, timeout: float = 30) -> str:

@@ -34,9 +34,12 @@ DEVICE = serial("dev-user")
 TYPED = f"\n[profile typed]\nmfa_serial = {DEVICE}\n"
 
 #: Becomes the session leader's controlling terminal (argv[1]) on stdin, keeps stdout and
-#: stderr (as in test_mfa_process_stderr).
+#: stderr (as in test_mfa_process_stderr), with SIGINT at its default disposition, as on a
+#: user's terminal: a job started without job control (CI) inherits it ignored, and ^C
+#: would then do nothing.
 LAUNCHER = (
-    "import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.dup2(fd, 0); "
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "fd = os.open(sys.argv[1], os.O_RDWR); os.dup2(fd, 0); "
     "os.execv(sys.argv[2], sys.argv[2:])"
 )
 

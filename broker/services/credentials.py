@@ -57,13 +57,6 @@ class StoredKey:
             from broker.aws.mfa_ledger import MfaLedger  # `broker list` shows the MFA source
 
             store = self.ctx.credential_backend(self.profile, self.backend)
-            availability = self.ctx.registry.availability_of(store)
-            if not availability.ok:  # why it cannot work here (exit 7), not a failed read
-                raise BackendUnavailable(
-                    f"backend {store.name!r} is not available here: "
-                    f"{unnamed(store.name, availability.reason)}",
-                    "fix that first; `broker backend list` shows every backend's state",
-                )
             ledger = MfaLedger()
             try:
                 item = store.get(self.profile.name)
@@ -72,6 +65,15 @@ class StoredKey:
                 # it, and which device its item names, are no longer known
                 ledger.mark_seed(store.name, self.profile.name, None)
                 self._mark_device(ledger, store.name, None)
+                # a backend that cannot work here says why (exit 7), not how the read
+                # failed; asked only now, so a read that works costs no check
+                availability = self.ctx.registry.availability_of(store)
+                if not availability.ok:
+                    raise BackendUnavailable(
+                        f"backend {store.name!r} is not available here: "
+                        f"{unnamed(store.name, availability.reason)}",
+                        "fix that first; `broker backend list` shows every backend's state",
+                    ) from None
                 raise
             if item is None:
                 ledger.mark_seed(store.name, self.profile.name, False)
