@@ -28,7 +28,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from broker import paths
 from broker.backend import SESSION_CACHE, Availability, Backend, Capability, Resolver, unnamed
@@ -151,14 +151,6 @@ def _remember_facts(document: dict[str, Any], name: str, entry: dict[str, Any]) 
 
 def _index() -> dict[str, list[dict[str, str]]]:
     return dict(_load_index()["groups"])
-
-
-def reference_schemes() -> frozenset[str]:
-    """The secret-reference schemes installed plugins resolve (``op``, ``pass``...)."""
-    try:
-        return frozenset(e["name"] for e in _index().get(REFERENCES_GROUP, []))
-    except Exception:
-        return frozenset()
 
 
 _REFERENCE_CLASSES: dict[str, type[Backend] | None] = {}
@@ -518,24 +510,6 @@ class Registry:
             return None
         for name, info in self._infos.items():
             if info.value == value and name not in self.disabled:
-                return name
-        return None
-
-    def best_available(
-        self, required: Capability, candidates: Iterable[str] | None = None,
-        *, namespace: str = "credentials",
-    ) -> str | None:
-        """The first backend, in :meth:`preference_order` (or ``candidates``' order),
-        declaring every flag of ``required``, that is available here; None if none is.
-        Only the candidates tried are imported and created (in ``namespace``)."""
-        order = list(candidates) if candidates is not None else self.preference_order()
-        for name in order:
-            if name not in self.names():
-                continue
-            facts = self.facts(name)
-            if facts is None or (facts.capabilities & required) != required:
-                continue
-            if self.availability(name, namespace=namespace).ok:
                 return name
         return None
 

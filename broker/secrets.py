@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from broker.backend import _plain  # a name or path as references hold them
 from broker.errors import BrokerError, ConfigError, UsageError
 from broker.registry import Registry
 
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
 #: What a message shows instead of a value that does not have a reference's shape.
 NOT_SHOWN = "(a value that is not a secret reference, not shown)"
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def _plain(text: str) -> bool:
-    """A name or path as references hold them (``GPG key/password``): printable, and no
-    blank at either end."""
-    return bool(text) and text.isprintable() and text == text.strip()
 
 
 def shown(reference: object) -> str:

@@ -10,7 +10,6 @@ import pytest
 
 from broker import config
 from broker.aws import profiles
-from broker.backend import Capability
 from broker.cli import fast
 from broker.errors import ConfigError, UsageError
 from broker.services.context import Context
@@ -114,7 +113,7 @@ def test_without_any_choice_the_best_available_backend(monkeypatch):
     monkeypatch.delenv("BROKER_BACKEND", raising=False)
     ctx = _context(None)
     profile = profiles.parse("[profile p]\n", Path("/x")).get("p")
-    assert ctx.credential_backend_name(profile) == ctx.registry.best_available(Capability.NONE)
+    assert ctx.credential_backend_name(profile) == ctx.registry.best_credential_backend()
 
 
 @pytest.mark.parametrize(

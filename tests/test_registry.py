@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.backend import Backend, Capability
+from broker.backend import Backend
 from broker.errors import BackendUnavailable, ConfigError
 from broker.registry import Registry
 from broker.testing.memory import MemoryBackend
@@ -163,7 +163,7 @@ def test_every_backend_created_gets_the_resolver():
     registry = Registry(extra={"recording": Recording})
     registry.create("recording")
     registry.availability("recording")
-    registry.best_available(Capability.NONE, ["recording"])
+    registry.best_credential_backend()
     assert seen and all(r is registry.resolver for r in seen)
     assert registry.resolver("env:HOME") == os.environ["HOME"]
 

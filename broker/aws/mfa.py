@@ -356,12 +356,16 @@ class MfaCodes:
     clock: totp.Clock = field(default_factory=_default_clock)
     ledger: MfaLedger = field(default_factory=MfaLedger)
     asked: int = 0
-    #: The code last handed out, with its step, and the origin of its source.
+    #: The code last handed out, with its step.
     last_issued: UsedCode | None = None
-    last_origin: str = ""
     _last_source: CodeSource | None = field(default=None, repr=False)
     _pending: list[_Pending] = field(default_factory=list, repr=False)
     _depth: int = 0
+
+    @property
+    def last_origin(self) -> str:
+        """The :attr:`CodeSource.origin` of the code last handed out ("" before any)."""
+        return self._last_source.origin if self._last_source is not None else ""
 
     def __post_init__(self, explicit: str | None) -> None:
         if explicit:
@@ -392,7 +396,7 @@ class MfaCodes:
             if lock is not None:
                 lock.close()
             raise
-        self.last_issued, self.last_origin, self._last_source = used, source.origin, source
+        self.last_issued, self._last_source = used, source
         pending = _Pending(serial, used, lock)
         if self._depth:
             self._pending.append(pending)  # recorded when STS has accepted it

@@ -160,16 +160,19 @@ class MfaLedger:
     def mark_seed(self, backend: str, profile: str, stored: bool | None) -> None:
         """Remember whether a seed is kept with ``profile``'s key; None forgets it (the key
         could not be read, so nothing is known about it any more)."""
-        if self.seed_stored(backend, profile) is stored:
-            return  # the common case: nothing to write
+        if self.seed_stored(backend, profile) is not stored:
+            self._mark("seeds", f"{backend}/{profile}", stored)
+
+    def _mark(self, table: str, key: str, value: object) -> None:
+        """Set ``key`` in ``table`` to ``value`` (None removes it), in one locked update."""
         with self._update() as data:
-            seeds = data.setdefault("seeds", {})
-            if not isinstance(seeds, dict):
-                seeds = data["seeds"] = {}
-            if stored is None:
-                seeds.pop(f"{backend}/{profile}", None)
+            entries = data.setdefault(table, {})
+            if not isinstance(entries, dict):
+                entries = data[table] = {}
+            if value is None:
+                entries.pop(key, None)
             else:
-                seeds[f"{backend}/{profile}"] = stored
+                entries[key] = value
 
     def device_kept(self, backend: str, profile: str) -> str | None:
         """The MFA device (an ARN or serial) the item of ``profile``'s key names, as seen
@@ -181,13 +184,5 @@ class MfaLedger:
     def mark_device(self, backend: str, profile: str, serial: str | None) -> None:
         """Remember the MFA device the item of ``profile``'s key names (``""``: none);
         None forgets it (the key could not be read)."""
-        if self.device_kept(backend, profile) == serial:
-            return  # the common case: nothing to write
-        with self._update() as data:
-            devices = data.setdefault("key_devices", {})
-            if not isinstance(devices, dict):
-                devices = data["key_devices"] = {}
-            if serial is None:
-                devices.pop(f"{backend}/{profile}", None)
-            else:
-                devices[f"{backend}/{profile}"] = serial
+        if self.device_kept(backend, profile) != serial:  # else nothing to write
+            self._mark("key_devices", f"{backend}/{profile}", serial)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -266,28 +266,13 @@ def clear_sessions(ctx: Context, profile: str | None = None) -> int:
     cleared = ctx.sessions.clear(profile)
     from broker.aws.session_cache import SessionCache
 
-    for store in _other_stores(ctx, ctx.registry.session_caches(), ctx.session_cache_name(),
-                               "sessions"):
+    for _, store in ctx.usable_backends(ctx.registry.session_caches(),
+                                        skip=ctx.session_cache_name(), namespace="sessions"):
         # sessions a cache in use before kept (a plugin of higher priority installed since,
         # or session_cache changed): the cache would serve them again once chosen again
         with contextlib.suppress(BrokerError):
             cleared += SessionCache(store, ctx.settings.refresh_margin).clear(profile)
     return cleared
-
-
-def _other_stores(ctx: Context, names: list[str], current: str | None,
-                  namespace: str) -> Iterator[Backend]:
-    """The backends of ``names`` but ``current`` that start and are available here, each
-    opened in ``namespace``; the ones that do not are skipped."""
-    for name in names:
-        if name == current:
-            continue
-        try:
-            store = ctx.backend(name, namespace)
-        except Exception:  # noqa: S112 - a plugin that cannot start keeps nothing here
-            continue
-        if ctx.registry.availability_of(store).ok:
-            yield store
 
 
 def token_name(backend: str) -> str:
@@ -349,7 +334,8 @@ def logout(ctx: Context, name: str) -> bool:
     a plugin of higher priority was installed); True if one was kept."""
     store = secret_store(ctx)
     forgot = store.delete_secret(token_name(name))
-    for other in _other_stores(ctx, ctx.registry.secret_stores(), store.name, "secrets"):
+    for _, other in ctx.usable_backends(ctx.registry.secret_stores(), skip=store.name,
+                                        namespace="secrets"):
         with contextlib.suppress(BrokerError):
             forgot = other.delete_secret(token_name(name)) or forgot
     return forgot

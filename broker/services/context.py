@@ -13,6 +13,10 @@ from broker.errors import BackendUnavailable, BrokerError, ConfigError
 from broker.registry import Registry
 from broker.secrets import ReferenceResolver
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 
 class Context:
     """Settings, registry and lazily opened backends for one broker invocation."""
@@ -141,6 +145,25 @@ class Context:
             raise problem
         return store
 
+    def usable_backends(
+        self, names: Iterable[str], *, skip: str | None = None,
+        namespace: str = "credentials",
+    ) -> Iterator[tuple[str, Backend]]:
+        """``(name, backend)`` for the backends of ``names`` (but ``skip``), in that
+        order, opened in ``namespace`` (:meth:`backend`) and available here
+        (:meth:`Registry.availability_of`); one that cannot be opened or is not available
+        is passed over. Never raises for a backend: for questions about other stores
+        ("who else holds this key?"), where a broken plugin just has nothing to say."""
+        for name in names:
+            if name == skip:
+                continue
+            try:
+                store = self.backend(name, namespace)
+            except Exception:  # noqa: S112 - a plugin that cannot start holds nothing here
+                continue
+            if self.registry.availability_of(store).ok:
+                yield name, store
+
     def item_problem(self, backend: str, profile: str) -> BrokerError | None:
         """Why credential backend ``backend`` cannot serve ``profile``'s ``broker_item``
         (found when it was opened: :func:`broker.services.items.bind_items`), else None."""
@@ -161,19 +184,13 @@ class Context:
         :data:`~broker.backend.SESSION_CACHE` (``STORE_SESSIONS | EXPIRY``: fit for
         sessions, forgetting them when they expire), not ``SHARED``, that works here (the
         kernel keyring, built in; :meth:`Registry.session_caches`); None: no caching."""
-        name = self._configured_cache()[0]
+        name = self.configured_cache()[0]
         if name:
             return None if name.lower() == "none" else name
-        for candidate in self.registry.session_caches():
-            try:
-                store = self.backend(candidate, "sessions")
-            except Exception:  # noqa: S112 - a plugin that cannot start is no cache
-                continue
-            if self.registry.availability_of(store).ok:
-                return candidate
-        return None
+        usable = self.usable_backends(self.registry.session_caches(), namespace="sessions")
+        return next((candidate for candidate, _ in usable), None)
 
-    def _configured_cache(self) -> tuple[str | None, str]:
+    def configured_cache(self) -> tuple[str | None, str]:
         """The session cache named by ``BROKER_SESSION_CACHE`` or else the ``session_cache``
         setting (None when neither does), and how a message names where it came from:
         ``BROKER_SESSION_CACHE=NAME``, or ``session_cache = 'NAME' in PATH``."""
@@ -198,7 +215,7 @@ class Context:
         name = self.session_cache_name()
         if name is None:
             return SessionCache(None, self.settings.refresh_margin)
-        configured, origin = self._configured_cache()
+        configured, origin = self.configured_cache()
         said = origin if configured == name else f"the session cache {name!r}"
         try:
             backend = self.backend(name, "sessions")

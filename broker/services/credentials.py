@@ -5,8 +5,8 @@ from __future__ import annotations
 from broker.aws.chain import ChainOptions, CredentialChain, final_session_name
 from broker.aws.credentials import Credentials
 from broker.aws.profiles import Chain, Profile, _header_for, resolve_chain
-from broker.backend import MFA_SERIAL, TOTP, Capability, Item, unnamed
-from broker.errors import BackendUnavailable, BrokerError, CredentialsNotFound
+from broker.backend import MFA_SERIAL, TOTP, Capability, Item
+from broker.errors import BrokerError, CredentialsNotFound
 from broker.services.context import Context
 
 TYPE_CHECKING = False
@@ -67,13 +67,9 @@ class StoredKey:
                 self._mark_device(ledger, store.name, None)
                 # a backend that cannot work here says why (exit 7), not how the read
                 # failed; asked only now, so a read that works costs no check
-                availability = self.ctx.registry.availability_of(store)
-                if not availability.ok:
-                    raise BackendUnavailable(
-                        f"backend {store.name!r} is not available here: "
-                        f"{unnamed(store.name, availability.reason)}",
-                        "fix that first; `broker backend list` shows every backend's state",
-                    ) from None
+                from broker.services.backends import require_available
+
+                require_available(self.ctx, store.name)
                 raise
             if item is None:
                 ledger.mark_seed(store.name, self.profile.name, False)
@@ -146,21 +142,20 @@ class StoredKey:
         return Credentials.from_item(self.item(), what=f"the stored key of {self.profile.name!r}")
 
 
-def holders_elsewhere(ctx: Context, name: str, checked: str) -> list[str]:
+def holders_elsewhere(ctx: Context, name: str, checked: str,
+                      required: Capability = Capability.LIST) -> list[str]:
     """The credential backends other than ``checked`` that hold an item under ``name``,
-    highest priority first: only those declaring ``LIST`` (asked with ``list()``, which
-    reads no secret) and available here; one that cannot be opened, is unavailable or
-    fails to list is left out. Used only to explain a missing key, never on the way to
-    a key that is found.
+    highest priority first: only those declaring ``LIST`` and the rest of ``required``
+    (``PERSISTENT`` for a copy that outlives a reboot), available here
+    (:meth:`Context.usable_backends`) and asked with ``list()``, which reads no secret;
+    one that fails to list is left out, so an empty answer means "none seen", not "none
+    anywhere". Used only to explain a missing key or warn before a removal, never on the
+    way to a key that is found.
     """
     found = []
-    for other in ctx.registry.with_capabilities(Capability.LIST):
-        if other == checked:
-            continue
+    able = ctx.registry.with_capabilities(required | Capability.LIST)
+    for other, backend in ctx.usable_backends(able, skip=checked):
         try:
-            backend = ctx.backend(other)
-            if not ctx.registry.availability_of(backend).ok:
-                continue
             if name in backend.list():
                 found.append(other)
         except Exception:  # noqa: S112 - an error message is being made: skip a bad one

@@ -255,13 +255,14 @@ def check_default_backend(ctx: Context, used: Backends) -> Check:
 def check_session_cache(ctx: Context, used: Backends) -> Check:
     """Where STS sessions are cached: the configured backend, else the default one (see
     :meth:`Context.session_cache_name`), or why none is."""
-    configured = config.environment("BROKER_SESSION_CACHE") or ctx.settings.session_cache
+    configured, origin = ctx.configured_cache()
+    able = ctx.registry.session_caches()
     if used.cache is None:
         if configured and configured.lower() == "none":
             return Check("session cache", WARN, "off (session_cache = none): every command "
                          "makes new STS sessions and asks for an MFA code",
-                         'set session_cache = "keyctl" where the kernel keyring works')
-        able = ctx.registry.session_caches()
+                         f"drop {origin} to use the best that works here "
+                         f"({', '.join(able) or 'none is installed'})")
         if not able:
             return Check("session cache", WARN,
                          "none available (no installed backend can cache STS sessions): "

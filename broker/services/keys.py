@@ -329,7 +329,8 @@ def plan_remove(
     backend's ``list()`` (reads no secret) when it declares ``LIST``; else, or when the
     listing cannot settle the name, :func:`remove_key`'s delete answers. ``copies``:
     for a memory-only backend, look for copies in the persistent ones
-    (:func:`persistent_copies`, for the question asked before deleting).
+    (:func:`broker.services.credentials.holders_elsewhere`, for the question asked before
+    deleting).
 
     Raises:
         ProfileNotFound: no such profile in ~/.aws/config and no key stored under the
@@ -351,26 +352,11 @@ def plan_remove(
     if listed is not None and profile not in listed:
         raise _nothing_to_remove(ctx, profile, store.name, listed)
     volatile = memory_only(ctx, store.name)
-    found = persistent_copies(ctx, profile, store.name) if volatile and copies else []
+    from broker.services.credentials import holders_elsewhere
+
+    found = (holders_elsewhere(ctx, profile, store.name, Capability.PERSISTENT)
+             if volatile and copies else [])
     return Removal(profile, store.name, item, volatile, found)
-
-
-def persistent_copies(ctx: Context, profile: str, checked: str) -> list[str]:
-    """The persistent credential backends other than ``checked`` that list a key under
-    ``profile``, highest priority first: only those declaring ``LIST`` and ``PERSISTENT``
-    and available here (``list()`` reads no secret); one that cannot be opened or fails
-    to list is left out, so an empty answer means "none seen", not "none anywhere"."""
-    found = []
-    for name in ctx.registry.with_capabilities(Capability.LIST | Capability.PERSISTENT):
-        if name == checked:
-            continue
-        try:
-            other = ctx.backend(name)
-            if ctx.registry.availability_of(other).ok and profile in other.list():
-                found.append(name)
-        except Exception:  # noqa: S112 - a store that cannot be asked shows no copy
-            continue
-    return found
 
 
 def _listing(store: Backend, profile: str) -> set[str] | None:

@@ -74,14 +74,12 @@ def checkpoint(step: str, profile: str) -> None:
 @dataclass
 class Outcome:
     """What happened to one item: ``source_deleted`` when this run deleted it from the
-    source; ``moved`` (with ``delete_source``) when the key is now in the target only,
-    deleted from the source by this run or by an interrupted earlier one."""
+    source."""
 
     profile: str
     action: str
     source_deleted: bool = False
     note: str = ""
-    moved: bool = False
 
 
 @dataclass
@@ -242,7 +240,7 @@ def _copy(step: _Step, source: Backend, target: Backend) -> Outcome:
         if step.existing is not None:
             # A previous run with --delete-source got this far: only the profile's
             # settings may be left to settle (_settle), as for a key moved now.
-            return Outcome(step.profile, ALREADY_THERE, note="not in the source", moved=True)
+            return Outcome(step.profile, ALREADY_THERE, note="not in the source")
         return Outcome(step.profile, SKIPPED, note="in neither backend")
     checkpoint("read", step.profile)
     if step.existing is None or step.differing:
@@ -263,7 +261,7 @@ def _delete(step: _Step, source: Backend, outcome: Outcome) -> None:
     source.delete(step.profile)
     checkpoint("deleted", step.profile)
     MfaLedger().mark_seed(source.name, step.profile, False)
-    outcome.source_deleted = outcome.moved = True
+    outcome.source_deleted = True
 
 
 def _settle(ctx: Context, profile: str, source: str, target: str) -> tuple[str | None, bool]:
@@ -284,7 +282,7 @@ def _settle(ctx: Context, profile: str, source: str, target: str) -> tuple[str |
     if profile not in ctx.aws.profiles:
         return None, False
     if _served_item(ctx, source, profile):
-        return _release_item(ctx, profile, target, pin=True), False
+        return _release_item(ctx, profile, target), False
     return None, pin_backend(ctx, profile, target) is not None
 
 
@@ -313,11 +311,12 @@ def _served_item(ctx: Context, source: str, profile: str) -> str | None:
     return known.broker_item if ctx.credential_backend_name(known) == source else None
 
 
-def _release_item(ctx: Context, profile: str, target: str, *, pin: bool) -> str:
-    """Make ``profile``, whose ``broker_item`` named an item now deleted from the source
-    (its key verified in ``target``), read its key from ``target``: one atomic edit of
-    ~/.aws/config removes ``broker_item`` and, with ``pin`` (``--set-default`` not given),
-    sets ``broker_backend = target`` where the profile would otherwise look elsewhere.
+def _release_item(ctx: Context, profile: str, target: str) -> str:
+    """Make ``profile``, whose ``broker_item`` names the source's item about to be
+    deleted (its key verified in ``target``), read its key from ``target``: one atomic
+    edit of ~/.aws/config removes ``broker_item`` and sets ``broker_backend = target``
+    where the profile would otherwise look elsewhere (not when ``--set-default`` has made
+    the target the default already).
     Returns the note for the report.
 
     Raises:
@@ -329,7 +328,7 @@ def _release_item(ctx: Context, profile: str, target: str, *, pin: bool) -> str:
     known = ctx.aws.profiles[profile]
     reference = known.broker_item
     rest = {k: v for k, v in known.values.items() if k != "broker_item"}
-    pinned = pin and ctx.credential_backend_name(Profile(profile, rest)) != target
+    pinned = ctx.credential_backend_name(Profile(profile, rest)) != target
     path = ctx.aws.path
 
     def change(text: str) -> str:

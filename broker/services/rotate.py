@@ -117,9 +117,11 @@ def _failed(cause: BaseException, state: str, hint: str) -> RotationFailed:
 @dataclass
 class Sharing:
     """Other profiles holding the key being rotated (:func:`sharing_profiles`):
-    ``holders`` as ``PROFILE (backend NAME)``, and ``unread``, the profiles whose stored
-    key could not be read, with why (an error's message, never a secret)."""
+    ``profiles`` by name, ``holders`` the same as shown (``PROFILE (backend NAME)``), and
+    ``unread``, the profiles whose stored key could not be read, with why (an error's
+    message, never a secret)."""
 
+    profiles: list[str] = field(default_factory=list)
     holders: list[str] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)
 
@@ -162,14 +164,8 @@ def sharing_profiles(ctx: Context, chain: Chain, store_name: str, key_id: str) -
             continue
         wanted.setdefault(backend, []).append(name)
     found = Sharing()
-    for backend, names in sorted(wanted.items()):
-        try:
-            store = ctx.backend(backend)
-            if not ctx.registry.availability_of(store).ok:
-                continue
-        except Exception:  # noqa: S112 - a backend that cannot start serves no profile
-            continue
-        names = [n for n in names if ctx.item_problem(backend, n) is None]
+    for backend, store in ctx.usable_backends(sorted(wanted)):
+        names = [n for n in wanted[backend] if ctx.item_problem(backend, n) is None]
         # the rotated key's own item, served to another profile too: it gets the new key
         own = store.item_identity(rotated.name) if backend == store_name else None
         for name, item in _read_all(store, names, found.unread).items():
@@ -177,6 +173,7 @@ def sharing_profiles(ctx: Context, chain: Chain, store_name: str, key_id: str) -
                 continue
             if own is not None and store.item_identity(name) == own:
                 continue
+            found.profiles.append(name)
             found.holders.append(f"{name} (backend {backend})")
     return found
 
@@ -305,15 +302,7 @@ def _other_copies(
             copy (that deleting the old key would break) cannot be told.
     """
     copies = []
-    for other in ctx.registry.names():
-        if other == store.name:
-            continue
-        try:
-            backend = ctx.backend(other)
-            if not ctx.registry.availability_of(backend).ok:
-                continue
-        except Exception:  # noqa: S112 - a backend that cannot start holds nothing usable
-            continue
+    for other, backend in ctx.usable_backends(ctx.registry.names(), skip=store.name):
         try:
             item = backend.get(name)
         except (Exception, KeyboardInterrupt) as exc:
@@ -494,7 +483,7 @@ def rotate(
         sharing = sharing_profiles(ctx, chain, store_name, old_id)
         if (sharing.holders or sharing.unread) and not force:
             raise _refuse_shared(name, old_id, sharing)
-        broken = [h.partition(" (")[0] for h in sharing.holders]
+        broken = list(sharing.profiles)  # names may hold " (": never parsed back
         if broken:
             progress(f"--force: {', '.join(sharing.holders)} hold the old key {old_id}; they "
                      "do not get the new one and stop working once it is deleted")

@@ -382,10 +382,9 @@ def excerpt(text: str, secrets: Sequence[str] = ()) -> str:
     """What a program printed, for an error message: on one line, every value of
     ``secrets`` (4 characters or more) and every run that looks like a key, a secret or
     a seed masked as ``***``, cut to :data:`EXCERPT` characters."""
-    text = " ".join(text.split())
-    for value in sorted(secrets, key=len, reverse=True):
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    from broker_onepassword._sdk import scrub  # on the way to an error message only
+
+    text = scrub(text, list(secrets))
     text = _SECRET_LIKE.sub(
         lambda m: "***" if _NOT_A_WORD.search(m.group()) else m.group(), text)
     return text if len(text) <= EXCERPT else text[:EXCERPT - 3] + "..."
@@ -511,15 +510,14 @@ class CliSession:
         self.client: OpClient = OpClient(self._op)
         self._secrets = secrets
         self._signed_in = False
-        self._writable = False
 
     def _op(self, args: Sequence[str], *, stdin: bytes | None = None,
             **options: Any) -> Any:
-        if stdin is not None and not self._writable:
+        if stdin is not None:
             # Before 2.23.0 `op item edit` ignores the item on stdin and answers as if it
-            # had stored it: such an op is refused before its first write.
+            # had stored it: such an op is refused before its first write (the runner
+            # asks `op --version` once).
             self.runner.require_writable()
-            self._writable = True
         if stdin is not None and not self._signed_in:
             # An op that is not signed in may ask questions and read the answers from
             # stdin: item values are only ever written to one that has answered.
@@ -541,15 +539,12 @@ class CliSession:
             BackendError: the error :func:`translate` makes for kind ``"version"`` or
                 ``"output"`` (names the version and how to upgrade).
         """
-        if self._writable:
-            return
         try:
             self.runner.require_writable()
         except OpFailure as failure:
             raise translate(failure, what, binary=self.runner.binary,
                             account=self.runner.account, timeout=self.runner.timeout,
                             secrets=self._secrets()) from None
-        self._writable = True
 
     def run(self, operation: Callable[[Any], Any], what: str) -> Any:
         """What ``operation(client)`` returns.
@@ -649,19 +644,14 @@ def integration_hint(binary: OpBinary | None = None) -> str:
             "then run the command again (`broker doctor` checks it)")
 
 
-def _scrub(message: str, secrets: list[str]) -> str:
-    for value in sorted(secrets, key=len, reverse=True):
-        if value and len(value) >= 4:
-            message = message.replace(value, "***")
-    return message if len(message) <= 300 else message[:297] + "..."
-
-
 def translate(failure: OpFailure, what: str, *, binary: OpBinary | None = None,
               account: str | None = None, timeout: float = 0.0,
               secrets: list[str] | None = None, version: str = "") -> BrokerError:
     """The broker error for ``op`` failing while doing ``what``, in ``op``'s words
     (``version``: ``"version 2.20.0"``, for a write ``op`` did not store)."""
-    said = _scrub(failure.message, secrets or [])
+    from broker_onepassword._sdk import scrub
+
+    said = scrub(failure.message, secrets or [])
     kind = failure.kind
     if kind == "output":
         return BackendError(
