@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,18 +224,29 @@ def check_add(
     _target(ctx, profile, known, backend, replace)
 
 
+def refuse_borrowed_key(ctx: Context, profile: str, then: Callable[[str], str]) -> None:
+    """Refuse a command about ``profile``'s own key when the profile gets its key from a
+    ``source_profile`` (a role built on another profile's key): ``then(key_profile)`` is
+    the hint, the command to run on that profile instead. A name with no section in
+    ~/.aws/config has a key of its own.
+
+    Raises:
+        ConfigError: naming the profile whose key it uses.
+    """
+    if profile not in ctx.aws.profiles:
+        return
+    key = resolve_chain(ctx.aws, profile).key_profile.name
+    if key != profile:
+        raise ConfigError(f"profile {profile!r} gets its key from source_profile {key!r}",
+                          then(key))
+
+
 def _target(
     ctx: Context, profile: str, known: Profile | None, backend: str | None, replace: bool,
 ) -> tuple[Backend, Item | None]:
     """Where :func:`add` stores ``profile``'s key and what it holds now; refuses as it says."""
-    if known is not None:
-        chain = resolve_chain(ctx.aws, profile)
-        if chain.key_profile.name != profile:
-            raise ConfigError(
-                f"profile {profile!r} gets its key from source_profile "
-                f"{chain.key_profile.name!r}",
-                f"add the key to that profile instead: `broker add {chain.key_profile.name}`",
-            )
+    refuse_borrowed_key(
+        ctx, profile, lambda key: f"add the key to that profile instead: `broker add {key}`")
     name = key_destination(
         ctx, known, backend, knowingly=lambda b: f"`broker add {profile} --backend {b}`"
     )
@@ -534,20 +546,14 @@ def add_item(
         raise UsageError(f"--item {reference!r}: {what}", fix)
     reference = reference.strip()
     known = ctx.aws.profiles.get(profile)
-    if known is not None:
-        chain = resolve_chain(ctx.aws, profile)
-        if chain.key_profile.name != profile:
-            raise ConfigError(
-                f"profile {profile!r} gets its key from source_profile "
-                f"{chain.key_profile.name!r}",
-                f"name the item in that profile instead: `broker add "
-                f"{chain.key_profile.name} --item ...`",
-            )
-        if known.broker_item and known.broker_item != reference and not replace:
-            raise UsageError(
-                f"profile {profile!r} already reads its key from {known.broker_item!r}",
-                "pass --replace to point it at the new item",
-            )
+    refuse_borrowed_key(ctx, profile, lambda key: "name the item in that profile instead: "
+                        f"`broker add {key} --item ...`")
+    if known is not None and known.broker_item and known.broker_item != reference \
+            and not replace:
+        raise UsageError(
+            f"profile {profile!r} already reads its key from {known.broker_item!r}",
+            "pass --replace to point it at the new item",
+        )
     if not (known is not None and known.broker_item) and not replace:
         _refuse_hiding_stored_key(ctx, profile, known)
     name = backend or reference_backend(ctx, reference) or ctx.credential_backend_name(known)
@@ -593,10 +599,11 @@ def _refuse_hiding_stored_key(ctx: Context, profile: str, known: Profile | None)
     backend that cannot be asked here holds nothing this would hide."""
     try:
         current = ctx.credential_backend(known)
-        held = current.get(profile)
+        listed = _listing(current, profile)  # reads no secret (no gpg, no item read)
+        held = profile in listed if listed is not None else current.get(profile) is not None
     except BrokerError:
         return
-    if held is not None:
+    if held:
         raise UsageError(
             f"broker stores a key for {profile!r} in backend {current.name!r}; reading the "
             "key from an item instead would hide it from `broker list`, `migrate` and "
@@ -651,11 +658,7 @@ def adopt(ctx: Context, profile: str, *, backend: str | None = None) -> Adopted:
         BrokerError: the backend's own error reading or writing the item.
     """
     known = ctx.aws.get(profile)
-    chain = resolve_chain(ctx.aws, profile)
-    if chain.key_profile.name != profile:
-        raise ConfigError(
-            f"profile {profile!r} gets its key from source_profile {chain.key_profile.name!r}",
-            f"adopt that profile's item: `broker adopt {chain.key_profile.name}`",
-        )
+    refuse_borrowed_key(ctx, profile,
+                        lambda key: f"adopt that profile's item: `broker adopt {key}`")
     store = ctx.credential_backend(known, backend)
     return Adopted(profile, store.name, store.adopt(profile))

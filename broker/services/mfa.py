@@ -64,16 +64,11 @@ def _chain(ctx: Context, profile: str) -> Chain:
 
 def _own_key_profile(ctx: Context, profile: str, command: str) -> Profile | None:
     """``profile``'s section, refusing one that gets its key through source_profile."""
-    known = ctx.aws.profiles.get(profile)
-    if known is not None:
-        chain = resolve_chain(ctx.aws, profile)
-        if chain.key_profile.name != profile:
-            key = chain.key_profile.name
-            raise ConfigError(
-                f"profile {profile!r} gets its key from source_profile {key!r}",
-                f"the seed belongs with that key: `broker {command} {key}`",
-            )
-    return known
+    from broker.services.keys import refuse_borrowed_key
+
+    refuse_borrowed_key(ctx, profile,
+                        lambda key: f"the seed belongs with that key: `broker {command} {key}`")
+    return ctx.aws.profiles.get(profile)
 
 
 def _stored_item(store: Backend, profile: str) -> Item:
