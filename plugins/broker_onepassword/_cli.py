@@ -216,6 +216,16 @@ def op_path_problem(setting: str) -> str | None:
 # -- which transport ---------------------------------------------------------------------
 
 
+def op_binary(backend: OnePasswordBackend) -> OpBinary | None:
+    """:func:`locate` for ``backend``'s ``op_path``, looked up once per backend instance
+    (inside WSL the lookup walks PATH entries and globs on the C: drive, slow through
+    WSL's file sharing)."""
+    if "_op_binary" not in backend.__dict__:
+        backend.__dict__["_op_binary"] = locate(backend._setting("op_path"))
+    found: OpBinary | None = backend.__dict__["_op_binary"]
+    return found
+
+
 class Choice:
     """The ``transport`` a backend uses (``"sdk"`` or ``"cli"``), the ``reason``, and the
     CLI found (``binary``, for the CLI)."""
@@ -253,7 +263,7 @@ def choose(backend: OnePasswordBackend) -> Choice:
     if setting == "sdk":
         return Choice("sdk", "transport = sdk")
     if setting == "cli":
-        return Choice("cli", "transport = cli", locate(backend._setting("op_path")))
+        return Choice("cli", "transport = cli", op_binary(backend))
     if backend._setting("token") is not None:
         return Choice("sdk", "the token setting names a service-account token")
     if os.environ.get(TOKEN_VARIABLE, "").strip():
@@ -262,7 +272,7 @@ def choose(backend: OnePasswordBackend) -> Choice:
             and _platform.desktop_library() is not None:
         return Choice("sdk", "account is set and the desktop app's SDK library is here")
     op_path = backend._setting("op_path")
-    binary = locate(op_path)
+    binary = op_binary(backend)
     if backend._login_token() is not None:
         return Choice("sdk", "a service-account token is kept by `broker backend login`")
     if binary is None and op_path is None and not _platform.in_wsl():
@@ -276,18 +286,23 @@ def choose(backend: OnePasswordBackend) -> Choice:
     return Choice("cli", "inside WSL2 only op.exe reaches the Windows 1Password app")
 
 
+def fix_op_path() -> str:
+    """The next step for an ``op_path`` setting that names no program broker can run."""
+    interop = ", op.exe through WSL interop" if _platform.in_wsl() else ""
+    return (f"fix op_path under [backends.onepassword] (the 1Password CLI{interop}), or "
+            "remove it to look on PATH")
+
+
 def availability(backend: OnePasswordBackend) -> Availability:
     """Offline: whether the 1Password CLI is there (that it can sign in shows on use).
     When it is not, the reason names what ``op_path`` names (:func:`op_path_problem`),
     else what was looked for, and how to install it (inside WSL: ``op.exe``)."""
     setting = backend._setting("op_path")
-    if locate(setting) is not None:
+    if op_binary(backend) is not None:
         return Availability(True)
     if setting:
-        return Availability(False, f"onepassword: {op_path_problem(setting)} — fix op_path "
-                            "under [backends.onepassword] (the 1Password CLI"
-                            + (", op.exe through WSL interop" if _platform.in_wsl() else "")
-                            + "), or remove it to look on PATH (docs/wsl2.md)")
+        return Availability(False, f"onepassword: {op_path_problem(setting)} — "
+                            f"{fix_op_path()} (docs/wsl2.md)")
     if _platform.in_wsl():
         token = ("" if backend._setting("transport") == "cli" else "; or use a "
                  "service-account token (`broker backend login onepassword`)")
@@ -314,7 +329,7 @@ def account_for(backend: OnePasswordBackend, binary: OpBinary | None) -> str | N
 
 def describe_auth(backend: OnePasswordBackend) -> str:
     """``backend show``'s ``auth`` line for the CLI transport."""
-    binary = locate(backend._setting("op_path"))
+    binary = op_binary(backend)
     account = account_for(backend, binary)
     where = ("not found" if binary is None else
              f"{binary.path}{' through WSL interop' if binary.windows else ''}")
@@ -571,7 +586,7 @@ class CliSession:
 
 def open_session(backend: OnePasswordBackend) -> CliSession:
     """A :class:`CliSession` for ``backend``'s settings; BackendUnavailable without ``op``."""
-    binary = locate(backend._setting("op_path"))
+    binary = op_binary(backend)
     if binary is None:
         raise BackendUnavailable(availability(backend).reason, "`broker doctor` checks it")
 
@@ -614,7 +629,7 @@ def stale_token_hint(backend: OnePasswordBackend) -> str | None:
         return None
     if not os.environ.get(TOKEN_VARIABLE, "").strip():
         return None
-    if locate(backend._setting("op_path")) is None:
+    if op_binary(backend) is None:
         return None
     return (f"unset {TOKEN_VARIABLE} to use the 1Password app through op, or set transport "
             "= \"cli\" under [backends.onepassword]")

@@ -96,9 +96,7 @@ def _missing(backend: OnePasswordBackend, status: str) -> Check:
     setting = backend._setting("op_path")
     if setting:
         return Check(CLI_ROW, FAIL, _cli.op_path_problem(setting) or f"op_path = {setting!r}",
-                     "fix op_path under [backends.onepassword] (the 1Password CLI"
-                     + (", op.exe through WSL interop" if _platform.in_wsl() else "")
-                     + "), or remove it to look on PATH")
+                     _cli.fix_op_path())
     wsl = _platform.in_wsl()
     if wsl:
         root = _cli.drives_root()
@@ -106,8 +104,8 @@ def _missing(backend: OnePasswordBackend, status: str) -> Check:
                  + ", ".join(str(root / p) for p in _cli.WINDOWS_LOCATIONS))
         fix = ("in Windows: `winget install 1Password.1PasswordCLI` (WSL finds op.exe on the "
                "Windows PATH while appendWindowsPath is on); then in the Windows 1Password "
-               "app turn on Settings > Security > Windows Hello and Settings > Developer > "
-               "Integrate with 1Password CLI; or set op_path = \"/mnt/c/.../op.exe\" under "
+               f"app turn on {_cli.UNLOCK['windows']} and {_cli.INTEGRATION}; or set "
+               "op_path = \"/mnt/c/.../op.exe\" under "
                "[backends.onepassword] (docs/wsl2.md)"
                + ("" if backend._setting("transport") == "cli" else "; or use a "
                   "service-account token: `broker backend login onepassword`"))
