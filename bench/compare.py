@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from run import BIN, bench_home, write_profiles
+from run import BIN, bench_home, peak_rss, write_profiles
 
 from broker.testing.local_sts import local_sts
 
@@ -68,19 +68,6 @@ def home(label: str, source: Path | None, url: str,
     made.append((root, keyring))
     extra = {} if source is None else {"PYTHONPATH": f"{source}:{source / 'plugins'}"}
     return bench_home(root, keyring, url, extra)
-
-
-def peak_rss(argv: list[str], env: dict[str, str]) -> float:
-    """Peak RSS of one run (MiB) by /usr/bin/time, the highest of three; NaN without it."""
-    if not os.path.exists("/usr/bin/time"):
-        return float("nan")
-    peaks = []
-    for _ in range(3):
-        timed = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, text=True, check=False)
-        peaks.append(int(timed.stderr.strip().splitlines()[-1]) / 1024)
-    return max(peaks)
 
 
 def interleaved(argv: list[str], envs: dict[str, dict[str, str]],

@@ -108,17 +108,22 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, flo
         times.append((time.perf_counter() - start) * 1000)
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed")
-    rss = float("nan")
-    if os.path.exists("/usr/bin/time"):
-        peaks = []
-        for _ in range(3):
-            timed = subprocess.run(
-                ["/usr/bin/time", "-f", "%M", *argv], env=env, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, check=False,
-            )
-            peaks.append(int(timed.stderr.strip().splitlines()[-1]) / 1024)
-        rss = max(peaks)
-    return statistics.median(times), rss
+    return statistics.median(times), peak_rss(argv, env)
+
+
+def peak_rss(argv: list[str], env: dict[str, str]) -> float:
+    """Peak RSS of ``argv`` (MiB) by /usr/bin/time, the highest of three runs; NaN without
+    it. A child's own rusage would report this process's high-water mark, which a fork
+    inherits."""
+    if not os.path.exists("/usr/bin/time"):
+        return float("nan")
+    peaks = []
+    for _ in range(3):
+        timed = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True, check=False)
+        peaks.append(int(timed.stderr.strip().splitlines()[-1]) / 1024)
+    return max(peaks)
 
 
 def cold_exec_per_backend(root: Path, base_env: dict[str, str], keyring: str,

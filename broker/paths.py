@@ -411,3 +411,16 @@ def file_lock(
         yield
     finally:
         os.close(fd)
+
+
+def wsl_version(proc_version: Path = Path("/proc/version")) -> int:
+    """0 outside WSL, else 1 or 2, from the kernel's version string (``proc_version``):
+    WSL's kernels name Microsoft, and WSL2's also ``WSL2`` or ``microsoft-standard``
+    (https://learn.microsoft.com/windows/wsl/compare-versions). 0 when unreadable."""
+    try:
+        text = proc_version.read_text(encoding="utf-8", errors="replace").lower()
+    except OSError:
+        return 0
+    if "microsoft" not in text:
+        return 0
+    return 2 if ("wsl2" in text or "microsoft-standard" in text) else 1

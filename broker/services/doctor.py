@@ -52,14 +52,8 @@ class Facts:
 
     @property
     def wsl(self) -> int:
-        """0 outside WSL, else 1 or 2."""
-        try:
-            text = self.proc_version.read_text(encoding="utf-8", errors="replace").lower()
-        except OSError:
-            return 0
-        if "microsoft" not in text:
-            return 0
-        return 2 if ("wsl2" in text or "microsoft-standard" in text) else 1
+        """0 outside WSL, else 1 or 2 (:func:`broker.paths.wsl_version`)."""
+        return paths.wsl_version(self.proc_version)
 
 
 # --- configuration ------------------------------------------------------------------------

@@ -145,13 +145,12 @@ def _timeout_for(expires_at: datetime | None) -> int | None:
 
 
 def _wsl2() -> bool:
-    """Whether this is WSL2's kernel (its /proc/version names Microsoft and WSL2)."""
-    try:
-        with open(PROC_VERSION, encoding="utf-8", errors="replace") as stream:
-            text = stream.read().lower()
-    except OSError:
-        return False
-    return "microsoft" in text and ("wsl2" in text or "microsoft-standard" in text)
+    """Whether this is WSL2's kernel (:func:`broker.paths.wsl_version`)."""
+    from pathlib import Path
+
+    from broker.paths import wsl_version
+
+    return wsl_version(Path(PROC_VERSION)) == 2
 
 
 def _quota_left(uid: int) -> tuple[int, int] | None:

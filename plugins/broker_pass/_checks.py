@@ -13,21 +13,11 @@ import subprocess
 from collections.abc import Callable, Mapping
 
 from broker.backend import Check
+from broker_pass._gpg import terminal_name as terminal  # the one broker tells gpg
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 #: Seconds ``gpg --version`` may take.
 TIMEOUT = 3.0
-
-
-def terminal() -> str | None:
-    """This process's terminal device (``/dev/pts/3``), if a standard stream is one."""
-    for fd in (0, 2, 1):
-        try:
-            if os.isatty(fd):
-                return os.ttyname(fd)
-        except OSError:
-            continue
-    return None
 
 
 def version(which: Callable[[str], str | None], tool: str) -> str:
@@ -76,7 +66,8 @@ def gpg_tty(
     """GPG_TTY as broker uses it: it tells gpg the terminal itself when GPG_TTY is unset
     (the pass backend finds it even under an SDK's credential_process), and an exported
     GPG_TTY wins, so only a stale one can send pinentry to the wrong terminal.
-    ``environ`` defaults to the process's, ``here`` (this terminal) to :func:`terminal`."""
+    ``environ`` defaults to the process's, ``here`` (this terminal) to the one broker tells
+    gpg (:func:`broker_pass._gpg.terminal_name`)."""
     if not used:
         return [Check("GPG_TTY", OK, "not needed (the pass backend is not in use)")]
     value = (os.environ if environ is None else environ).get("GPG_TTY")
