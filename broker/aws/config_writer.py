@@ -170,6 +170,22 @@ def set_profile_value(
     return bom + result
 
 
+def _section_end(parsed: list[Line], start: int) -> int:
+    """The index of the header after the section whose header is at ``start`` (the
+    number of lines when it is the last section)."""
+    return next((i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER),
+                len(parsed))
+
+
+def _join_after_removal(lines: list[str], cut: int, rest: list[str]) -> str:
+    """``lines[:cut]`` followed by ``rest`` (what is kept after a removed run of lines),
+    as text. After a lone "\r" line ending, a blank line's "\n" would only turn it into
+    "\r\n", so ``rest``'s first line then starts with "\r" instead."""
+    if cut and rest and _merge(line_ending(lines[cut - 1]), rest[0]):
+        rest = ["\r" + rest[0][1:], *rest[1:]]
+    return "".join([*lines[:cut], *rest])
+
+
 def without_profile_value(
     text: str, profile: str, key: str, *, source: str = "~/.aws/config"
 ) -> str:
@@ -191,9 +207,7 @@ def without_profile_value(
     start = _winning_section(parsed, profile)
     if start is None:
         return text
-    end = next(
-        (i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER), len(parsed)
-    )
+    end = _section_end(parsed, start)
     found = next(
         (i for i in range(start + 1, end)
          if parsed[i].kind == OPTION and parsed[i].name == option), None
@@ -205,10 +219,7 @@ def without_profile_value(
         following += 1
     kept = [lines[i] for i in range(found + 1, following) if parsed[i].kind != CONTINUATION]
     rest = [*kept, *lines[following:]]
-    if found and rest and _merge(line_ending(lines[found - 1]), rest[0]):
-        # After a lone "\r", the "\n" of a blank line would only make it "\r\n".
-        rest[0] = "\r" + rest[0][1:]
-    result = "".join([*lines[:found], *rest])
+    result = _join_after_removal(lines, found, rest)
     section = parsed[start].name
     expected = copy.deepcopy(before)
     expected[0][section].pop(option, None)
@@ -322,9 +333,7 @@ def _with_setting(
     value: str,
     newline: str,
 ) -> list[str]:
-    end = next(
-        (i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER), len(parsed)
-    )
+    end = _section_end(parsed, start)
     lines = list(lines)
     for index in range(start + 1, end):
         line = parsed[index]
@@ -488,18 +497,13 @@ def without_section(
             f"{source}: the [{section}] section holds defaults for every other section",
             "remove it by hand",
         )
-    end = next(
-        (i for i in range(start + 1, len(parsed)) if parsed[i].kind == HEADER), len(parsed)
-    )
+    end = _section_end(parsed, start)
     last = max(
         (i for i in range(start + 1, end) if parsed[i].kind not in (BLANK, COMMENT)),
         default=start,
     )
     kept_after = lines[last + 1:]
-    if start and kept_after and _merge(line_ending(lines[start - 1]), kept_after[0]):
-        # After a lone "\r", the "\n" of a blank line would only make it "\r\n".
-        kept_after[0] = "\r" + kept_after[0][1:]
-    result = "".join([*lines[:start], *kept_after])
+    result = _join_after_removal(lines, start, kept_after)
     expected = copy.deepcopy(before)
     del expected[0][section]
     if _read(result, source) != expected:
