@@ -194,6 +194,20 @@ def vault_overview(vault_id: str, vault: dict[str, Any], state: dict[str, Any]) 
             "createdAt": vault["createdAt"], "updatedAt": vault["updatedAt"]}
 
 
+def require_write(state: dict[str, Any], client: dict[str, Any], vault_id: Any) -> None:
+    """Refuse a change to vault ``vault_id`` that ``client`` may see but not write: a
+    service account holds per-vault permissions fixed when it is made, and `op
+    service-account create` grants read_items only unless told (1Password CLI reference,
+    developer.1password.com/docs/cli/reference/management-commands/service-account); a
+    vault added with ``service_account_access="read"`` is such a vault. The core's words
+    are those it answers any permission failure with. A desktop-app client writes as
+    the signed-in user."""
+    vault = find_vault(state, client, vault_id)
+    if not client.get("desktop") and vault.get("serviceAccountAccess", "write") != "write":
+        raise CoreError.of(GUESSED_NAME, "you don't have the right permissions to access "
+                           "this resource")
+
+
 def find_item(state: dict[str, Any], client: dict[str, Any], vault_id: Any, item_id: Any,
           *, update: bool = False, active: bool = False) -> dict[str, Any]:
     """The item; ``active``: an archived one is not found (ItemsGet by a remembered id:
@@ -288,6 +302,7 @@ def create(state: dict[str, Any], client: dict[str, Any], params: dict[str, Any]
     ``ItemsCreateAll`` names for all of them); CoreError when the vault is not one
     ``client`` sees or the fields are refused."""
     vault_id = vault_id or params.get("vaultId")
+    require_write(state, client, vault_id)
     if params.get("vaultId") != vault_id:
         raise CoreError.of("InvalidConfiguration", "invalid user input: multiple items can be "
                            "created at once only within the same vault. one of the specified "

@@ -86,13 +86,17 @@ class OnePasswordEmulator:
             state["tokens"] = [t for t in state["tokens"] if t != token]
 
     # vaults
-    def add_vault(self, title: str, *, vault_type: str = "userCreated") -> str:
-        """A new vault (``vault_type``: userCreated, personal or everyone); returns its id."""
+    def add_vault(self, title: str, *, vault_type: str = "userCreated",
+                  service_account_access: str = "write") -> str:
+        """A new vault (``vault_type``: userCreated, personal or everyone); returns its id.
+        ``service_account_access``: ``"write"`` (read_items and write_items) or ``"read"``
+        (read_items only, what `op service-account create` grants unless told)."""
         vault_id, now = new_id(), timestamp()
         with self._state() as state:
             state["vaults"][vault_id] = {
                 "title": title, "description": "", "vaultType": vault_type, "createdAt": now,
-                "updatedAt": now, "contentVersion": 1, "attributeVersion": 1}
+                "updatedAt": now, "contentVersion": 1, "attributeVersion": 1,
+                "serviceAccountAccess": service_account_access}
         return vault_id
 
     def vault_id(self, title: str = DEFAULT_VAULT) -> str:

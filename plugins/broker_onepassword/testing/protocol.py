@@ -36,6 +36,7 @@ from broker_onepassword.testing.account import (
     new_id,
     open_state,
     public,
+    require_write,
     timestamp,
     vault_overview,
     visible_vaults,
@@ -182,6 +183,7 @@ def dispatch(state: dict[str, Any], client: dict[str, Any], name: str,
         return public(find_item(state, client, params["vault_id"], params["item_id"], active=True))
     if name == "ItemsGetAll":
         find_vault(state, client, params["vault_id"])
+        # get_all and delete_all take at most 50 ids: the SDK core's answer, measured
         if len(params["item_ids"]) > 50:
             raise CoreError.of("InvalidConfiguration",
                                "invalid user input: you can only retrieve up to 50 items at once")
@@ -202,10 +204,11 @@ def dispatch(state: dict[str, Any], client: dict[str, Any], name: str,
         return {"individualResponses": [{"content": c, "error": None} for c in created]}
     if name == "ItemsPut":
         submitted = params["item"]
+        require_write(state, client, submitted["vaultId"])
         item = find_item(state, client, submitted["vaultId"], submitted["id"], update=True)
         if item["state"] != "active":
             raise CoreError.of(GUESSED_NAME, "item update failed: item is not in an active state")
-        if submitted["version"] != item["version"]:
+        if submitted["version"] != item["version"]:  # put of a stale version: the core's words
             raise CoreError.of(GUESSED_NAME, "The submitted item is not up to date. Refetch the "
                                "item and retry the request.")
         sections = [{"id": s["id"], "title": s["title"]} for s in submitted.get("sections") or []]
@@ -218,12 +221,13 @@ def dispatch(state: dict[str, Any], client: dict[str, Any], name: str,
         bump(state, item["vaultId"])
         return public(item)
     if name == "ItemsDelete":
+        require_write(state, client, params["vault_id"])
         item = find_item(state, client, params["vault_id"], params["item_id"])
         del state["items"][item["id"]]
         bump(state, item["vaultId"])
         return None
     if name == "ItemsDeleteAll":
-        find_vault(state, client, params["vault_id"])
+        require_write(state, client, params["vault_id"])
         if len(params["item_ids"]) > 50:
             raise CoreError.of("InvalidConfiguration",
                                "invalid user input: you can only delete up to 50 items at once")
@@ -237,6 +241,7 @@ def dispatch(state: dict[str, Any], client: dict[str, Any], name: str,
                 responses[item_id] = {"content": None, "error": None}
         return {"individualResponses": responses}
     if name == "ItemsArchive":
+        require_write(state, client, params["vault_id"])
         item = find_item(state, client, params["vault_id"], params["item_id"])
         item["state"] = "archived"
         return None

@@ -56,7 +56,9 @@ def parse_reference(reference: Any) -> tuple[list[str], dict[str, str]]:
 
 
 def same(a: str, b: str) -> bool:
-    """Whether two names match as the core matches titles (case-insensitively)."""
+    """Whether two names match as the core matches titles in secret references
+    (case-insensitively: 1Password's "Secret reference syntax",
+    developer.1password.com/docs/cli/secret-reference-syntax)."""
     return a.casefold() == b.casefold()
 
 

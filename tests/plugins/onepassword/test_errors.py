@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from broker_onepassword import OnePasswordBackend, _platform
 from broker_onepassword._sdk import AccessDenied, VersionConflict, translate
-from broker_onepassword.testing import OnePasswordEmulator, make_token
+from broker_onepassword.testing import OnePasswordEmulator, field, make_token
 
 from broker.errors import (
     AmbiguousMatch,
@@ -401,3 +401,23 @@ def test_a_seed_1password_refuses(emulator: OnePasswordEmulator,
     assert "base32" in caught.value.hint and "broker totp set" in caught.value.hint
     no_secret_in(caught.value, seed, SECRET)
     assert emulator.items() == []
+
+
+def test_a_vault_the_service_account_may_only_read(
+    emulator: OnePasswordEmulator, make_backend: Callable[..., OnePasswordBackend]
+) -> None:
+    """Read, yes; a write is refused by 1Password itself (no injected fault), and the
+    error says a new service account with write access is the way."""
+    emulator.add_vault("ReadOnly", service_account_access="read")
+    emulator.create_item("AWS dev", [field("access key id", "AKIAREADONLY00000001"),
+                                     field("secret access key", "s", "Concealed")],
+                         vault="ReadOnly", tags=["broker"])
+    backend = make_backend(vault="ReadOnly")
+    assert backend.list() == ["dev"]
+    with pytest.raises(AccessDenied) as caught:
+        backend.set("other", SAMPLE)
+    assert caught.value.exit_code == 6
+    assert "read and write access to the vault ReadOnly" in caught.value.hint
+    with pytest.raises(AccessDenied):
+        backend.delete("dev")
+    assert backend.list() == ["dev"]  # nothing changed
