@@ -88,6 +88,11 @@ class BrokerError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({_closing(self.hint)})" if self.hint else self.message
 
+    def as_problem(self) -> str:
+        """``"MESSAGE; HINT"`` (or the message alone): the error as one of several
+        problems listed about a profile (`broker list`, a chain's problems)."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
 
 def _closing(hint: str) -> str:
     """``hint`` as it goes inside the parentheses of a message: a parenthesis that would

@@ -230,7 +230,7 @@ def problems(chain: Chain, options: ChainOptions | None = None) -> list[str]:
     try:
         plan(chain, options or ChainOptions())
     except (ConfigError, UsageError) as exc:
-        return [f"{exc.message}; {exc.hint}" if exc.hint else exc.message]
+        return [exc.as_problem()]
     return []
 
 

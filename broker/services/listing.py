@@ -235,12 +235,10 @@ def list_profiles(ctx: Context, *, backend: str | None = None) -> Listing:
         unsettled = stores.problems.get(backend_name, {}).get(chain.key_profile.name)
         if unsettled is not None and not stored:  # e.g. two items with one title: not "missing"
             stored = None
-            problems.append(f"{unsettled.message}; {unsettled.hint}" if unsettled.hint
-                            else unsettled.message)
+            problems.append(unsettled.as_problem())
         unserved = ctx.item_problem(backend_name, chain.key_profile.name)
         if unserved is not None:  # a broker_item that backend cannot serve
-            problems.append(f"{unserved.message}; {unserved.hint}" if unserved.hint
-                            else unserved.message)
+            problems.append(unserved.as_problem())
         return ProfileInfo(
             name, chain.names, chain.key_profile.name, backend_name, stored,
             _device(chain, backend_name) or None, profile.role_arn, sessions.get(name, []),
